@@ -1,0 +1,178 @@
+// BatchNorm over NCHW (2-D) or NC (1-D, hw = 1), with an optional fused ReLU.
+// Statistics and gradient sums are per-channel tree reductions in one workgroup per
+// channel (WebGPU has no float atomics); the elementwise parts are flat grids.
+// Semantics follow PyTorch: normalise with the biased batch variance, running_var gets the
+// unbiased one, running = (1 - momentum) * running + momentum * batch.
+
+struct Bn {
+    n: u32, c: u32, hw: u32, relu: u32,
+    eps: f32, momentum: f32, _a: u32, _b: u32,
+}
+
+const RW: u32 = 64u;  // reduction workgroup width
+const EW: u32 = 64u;  // elementwise workgroup width
+
+@group(0) @binding(0) var<uniform> p: Bn;
+
+var<workgroup> red_a: array<f32, RW>;
+var<workgroup> red_b: array<f32, RW>;
+
+// Sums red_a and red_b over the workgroup into element 0 (ends with a barrier).
+fn reduce_pair(lid: u32) {
+    for (var s = RW / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (lid < s) {
+            red_a[lid] += red_a[lid + s];
+            red_b[lid] += red_b[lid + s];
+        }
+    }
+    workgroupBarrier();
+}
+
+// Index of element e (0 <= e < n * hw) of channel c.
+fn at(c: u32, e: u32) -> u32 {
+    return ((e / p.hw) * p.c + c) * p.hw + e % p.hw;
+}
+
+// stats: saved = [mean; 1/sqrt(var + eps)] of the batch, running statistics updated.
+@group(0) @binding(1) var<storage, read> st_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> st_saved: array<f32>;
+@group(0) @binding(3) var<storage, read_write> st_running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> st_running_var: array<f32>;
+
+@compute @workgroup_size(RW, 1, 1)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let c = wid.x;
+    let lid = lid3.x;
+    let m = p.n * p.hw;
+    var s = 0.0;
+    for (var e = lid; e < m; e += RW) {
+        s += st_x[at(c, e)];
+    }
+    red_a[lid] = s;
+    red_b[lid] = 0.0;
+    reduce_pair(lid);
+    let mean = red_a[0] / f32(m);
+    workgroupBarrier();
+    // Second pass over centred values: no cancellation from E[x^2] - E[x]^2.
+    var q = 0.0;
+    for (var e = lid; e < m; e += RW) {
+        let d = st_x[at(c, e)] - mean;
+        q += d * d;
+    }
+    red_a[lid] = q;
+    red_b[lid] = 0.0;
+    reduce_pair(lid);
+    if (lid == 0u) {
+        let var_b = red_a[0] / f32(m);
+        st_saved[c] = mean;
+        st_saved[p.c + c] = 1.0 / sqrt(var_b + p.eps);
+        let unbiased = select(var_b, var_b * f32(m) / f32(m - 1u), m > 1u);
+        st_running_mean[c] = (1.0 - p.momentum) * st_running_mean[c] + p.momentum * mean;
+        st_running_var[c] = (1.0 - p.momentum) * st_running_var[c] + p.momentum * unbiased;
+    }
+}
+
+fn activate(z: f32) -> f32 {
+    return select(z, max(z, 0.0), p.relu != 0u);
+}
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * EW;
+}
+
+// apply_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics.
+@group(0) @binding(1) var<storage, read> at_x: array<f32>;
+@group(0) @binding(2) var<storage, read> at_saved: array<f32>;
+@group(0) @binding(3) var<storage, read> at_gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> at_beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> at_y: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n * p.c * p.hw) { return; }
+    let c = (i / p.hw) % p.c;
+    let xhat = (at_x[i] - at_saved[c]) * at_saved[p.c + c];
+    at_y[i] = activate(xhat * at_gamma[c] + at_beta[c]);
+}
+
+// apply_eval: the same with the running statistics.
+@group(0) @binding(1) var<storage, read> ev_x: array<f32>;
+@group(0) @binding(2) var<storage, read> ev_running_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> ev_running_var: array<f32>;
+@group(0) @binding(4) var<storage, read> ev_gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> ev_beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ev_y: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn apply_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n * p.c * p.hw) { return; }
+    let c = (i / p.hw) % p.c;
+    let invstd = 1.0 / sqrt(ev_running_var[c] + p.eps);
+    ev_y[i] = activate((ev_x[i] - ev_running_mean[c]) * invstd * ev_gamma[c] + ev_beta[c]);
+}
+
+// The incoming gradient with the ReLU mask applied (the mask is recomputed from x).
+fn masked_grad(dy: f32, xhat: f32, gamma: f32, beta: f32) -> f32 {
+    return select(dy, 0.0, p.relu != 0u && xhat * gamma + beta <= 0.0);
+}
+
+// backward_reduce: dgamma = sum(g * xhat), dbeta = sum(g), g the masked gradient.
+@group(0) @binding(1) var<storage, read> br_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> br_x: array<f32>;
+@group(0) @binding(3) var<storage, read> br_saved: array<f32>;
+@group(0) @binding(4) var<storage, read> br_gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> br_beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> br_dgamma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> br_dbeta: array<f32>;
+
+@compute @workgroup_size(RW, 1, 1)
+fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let c = wid.x;
+    let lid = lid3.x;
+    let m = p.n * p.hw;
+    let mean = br_saved[c];
+    let invstd = br_saved[p.c + c];
+    let gamma = br_gamma[c];
+    let beta = br_beta[c];
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var e = lid; e < m; e += RW) {
+        let i = at(c, e);
+        let xhat = (br_x[i] - mean) * invstd;
+        let g = masked_grad(br_dy[i], xhat, gamma, beta);
+        s1 += g;
+        s2 += g * xhat;
+    }
+    red_a[lid] = s1;
+    red_b[lid] = s2;
+    reduce_pair(lid);
+    if (lid == 0u) {
+        br_dbeta[c] = red_a[0];
+        br_dgamma[c] = red_b[0];
+    }
+}
+
+// backward_apply: dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma).
+@group(0) @binding(1) var<storage, read> ba_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> ba_x: array<f32>;
+@group(0) @binding(3) var<storage, read> ba_saved: array<f32>;
+@group(0) @binding(4) var<storage, read> ba_gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> ba_beta: array<f32>;
+@group(0) @binding(6) var<storage, read> ba_dgamma: array<f32>;
+@group(0) @binding(7) var<storage, read> ba_dbeta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> ba_dx: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n * p.c * p.hw) { return; }
+    let c = (i / p.hw) % p.c;
+    let m = f32(p.n * p.hw);
+    let invstd = ba_saved[p.c + c];
+    let xhat = (ba_x[i] - ba_saved[c]) * invstd;
+    let g = masked_grad(ba_dy[i], xhat, ba_gamma[c], ba_beta[c]);
+    ba_dx[i] = ba_gamma[c] * invstd / m * (m * g - ba_dbeta[c] - xhat * ba_dgamma[c]);
+}

@@ -1,0 +1,279 @@
+// 2-D convolution, NCHW, any groups, odd square kernel k, stride s, padding p, no bias.
+// Each direction is an implicit GEMM per group (the group is gid.z, never a host loop):
+//   forward          rows = output channels of the group, columns = output pixels of the batch,
+//                    reduction over (input channel, ky, kx)
+//   backward_data    rows = input channels of the group,  columns = input pixels of the batch,
+//                    reduction over (output channel, ky, kx)
+//   backward_weight  rows = output channels of the group, columns = (input channel, ky, kx),
+//                    reduction over the pixels of a slice of the batch (split-K, summed by sum_splits)
+// Register tiling: an invocation owns TM rows x (4 * NV) columns, held as vec4 accumulators.
+// lavapipe runs invocations as SIMD lanes and pays per loaded element, so large tiles and
+// no workgroup memory win there (see docs); real GPUs are fine with the same shape.
+// TM, NV and WG are appended by the host as consts.
+
+struct Conv {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, oh: u32, ow: u32, groups: u32,
+    k: u32, stride: u32, pad: u32, cig: u32,
+    cog: u32, splits: u32, n_per_split: u32, _unused: u32,
+}
+
+const TN: u32 = 4u * NV;
+
+@group(0) @binding(0) var<uniform> p: Conv;
+
+// forward: y = conv(x, w)
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.z;
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    let ohw = p.oh * p.ow;
+    let ncol = p.n * ohw;
+    if (col0 >= ncol) { return; }
+    let hw = p.h * p.w;
+    let kk = p.k * p.k;
+
+    // Per column: where its receptive field starts and where its output goes. Columns past
+    // the end are clamped to the last one (loads stay in bounds) and never stored.
+    var x_base: array<u32, TN>;
+    var y0: array<i32, TN>;
+    var x0: array<i32, TN>;
+    var y_index: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        let c = min(col0 + j, ncol - 1u);
+        let n = c / ohw;
+        let r = c % ohw;
+        y0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
+        x0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
+        x_base[j] = (n * p.cin + g * p.cig) * hw;
+        y_index[j] = (n * p.cout + g * p.cog) * ohw + r;
+    }
+    var w_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        w_base[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * p.cig * kk;
+    }
+
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = 0u; ky < p.k; ky++) {
+        for (var kx = 0u; kx < p.k; kx++) {
+            var off: array<u32, TN>;
+            var inside: array<bool, TN>;
+            for (var j = 0u; j < TN; j++) {
+                let yy = y0[j] + i32(ky);
+                let xx = x0[j] + i32(kx);
+                inside[j] = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+                off[j] = select(0u, x_base[j] + u32(yy) * p.w + u32(xx), inside[j]);
+            }
+            let tap = ky * p.k + kx;
+            for (var ci = 0u; ci < p.cig; ci++) {
+                let plane = ci * hw;
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let j = 4u * v;
+                    xv[v] = vec4<f32>(
+                        select(0.0, fwd_x[off[j] + plane], inside[j]),
+                        select(0.0, fwd_x[off[j + 1u] + plane], inside[j + 1u]),
+                        select(0.0, fwd_x[off[j + 2u] + plane], inside[j + 2u]),
+                        select(0.0, fwd_x[off[j + 3u] + plane], inside[j + 3u]));
+                }
+                for (var i = 0u; i < TM; i++) {
+                    let wv = vec4<f32>(fwd_w[w_base[i] + ci * kk + tap]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(wv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < ncol) {
+                fwd_y[y_index[j] + row * ohw] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+// backward_data: dx = conv_transpose(dy, w)
+@group(0) @binding(1) var<storage, read> bwd_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.z;
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    let hw = p.h * p.w;
+    let ncol = p.n * hw;
+    if (col0 >= ncol) { return; }
+    let ohw = p.oh * p.ow;
+    let kk = p.k * p.k;
+    let s = i32(p.stride);
+
+    var dy_base: array<u32, TN>;
+    var ty0: array<i32, TN>;
+    var tx0: array<i32, TN>;
+    var dx_index: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        let c = min(col0 + j, ncol - 1u);
+        let n = c / hw;
+        let r = c % hw;
+        ty0[j] = i32(r / p.w) + i32(p.pad);
+        tx0[j] = i32(r % p.w) + i32(p.pad);
+        dy_base[j] = (n * p.cout + g * p.cog) * ohw;
+        dx_index[j] = (n * p.cin + g * p.cig) * hw + r;
+    }
+    var w_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        w_base[i] = g * p.cog * p.cig * kk + min(row0 + i, p.cig - 1u) * kk;
+    }
+
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = 0u; ky < p.k; ky++) {
+        for (var kx = 0u; kx < p.k; kx++) {
+            // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
+            // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
+            var off: array<u32, TN>;
+            var inside: array<bool, TN>;
+            for (var j = 0u; j < TN; j++) {
+                let ty = ty0[j] - i32(ky);
+                let tx = tx0[j] - i32(kx);
+                let oy = ty / s;
+                let ox = tx / s;
+                inside[j] = ty >= 0 && tx >= 0 && oy * s == ty && ox * s == tx
+                    && oy < i32(p.oh) && ox < i32(p.ow);
+                off[j] = select(0u, dy_base[j] + u32(oy) * p.ow + u32(ox), inside[j]);
+            }
+            let tap = ky * p.k + kx;
+            for (var co = 0u; co < p.cog; co++) {
+                let plane = co * ohw;
+                var dv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let j = 4u * v;
+                    dv[v] = vec4<f32>(
+                        select(0.0, bwd_dy[off[j] + plane], inside[j]),
+                        select(0.0, bwd_dy[off[j + 1u] + plane], inside[j + 1u]),
+                        select(0.0, bwd_dy[off[j + 2u] + plane], inside[j + 2u]),
+                        select(0.0, bwd_dy[off[j + 3u] + plane], inside[j + 3u]));
+                }
+                let w_co = co * p.cig * kk + tap;
+                for (var i = 0u; i < TM; i++) {
+                    let wv = vec4<f32>(bwd_w[w_base[i] + w_co]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(wv, dv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cig) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < ncol) {
+                bwd_dx[dx_index[j] + row * hw] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+// backward_weight: dw[s] = sum over the pixels of batch slice s of dy * x (s = split index).
+@group(0) @binding(1) var<storage, read> wg_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wg_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.z % p.groups;
+    let split = gid.z / p.groups;
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    let kk = p.k * p.k;
+    let ncol = p.cig * kk;
+    if (col0 >= ncol) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+
+    var x_plane: array<u32, TN>;
+    var ky: array<i32, TN>;
+    var kx: array<i32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        let c = min(col0 + j, ncol - 1u);
+        let tap = c % kk;
+        x_plane[j] = (g * p.cig + c / kk) * hw;
+        ky[j] = i32(tap / p.k) - i32(p.pad);
+        kx[j] = i32(tap % p.k) - i32(p.pad);
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
+    }
+
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let iy = i32(oy * p.stride);
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let ix = i32(ox * p.stride);
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    var q: vec4<f32>;
+                    for (var e = 0u; e < 4u; e++) {
+                        let j = 4u * v + e;
+                        let yy = iy + ky[j];
+                        let xx = ix + kx[j];
+                        let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+                        let o = select(0u, x_img + x_plane[j] + u32(yy) * p.w + u32(xx), inside);
+                        q[e] = select(0.0, wg_x[o], inside);
+                    }
+                    xv[v] = q;
+                }
+                let pix = dy_img + oy * p.ow + ox;
+                for (var i = 0u; i < TM; i++) {
+                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * ncol;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < ncol) {
+                wg_dw[split * total + (g * p.cog + row) * ncol + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+// sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
+@group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    let total = p.cout * p.cig * p.k * p.k;
+    if (i >= total) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.splits; k++) {
+        s += ss_partial[k * total + i];
+    }
+    ss_dw[i] = s;
+}

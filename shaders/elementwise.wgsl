@@ -1,0 +1,105 @@
+// Flat elementwise kernels: ReLU, residual add, channel concat/split, dropout.
+// Grids may be 2-D when a tensor has more than 65535 * EW values.
+
+struct Ew {
+    len: u32, seed: u32, hw: u32, channels: u32,
+    src_total: u32, src_offset: u32, dst_total: u32, dst_offset: u32,
+    drop_p: f32, scale: f32, _a: u32, _b: u32,
+}
+
+const EW: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Ew;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * EW;
+}
+
+// relu_forward: y = max(x, 0)
+@group(0) @binding(1) var<storage, read> rf_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rf_y: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    rf_y[i] = max(rf_x[i], 0.0);
+}
+
+// relu_backward: dx = dy where y > 0 (y may be the ReLU's input or output: same sign)
+@group(0) @binding(1) var<storage, read> rb_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> rb_y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rb_dx: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    rb_dx[i] = select(0.0, rb_dy[i], rb_y[i] > 0.0);
+}
+
+// add: out = a + b;  add_relu: out = max(a + b, 0) (the end of a residual block)
+@group(0) @binding(1) var<storage, read> ad_a: array<f32>;
+@group(0) @binding(2) var<storage, read> ad_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ad_out: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    ad_out[i] = ad_a[i] + ad_b[i];
+}
+
+@compute @workgroup_size(EW, 1, 1)
+fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    ad_out[i] = max(ad_a[i] + ad_b[i], 0.0);
+}
+
+// copy_channels: dst[n, dst_offset + c, :] = src[n, src_offset + c, :] for c < channels.
+// Concat is two copies into one buffer; its backward (split) is two copies out of it.
+@group(0) @binding(1) var<storage, read> cc_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cc_dst: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    let block = p.channels * p.hw;
+    let n = i / block;
+    let r = i % block;
+    cc_dst[(n * p.dst_total + p.dst_offset) * p.hw + r] = cc_src[(n * p.src_total + p.src_offset) * p.hw + r];
+}
+
+// dropout: out = in * keep(seed, i) / (1 - drop_p). The mask is a hash of (seed, index), so the
+// backward pass is the same kernel with the same seed applied to the gradient.
+fn hash(v: u32) -> u32 {
+    // PCG output permutation (Jarzynski & Olano, "Hash Functions for GPU Rendering").
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn keep(i: u32) -> bool {
+    let u = f32(hash(i ^ hash(p.seed)) >> 8u) * (1.0 / 16777216.0);
+    return u >= p.drop_p;
+}
+
+@group(0) @binding(1) var<storage, read> dr_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dr_out: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    dr_out[i] = select(0.0, dr_in[i] * p.scale, keep(i));
+}
+
+// dropout_mask: out = 1 where dropout keeps index i, else 0 (lets the host reproduce the mask).
+@compute @workgroup_size(EW, 1, 1)
+fn dropout_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    dr_out[i] = select(0.0, 1.0, keep(i));
+}

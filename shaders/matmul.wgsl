@@ -1,0 +1,57 @@
+// C[m, n] = sum_k A[m, k] * B[k, n], with A and B addressed through row/column strides so
+// one kernel serves a linear layer's forward (x W^T), input gradient (dy W) and weight
+// gradient (dy^T x). Register tiled like conv2d.wgsl: TM rows x (4 * NV) columns per
+// invocation, vec4 accumulators, no workgroup memory. TM, NV, WG are appended by the host.
+
+struct Mm {
+    m: u32, n: u32, k: u32, a_row: u32,
+    a_col: u32, b_row: u32, b_col: u32, _a: u32,
+}
+
+const TN: u32 = 4u * NV;
+
+@group(0) @binding(0) var<uniform> p: Mm;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    var a_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        a_base[i] = min(row0 + i, p.m - 1u) * p.a_row;
+    }
+    var b_base: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        b_base[j] = min(col0 + j, p.n - 1u) * p.b_col;
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        let brow = kk * p.b_row;
+        var bv: array<vec4<f32>, NV>;
+        for (var v = 0u; v < NV; v++) {
+            let j = 4u * v;
+            bv[v] = vec4<f32>(b[b_base[j] + brow], b[b_base[j + 1u] + brow],
+                              b[b_base[j + 2u] + brow], b[b_base[j + 3u] + brow]);
+        }
+        let acol = kk * p.a_col;
+        for (var i = 0u; i < TM; i++) {
+            let av = vec4<f32>(a[a_base[i] + acol]);
+            for (var v = 0u; v < NV; v++) {
+                acc[i * NV + v] = fma(av, bv[v], acc[i * NV + v]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < p.n) {
+                c[row * p.n + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}

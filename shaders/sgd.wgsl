@@ -1,0 +1,24 @@
+// SGD with momentum and weight decay, PyTorch's formulation:
+//   v = momentum * v + (g + weight_decay * p);  p = p - lr * v
+// Run once over the whole parameter arena (all trainable tensors in one buffer), so one
+// dispatch updates the model. lr changes every step: it lives in the uniform, rewritten per step.
+
+struct Sgd {
+    len: u32, lr: f32, momentum: f32, weight_decay: f32,
+}
+
+const EW: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Sgd;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> velocity: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * EW;
+    if (i >= p.len) { return; }
+    let v = p.momentum * velocity[i] + grad[i] + p.weight_decay * param[i];
+    velocity[i] = v;
+    param[i] = param[i] - p.lr * v;
+}

@@ -1,0 +1,434 @@
+//! GPU context: adapter choice, tensors in storage buffers, a pipeline cache and
+//! pre-built dispatches ("launches") that a step records into one compute pass.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
+
+/// How a kernel sees one of its storage bindings (binding 0 is always its uniform parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One entry point of one WGSL file, with the constants appended to its source.
+#[derive(Clone, Debug)]
+pub struct KernelSpec {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+    /// WGSL `const` declarations appended after the file (so line numbers stay true).
+    pub constants: String,
+}
+
+impl KernelSpec {
+    pub fn new(file: &'static str, source: &'static str, entry: &'static str, bindings: &'static [Access]) -> Self {
+        KernelSpec { file, source, entry, bindings, constants: String::new() }
+    }
+    pub fn with_const(mut self, name: &str, value: u32) -> Self {
+        self.constants.push_str(&format!("const {name}: u32 = {value}u;\n"));
+        self
+    }
+    pub fn full_source(&self) -> String {
+        format!("{}\n{}", self.source, self.constants)
+    }
+}
+
+/// Which backends `--backend` may name.
+pub fn parse_backends(name: &str) -> Result<wgpu::Backends> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+        "metal" | "mtl" => wgpu::Backends::METAL,
+        "dx12" | "d3d12" => wgpu::Backends::DX12,
+        "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+        "primary" | "auto" => wgpu::Backends::PRIMARY,
+        other => bail!("unknown backend '{other}': use vulkan, metal, dx12, gl or auto"),
+    })
+}
+
+/// A view of `len` f32 (or u32) values in a storage buffer, with a logical shape.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub buffer: Arc<wgpu::Buffer>,
+    /// Offset in bytes; a multiple of the adapter's storage offset alignment.
+    pub offset: u64,
+    pub shape: Vec<usize>,
+}
+
+impl Tensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn bytes(&self) -> u64 {
+        self.len() as u64 * 4
+    }
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: NonZeroU64::new(self.bytes().max(4)),
+        })
+    }
+    /// Same storage, another shape with the same number of values.
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape changes the size");
+        Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: shape.to_vec() }
+    }
+}
+
+/// A recorded dispatch: pipeline, its bind group and grid. Built once, replayed every step.
+pub struct Launch {
+    pub label: String,
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+    /// The kernel's uniform parameters; steps may rewrite fields (learning rate, dropout seed).
+    pub params: Arc<wgpu::Buffer>,
+    /// Floating-point operations of one dispatch (for per-layer GFLOP/s reports).
+    pub flops: f64,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<(String, &'static str, String), Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a Vulkan, Metal or DX12 driver; \
+on a CPU-only Linux machine install Mesa's lavapipe (Debian/Ubuntu: apt-get install mesa-vulkan-drivers)";
+
+impl Gpu {
+    /// Open the default adapter, honouring WGPU_BACKEND and WGPU_ADAPTER_NAME.
+    pub fn new() -> Result<Gpu> {
+        Self::with_backend(None)
+    }
+
+    /// Open an adapter on the named backend (`vulkan`, `metal`, `dx12`, `gl`, `auto`), or the
+    /// environment's choice when `None`. GL is only used when nothing else exists.
+    pub fn with_backend(backend: Option<&str>) -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let explicit = match backend {
+            Some(name) => Some(parse_backends(name)?),
+            None => wgpu::Backends::from_env(),
+        };
+        desc.backends = explicit.unwrap_or(wgpu::Backends::all());
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        if adapters.is_empty() {
+            bail!("{NO_ADAPTER_HELP}");
+        }
+        if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            let want = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+            if adapters.is_empty() {
+                bail!("WGPU_ADAPTER_NAME='{name}' matches no adapter; run `spgnet info` to list them");
+            }
+        }
+        // Real GPUs first, then CPU (lavapipe), and GL last.
+        let rank = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            let backend = if i.backend == wgpu::Backend::Gl { 10 } else { 0 };
+            let kind = match i.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Cpu => 3,
+                wgpu::DeviceType::Other => 4,
+            };
+            backend + kind
+        };
+        adapters.sort_by_key(rank);
+        let adapter = adapters.into_iter().next().ok_or_else(|| anyhow!(NO_ADAPTER_HELP))?;
+        Self::from_adapter(adapter)
+    }
+
+    /// Adapters this machine offers, one line each.
+    pub fn list_adapters() -> Vec<String> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| describe(&a.get_info()))
+            .collect()
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("spgnet"),
+            required_features: adapter.features() & wanted,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .with_context(|| format!("could not open the device on adapter {}", describe(&info)))?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::default(),
+            layouts: Mutex::default(),
+            errors,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// Fails with the first validation error wgpu reported since the last check.
+    pub fn check(&self) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap();
+        if let Some(e) = errs.first().cloned() {
+            errs.clear();
+            let detail: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            bail!("GPU error: {}", detail.join(" | "));
+        }
+        Ok(())
+    }
+
+    fn new_buffer(&self, bytes: u64, label: &str) -> Arc<wgpu::Buffer> {
+        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).div_ceil(16) * 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A zero-filled tensor in its own buffer.
+    pub fn zeros(&self, shape: &[usize], label: &str) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor { buffer: self.new_buffer(n as u64 * 4, label), offset: 0, shape: shape.to_vec() }
+    }
+
+    pub fn upload(&self, data: &[f32], shape: &[usize], label: &str) -> Tensor {
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "upload: data does not fit the shape");
+        let t = self.zeros(shape, label);
+        self.write(&t, data);
+        t
+    }
+
+    pub fn upload_u32(&self, data: &[u32], label: &str) -> Tensor {
+        let t = self.zeros(&[data.len()], label);
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        t
+    }
+
+    pub fn write(&self, t: &Tensor, data: &[f32]) {
+        assert_eq!(data.len(), t.len(), "write: size mismatch");
+        if !data.is_empty() {
+            self.queue.write_buffer(&t.buffer, t.offset, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Copy a tensor back to the host (waits for all submitted work).
+    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(&t.buffer, t.offset, t.bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = bytes.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU device lost while waiting for results: {e}"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU readback was cancelled"))?
+            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        let data = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback failed: {e:?}"))?.to_vec();
+        staging.unmap();
+        self.check()?;
+        Ok(data[..bytes as usize].to_vec())
+    }
+
+    fn layout(&self, bindings: &[Access]) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+        let mut cache = self.layouts.lock().unwrap();
+        cache
+            .entry(bindings.to_vec())
+            .or_insert_with(|| {
+                let storage = |read_only| wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                };
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                for (i, a) in bindings.iter().enumerate() {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: i as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: storage(*a == Access::Read),
+                        count: None,
+                    });
+                }
+                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: None,
+                    entries: &entries,
+                });
+                let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                Arc::new((bgl, pl))
+            })
+            .clone()
+    }
+
+    /// The compiled pipeline of a kernel; each (file, entry, constants) compiles once.
+    pub fn pipeline(&self, spec: &KernelSpec) -> Arc<wgpu::ComputePipeline> {
+        let key = (spec.file.to_string(), spec.entry, spec.constants.clone());
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let layout = self.layout(spec.bindings);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(spec.file),
+            source: wgpu::ShaderSource::Wgsl(spec.full_source().into()),
+        });
+        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(spec.entry),
+            layout: Some(&layout.1),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// A small uniform buffer holding a kernel's parameters (u32 words; f32 as bits).
+    pub fn params(&self, words: &[u32]) -> Arc<wgpu::Buffer> {
+        let mut padded = words.to_vec();
+        padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: padded.len() as u64 * 4,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(&padded));
+        Arc::new(buf)
+    }
+
+    /// Build a dispatch of `spec` over `workgroups` with its parameters and tensors.
+    pub fn launch(
+        &self,
+        label: impl Into<String>,
+        spec: &KernelSpec,
+        params: &Arc<wgpu::Buffer>,
+        tensors: &[&Tensor],
+        workgroups: [u32; 3],
+    ) -> Launch {
+        assert_eq!(tensors.len(), spec.bindings.len(), "{}: wrong number of tensors", spec.entry);
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        assert!(workgroups.iter().all(|&w| w <= max), "{}: grid {workgroups:?} exceeds {max}", spec.entry);
+        let pipeline = self.pipeline(spec);
+        let layout = self.layout(spec.bindings);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+        for (i, t) in tensors.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout.0,
+            entries: &entries,
+        });
+        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0 }
+    }
+
+    /// Record launches into one compute pass.
+    pub fn record(pass: &mut wgpu::ComputePass<'_>, launches: &[Launch]) {
+        for l in launches {
+            if l.workgroups.iter().any(|&w| w == 0) {
+                continue;
+            }
+            pass.set_pipeline(&l.pipeline);
+            pass.set_bind_group(0, &l.bind_group, &[]);
+            pass.dispatch_workgroups(l.workgroups[0], l.workgroups[1], l.workgroups[2]);
+        }
+    }
+
+    /// Submit launches as one command buffer (one pass) and return without waiting.
+    pub fn submit(&self, launches: &[Launch]) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            Self::record(&mut pass, launches);
+        }
+        self.queue.submit([enc.finish()]);
+    }
+
+    /// Submit and wait until the GPU has finished.
+    pub fn run(&self, launches: &[Launch]) -> Result<()> {
+        self.submit(launches);
+        self.wait()
+    }
+
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU device lost: {e}"))?;
+        self.check()
+    }
+}
+
+fn describe(i: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+}
+
+/// Split `n` invocations of `wg`-wide workgroups into a grid within the per-dimension limit.
+/// Kernels recover the flat index as `gid.x + gid.y * num_workgroups.x * wg`.
+pub fn grid_1d(n: usize, wg: u32) -> [u32; 3] {
+    let groups = (n as u64).div_ceil(wg as u64).max(1);
+    let x = groups.min(65535);
+    let y = groups.div_ceil(x);
+    [x as u32, y as u32, 1]
+}
+
+pub fn f(x: f32) -> u32 {
+    x.to_bits()
+}

@@ -1,0 +1,94 @@
+//! BatchNorm 2-D / 1-D with optional fused ReLU (shaders/batchnorm.wgsl).
+
+use crate::gpu::{f, grid_1d, Access, Gpu, KernelSpec, Launch, Tensor};
+use std::sync::Arc;
+use Access::{Read, ReadWrite};
+
+const SOURCE: &str = include_str!("../../shaders/batchnorm.wgsl");
+pub const EPS: f32 = 1e-5;
+pub const MOMENTUM: f32 = 0.1;
+
+/// Data laid out [n, c, hw]; hw = 1 for BatchNorm1d.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnShape {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl BnShape {
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn spec(entry: &'static str) -> KernelSpec {
+    let bindings: &'static [Access] = match entry {
+        "stats" => &[Read, ReadWrite, ReadWrite, ReadWrite],
+        "apply_train" => &[Read, Read, Read, Read, ReadWrite],
+        "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
+        "backward_reduce" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+        "backward_apply" => &[Read, Read, Read, Read, Read, Read, Read, ReadWrite],
+        _ => unreachable!("no batchnorm kernel {entry}"),
+    };
+    KernelSpec::new("batchnorm.wgsl", SOURCE, entry, bindings)
+}
+
+pub fn kernels() -> Vec<KernelSpec> {
+    ["stats", "apply_train", "apply_eval", "backward_reduce", "backward_apply"].into_iter().map(spec).collect()
+}
+
+pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
+    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), 0, 0])
+}
+
+/// Batch statistics into `saved` ([2, c]: mean, 1/std) and the running-statistics update.
+pub fn stats(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, running_mean: &Tensor, running_var: &Tensor) -> Launch {
+    gpu.launch("bn.stats", &spec("stats"), p, &[x, saved, running_mean, running_var], [s.c as u32, 1, 1])
+}
+
+pub fn apply_train(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor) -> Launch {
+    gpu.launch("bn.apply_train", &spec("apply_train"), p, &[x, saved, gamma, beta, y], grid_1d(s.len(), 64))
+}
+
+/// Training forward: statistics then normalisation (two launches).
+pub fn forward_train(
+    gpu: &Gpu,
+    p: &Arc<wgpu::Buffer>,
+    s: &BnShape,
+    x: &Tensor,
+    saved: &Tensor,
+    running: (&Tensor, &Tensor),
+    affine: (&Tensor, &Tensor),
+    y: &Tensor,
+) -> Vec<Launch> {
+    vec![stats(gpu, p, s, x, saved, running.0, running.1), apply_train(gpu, p, s, x, saved, affine.0, affine.1, y)]
+}
+
+/// Eval forward with the running statistics.
+pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
+    gpu.launch("bn.apply_eval", &spec("apply_eval"), p, &[x, running.0, running.1, affine.0, affine.1, y], grid_1d(s.len(), 64))
+}
+
+/// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, dx.
+pub fn backward(
+    gpu: &Gpu,
+    p: &Arc<wgpu::Buffer>,
+    s: &BnShape,
+    dy: &Tensor,
+    x: &Tensor,
+    saved: &Tensor,
+    affine: (&Tensor, &Tensor),
+    grads: (&Tensor, &Tensor),
+    dx: &Tensor,
+) -> Vec<Launch> {
+    let (gamma, beta) = affine;
+    let (dgamma, dbeta) = grads;
+    vec![
+        gpu.launch("bn.backward_reduce", &spec("backward_reduce"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta], [s.c as u32, 1, 1]),
+        gpu.launch("bn.backward_apply", &spec("backward_apply"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], grid_1d(s.len(), 64)),
+    ]
+}

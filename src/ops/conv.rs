@@ -1,0 +1,163 @@
+//! Grouped 2-D convolution (shaders/conv2d.wgsl): forward, backward_data, backward_weight.
+
+use crate::gpu::{Access, Gpu, KernelSpec, Launch, Tensor};
+use std::sync::Arc;
+use Access::{Read, ReadWrite};
+
+const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
+const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
+
+/// Geometry of one convolution; padding is always k / 2 (SPGNet's "same" convs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub groups: usize,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl ConvShape {
+    pub fn pad(&self) -> usize {
+        self.k / 2
+    }
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad() - self.k) / self.stride + 1
+    }
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad() - self.k) / self.stride + 1
+    }
+    pub fn cig(&self) -> usize {
+        self.cin / self.groups
+    }
+    pub fn cog(&self) -> usize {
+        self.cout / self.groups
+    }
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.cin, self.h, self.w]
+    }
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.oh(), self.ow()]
+    }
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.cout, self.cig(), self.k, self.k]
+    }
+    /// Multiply-adds of the forward pass (each direction costs the same).
+    pub fn macs(&self) -> f64 {
+        (self.n * self.cout * self.oh() * self.ow() * self.cig() * self.k * self.k) as f64
+    }
+    pub fn validate(&self) {
+        assert!(self.groups > 0 && self.cin % self.groups == 0 && self.cout % self.groups == 0, "{self:?}: groups must divide channels");
+        assert!(self.k % 2 == 1 && self.stride >= 1, "{self:?}: odd kernel and stride >= 1 expected");
+    }
+}
+
+/// Register tile of one invocation: `tm` rows x `4 * nv` columns, workgroups of `wg` lanes.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile {
+    pub tm: u32,
+    pub nv: u32,
+    pub wg: u32,
+}
+
+impl Tile {
+    /// The tile for a GEMM with `rows` rows and `cols` columns: the biggest that the rows fill.
+    pub fn for_gemm(rows: usize, cols: usize) -> Tile {
+        let tm = match rows {
+            r if r >= 8 => 8,
+            r if r >= 4 => 4,
+            r if r >= 2 => 2,
+            _ => 1,
+        };
+        let nv = if cols >= 256 { 2 } else { 1 };
+        Tile { tm, nv, wg: 8 }
+    }
+    pub fn cols(&self) -> u32 {
+        4 * self.nv
+    }
+    pub fn spec(&self, file: &'static str, source: &'static str, entry: &'static str, bindings: &'static [Access]) -> KernelSpec {
+        KernelSpec::new(file, source, entry, bindings)
+            .with_const("TM", self.tm)
+            .with_const("NV", self.nv)
+            .with_const("WG", self.wg)
+    }
+    /// Grid for `rows` x `cols` with `z` in the third dimension.
+    pub fn grid(&self, rows: usize, cols: usize, z: usize) -> [u32; 3] {
+        let col_tiles = (cols as u32).div_ceil(self.cols());
+        [col_tiles.div_ceil(self.wg), (rows as u32).div_ceil(self.tm), z as u32]
+    }
+}
+
+fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
+    let bindings: &'static [Access] = if entry == "sum_splits" { &[Read, ReadWrite] } else { BINDINGS };
+    tile.spec("conv2d.wgsl", SOURCE, entry, bindings)
+}
+
+pub fn kernels() -> Vec<KernelSpec> {
+    let t = Tile { tm: 4, nv: 1, wg: 8 };
+    ["forward", "backward_data", "backward_weight", "sum_splits"].iter().map(|e| spec(t, e)).collect()
+}
+
+fn params(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize) -> Arc<wgpu::Buffer> {
+    s.validate();
+    let v = [
+        s.n, s.cin, s.h, s.w, s.cout, s.oh(), s.ow(), s.groups, s.k, s.stride, s.pad(), s.cig(), s.cog(), splits, n_per_split, 0,
+    ];
+    gpu.params(&v.map(|x| x as u32))
+}
+
+/// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
+pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
+    let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
+    let tile = Tile::for_gemm(rows, cols);
+    let mut l = gpu.launch("conv.forward", &spec(tile, "forward"), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
+    l.flops = 2.0 * s.macs();
+    l
+}
+
+/// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
+pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
+    let (rows, cols) = (s.cig(), s.n * s.h * s.w);
+    let tile = Tile::for_gemm(rows, cols);
+    let mut l = gpu.launch("conv.backward_data", &spec(tile, "backward_data"), &params(gpu, s, 1, s.n), &[dy, w, dx], tile.grid(rows, cols, s.groups));
+    l.flops = 2.0 * s.macs();
+    l
+}
+
+/// How many batch slices the weight gradient's reduction is split into: enough invocations
+/// to fill the device, each slice still a long reduction.
+pub fn weight_grad_splits(s: &ConvShape) -> usize {
+    let tile = Tile::for_gemm(s.cog(), s.cig() * s.k * s.k);
+    let g = tile.grid(s.cog(), s.cig() * s.k * s.k, s.groups);
+    let invocations = (g[0] * tile.wg * g[1] * g[2]) as usize;
+    let per_image = s.oh() * s.ow();
+    let max_by_work = (s.n * per_image / 256).max(1);
+    (512 / invocations.max(1)).clamp(1, s.n).min(max_by_work)
+}
+
+/// dw[cout, cin/groups, k, k] = sum over the batch of dy * x. When the reduction is split,
+/// partial sums go to a scratch tensor (allocated here, kept alive by the launches' bind
+/// groups) and a second launch adds them in a fixed order.
+pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
+    let tile = Tile::for_gemm(rows, cols);
+    let splits = weight_grad_splits(s);
+    let n_per = s.n.div_ceil(splits);
+    let splits = s.n.div_ceil(n_per);
+    let p = params(gpu, s, splits, n_per);
+    let grid = tile.grid(rows, cols, s.groups * splits);
+    if splits == 1 {
+        let mut l = gpu.launch("conv.backward_weight", &spec(tile, "backward_weight"), &p, &[dy, x, dw], grid);
+        l.flops = 2.0 * s.macs();
+        return vec![l];
+    }
+    let partial = gpu.zeros(&[splits, dw.len()], "conv.weight_grad_partial");
+    let mut l = gpu.launch("conv.backward_weight", &spec(tile, "backward_weight"), &p, &[dy, x, &partial], grid);
+    l.flops = 2.0 * s.macs();
+    let sum_tile = Tile { tm: 1, nv: 1, wg: 64 };
+    let sum = gpu.launch("conv.sum_splits", &spec(sum_tile, "sum_splits"), &p, &[&partial, dw], crate::gpu::grid_1d(dw.len(), 64));
+    vec![l, sum]
+}

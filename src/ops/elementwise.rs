@@ -1,0 +1,105 @@
+//! ReLU, residual add, channel concat/split and dropout (shaders/elementwise.wgsl).
+
+use crate::gpu::{f, grid_1d, Access, Gpu, KernelSpec, Launch, Tensor};
+use std::sync::Arc;
+use Access::{Read, ReadWrite};
+
+const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
+
+fn spec(entry: &'static str) -> KernelSpec {
+    let bindings: &'static [Access] = match entry {
+        "relu_forward" | "copy_channels" | "dropout" | "dropout_mask" => &[Read, ReadWrite],
+        "relu_backward" | "add" | "add_relu" => &[Read, Read, ReadWrite],
+        _ => unreachable!("no elementwise kernel {entry}"),
+    };
+    KernelSpec::new("elementwise.wgsl", SOURCE, entry, bindings)
+}
+
+pub fn kernels() -> Vec<KernelSpec> {
+    ["relu_forward", "relu_backward", "add", "add_relu", "copy_channels", "dropout", "dropout_mask"].into_iter().map(spec).collect()
+}
+
+fn len_params(gpu: &Gpu, len: usize) -> Arc<wgpu::Buffer> {
+    gpu.params(&[len as u32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+}
+
+fn flat(gpu: &Gpu, entry: &'static str, p: &Arc<wgpu::Buffer>, tensors: &[&Tensor]) -> Launch {
+    let len = tensors.last().unwrap().len();
+    gpu.launch(entry, &spec(entry), p, tensors, grid_1d(len, 64))
+}
+
+pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Launch {
+    flat(gpu, "relu_forward", &len_params(gpu, y.len()), &[x, y])
+}
+
+/// dx = dy where y > 0; y is the ReLU's output (or input).
+pub fn relu_backward(gpu: &Gpu, dy: &Tensor, y: &Tensor, dx: &Tensor) -> Launch {
+    flat(gpu, "relu_backward", &len_params(gpu, dx.len()), &[dy, y, dx])
+}
+
+pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
+    flat(gpu, "add", &len_params(gpu, out.len()), &[a, b, out])
+}
+
+/// out = relu(a + b); its backward is `relu_backward` with out as the mask.
+pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
+    flat(gpu, "add_relu", &len_params(gpu, out.len()), &[a, b, out])
+}
+
+/// A channel range of an NCHW tensor: `channels` channels from `offset` out of `total`.
+#[derive(Clone, Copy, Debug)]
+pub struct Channels {
+    pub total: usize,
+    pub offset: usize,
+}
+
+/// dst[:, dst.offset + c] = src[:, src.offset + c] for c < channels; hw pixels per channel.
+pub fn copy_channels(gpu: &Gpu, n: usize, channels: usize, hw: usize, src: (&Tensor, Channels), dst: (&Tensor, Channels)) -> Launch {
+    let len = n * channels * hw;
+    let p = gpu.params(&[
+        len as u32, 0, hw as u32, channels as u32,
+        src.1.total as u32, src.1.offset as u32, dst.1.total as u32, dst.1.offset as u32, 0, 0, 0, 0,
+    ]);
+    gpu.launch("copy_channels", &spec("copy_channels"), &p, &[src.0, dst.0], grid_1d(len, 64))
+}
+
+/// out = concat(a, b) along channels: two launches.
+pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Vec<Launch> {
+    let (n, ca, cb, hw) = (a.shape[0], a.shape[1], b.shape[1], a.len() / (a.shape[0] * a.shape[1]));
+    let total = ca + cb;
+    vec![
+        copy_channels(gpu, n, ca, hw, (a, Channels { total: ca, offset: 0 }), (out, Channels { total, offset: 0 })),
+        copy_channels(gpu, n, cb, hw, (b, Channels { total: cb, offset: 0 }), (out, Channels { total, offset: ca })),
+    ]
+}
+
+/// The backward of concat: split `d_out` back into `da` and `db`.
+pub fn split(gpu: &Gpu, d_out: &Tensor, da: &Tensor, db: &Tensor) -> Vec<Launch> {
+    let (n, ca, cb, hw) = (da.shape[0], da.shape[1], db.shape[1], da.len() / (da.shape[0] * da.shape[1]));
+    let total = ca + cb;
+    vec![
+        copy_channels(gpu, n, ca, hw, (d_out, Channels { total, offset: 0 }), (da, Channels { total: ca, offset: 0 })),
+        copy_channels(gpu, n, cb, hw, (d_out, Channels { total, offset: ca }), (db, Channels { total: cb, offset: 0 })),
+    ]
+}
+
+/// Parameters of a dropout layer; forward and backward share them (and so the mask).
+/// Rewrite the seed each step with `set_dropout_seed`.
+pub fn dropout_params(gpu: &Gpu, len: usize, p: f32, seed: u32) -> Arc<wgpu::Buffer> {
+    let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
+    gpu.params(&[len as u32, seed, 0, 0, 0, 0, 0, 0, f(p), f(scale), 0, 0])
+}
+
+pub fn set_dropout_seed(gpu: &Gpu, params: &Arc<wgpu::Buffer>, seed: u32) {
+    gpu.queue.write_buffer(params, 4, bytemuck::bytes_of(&seed));
+}
+
+/// out = input * mask / (1 - p); the same call on gradients is the backward pass.
+pub fn dropout(gpu: &Gpu, params: &Arc<wgpu::Buffer>, input: &Tensor, out: &Tensor) -> Launch {
+    flat(gpu, "dropout", params, &[input, out])
+}
+
+/// The keep-mask (1 kept, 0 dropped) the same parameters produce, for checking on the host.
+pub fn dropout_mask(gpu: &Gpu, params: &Arc<wgpu::Buffer>, scratch_in: &Tensor, mask: &Tensor) -> Launch {
+    flat(gpu, "dropout_mask", params, &[scratch_in, mask])
+}

@@ -1,0 +1,24 @@
+//! SGD with momentum and weight decay over a parameter arena (shaders/sgd.wgsl).
+
+use crate::gpu::{f, grid_1d, Access, Gpu, KernelSpec, Launch, Tensor};
+use Access::{Read, ReadWrite};
+
+const SOURCE: &str = include_str!("../../shaders/sgd.wgsl");
+
+fn spec() -> KernelSpec {
+    KernelSpec::new("sgd.wgsl", SOURCE, "step", &[Read, ReadWrite, ReadWrite])
+}
+
+pub fn kernels() -> Vec<KernelSpec> {
+    vec![spec()]
+}
+
+/// One update of every value of `param` (v = mu v + g + wd p; p -= lr v).
+/// The launch's uniform holds lr: change it per step with `set_lr`.
+pub fn step(gpu: &Gpu, grad: &Tensor, param: &Tensor, velocity: &Tensor, lr: f32, momentum: f32, weight_decay: f32) -> Launch {
+    let p = gpu.params(&[param.len() as u32, f(lr), f(momentum), f(weight_decay)]);
+    gpu.launch("sgd.step", &spec(), &p, &[grad, param, velocity], grid_1d(param.len(), 64))
+}
+
+/// Byte offset of lr in the step's parameters.
+pub const LR_OFFSET: u64 = 4;

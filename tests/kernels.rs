@@ -1,0 +1,348 @@
+//! Every WGSL kernel on the real adapter against the f64 CPU reference, on awkward shapes.
+//! Error bounds (max abs error / max |reference|): 1e-5 for data movement and elementwise
+//! ops, 1e-4 for reductions (convolution, matmul, batch norm, loss).
+
+mod common;
+use common::*;
+use rand::Rng;
+use spgnet::gpu::Tensor;
+use spgnet::ops::batchnorm::{self, BnShape};
+use spgnet::ops::conv::{self, ConvShape};
+use spgnet::ops::pool::{self, PoolShape};
+use spgnet::ops::{elementwise, linear, loss, sgd};
+use spgnet::reference as cpu;
+
+const REDUCTION_TOL: f64 = 1e-4;
+const ELEMENTWISE_TOL: f64 = 1e-5;
+
+fn up(data: &[f32], shape: &[usize]) -> Tensor {
+    gpu().upload(data, shape, "test")
+}
+
+fn read(t: &Tensor) -> Vec<f32> {
+    gpu().read(t).expect("readback")
+}
+
+fn check_conv(s: ConvShape, seed: u64) {
+    let g = gpu();
+    let mut r = rng(seed);
+    let x = random(&mut r, s.input_shape().iter().product());
+    let w = random(&mut r, s.weight_shape().iter().product());
+    let dy = random(&mut r, s.output_shape().iter().product());
+    let (xt, wt, dyt) = (up(&x, &s.input_shape()), up(&w, &s.weight_shape()), up(&dy, &s.output_shape()));
+    let y = g.zeros(&s.output_shape(), "y");
+    let dx = g.zeros(&s.input_shape(), "dx");
+    let dw = g.zeros(&s.weight_shape(), "dw");
+    let mut launches = vec![conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)];
+    launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
+    g.run(&launches).unwrap();
+    let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+    assert_close(&format!("conv forward {s:?}"), &read(&y), &cpu::conv_forward(&s, &x64, &w64), REDUCTION_TOL);
+    assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &cpu::conv_backward_data(&s, &dy64, &w64), REDUCTION_TOL);
+    assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &cpu::conv_backward_weight(&s, &dy64, &x64), REDUCTION_TOL);
+}
+
+#[test]
+fn conv_awkward_shapes() {
+    let cases = [
+        // depthwise (groups = channels), 7x7 and 5x5 inputs with stride 2
+        ConvShape { n: 2, cin: 12, h: 7, w: 7, cout: 12, groups: 12, k: 3, stride: 2 },
+        ConvShape { n: 3, cin: 5, h: 5, w: 5, cout: 5, groups: 5, k: 3, stride: 2 },
+        // batch 1, channels not a multiple of 4 or of the tile
+        ConvShape { n: 1, cin: 3, h: 9, w: 7, cout: 7, groups: 1, k: 3, stride: 1 },
+        ConvShape { n: 1, cin: 15, h: 5, w: 5, cout: 9, groups: 3, k: 3, stride: 2 },
+        // 1x1 convs, as in conv_in / conv_out / skip, on a 1x1 map (stage 3 at 32x32)
+        ConvShape { n: 5, cin: 13, h: 1, w: 1, cout: 6, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 2, cin: 10, h: 6, w: 6, cout: 22, groups: 1, k: 1, stride: 1 },
+        // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
+        ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },
+        // stride 2 on an even map; 2x2 output; 3-channel stem
+        ConvShape { n: 3, cin: 8, h: 4, w: 4, cout: 8, groups: 4, k: 3, stride: 2 },
+        ConvShape { n: 8, cin: 3, h: 16, w: 16, cout: 12, groups: 1, k: 3, stride: 2 },
+    ];
+    for (i, s) in cases.into_iter().enumerate() {
+        check_conv(s, i as u64);
+    }
+}
+
+#[test]
+fn conv_large_shapes_span_workgroups_in_every_dimension() {
+    // Many column tiles (x), several row tiles (y), several groups (z), and a split-K weight gradient.
+    let s = ConvShape { n: 6, cin: 36, h: 16, w: 15, cout: 54, groups: 3, k: 3, stride: 1 };
+    let t = conv::Tile::for_gemm(s.cog(), s.n * s.oh() * s.ow());
+    let grid = t.grid(s.cog(), s.n * s.oh() * s.ow(), s.groups);
+    assert!(grid.iter().all(|&d| d > 1), "grid {grid:?} should exceed one workgroup everywhere");
+    check_conv(s, 100);
+    let stem = ConvShape { n: 32, cin: 3, h: 16, w: 16, cout: 12, groups: 1, k: 3, stride: 2 };
+    assert!(conv::weight_grad_splits(&stem) > 1, "the stem's weight gradient should be split");
+    check_conv(stem, 101);
+}
+
+#[test]
+fn conv_random_shapes() {
+    let mut r = rng(2024);
+    for i in 0..12 {
+        let groups = [1, 2, 3, 6][r.random_range(0..4)];
+        let cig = r.random_range(1..6);
+        let cog = r.random_range(1..7);
+        let depthwise = i % 4 == 3;
+        let (cin, cout, groups) = if depthwise { (groups * cig, groups * cig, groups * cig) } else { (groups * cig, groups * cog, groups) };
+        let s = ConvShape {
+            n: r.random_range(1..4),
+            cin,
+            h: r.random_range(1..10),
+            w: r.random_range(1..10),
+            cout,
+            groups,
+            k: [1, 3, 3, 5][r.random_range(0..4)],
+            stride: r.random_range(1..3),
+        };
+        check_conv(s, 200 + i);
+    }
+}
+
+fn check_batchnorm(s: BnShape, relu: bool, seed: u64) {
+    let g = gpu();
+    let mut r = rng(seed);
+    let x: Vec<f32> = random(&mut r, s.len()).iter().map(|v| 3.0 * v + 0.5).collect();
+    let gamma = random(&mut r, s.c);
+    let beta = random(&mut r, s.c);
+    let rm0 = random(&mut r, s.c);
+    let rv0: Vec<f32> = random(&mut r, s.c).iter().map(|v| v.abs() + 0.5).collect();
+    let dy = random(&mut r, s.len());
+    let shape = [s.n, s.c, s.hw];
+    let (xt, gt, bt, dyt) = (up(&x, &shape), up(&gamma, &[s.c]), up(&beta, &[s.c]), up(&dy, &shape));
+    let (rm, rv) = (up(&rm0, &[s.c]), up(&rv0, &[s.c]));
+    let saved = g.zeros(&[2, s.c], "saved");
+    let (y, y_eval, dx) = (g.zeros(&shape, "y"), g.zeros(&shape, "y_eval"), g.zeros(&shape, "dx"));
+    let (dgamma, dbeta) = (g.zeros(&[s.c], "dgamma"), g.zeros(&[s.c], "dbeta"));
+    let p = batchnorm::params(g, &s, relu);
+    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y);
+    launches.extend(batchnorm::backward(g, &p, &s, &dyt, &xt, &saved, (&gt, &bt), (&dgamma, &dbeta), &dx));
+    launches.push(batchnorm::forward_eval(g, &p, &s, &xt, (&rm, &rv), (&gt, &bt), &y_eval));
+    g.run(&launches).unwrap();
+
+    let (x64, g64, b64) = (f64s(&x), f64s(&gamma), f64s(&beta));
+    let eps = batchnorm::EPS as f64;
+    let (mean, var) = cpu::bn_stats(&s, &x64);
+    let z = cpu::bn_normalize(&s, &x64, &mean, &var, &g64, &b64, eps);
+    let act = |v: Vec<f64>| if relu { cpu::relu(&v) } else { v };
+    let what = format!("batchnorm {s:?} relu={relu}");
+    assert_close(&format!("{what} forward"), &read(&y), &act(z.clone()), REDUCTION_TOL);
+    let mut run = (f64s(&rm0), f64s(&rv0));
+    cpu::bn_running_update(&s, (&mut run.0, &mut run.1), &mean, &var, batchnorm::MOMENTUM as f64);
+    assert_close(&format!("{what} running mean"), &read(&rm), &run.0, REDUCTION_TOL);
+    assert_close(&format!("{what} running var"), &read(&rv), &run.1, REDUCTION_TOL);
+    let z_eval = cpu::bn_normalize(&s, &x64, &run.0, &run.1, &g64, &b64, eps);
+    assert_close(&format!("{what} eval forward"), &read(&y_eval), &act(z_eval), REDUCTION_TOL);
+    // Through the fused ReLU the incoming gradient is masked by the pre-activation's sign.
+    let dz = if relu { cpu::relu_backward(&f64s(&dy), &z) } else { f64s(&dy) };
+    let (dx_ref, dgamma_ref, dbeta_ref) = cpu::bn_backward(&s, &dz, &x64, &g64, eps);
+    assert_close(&format!("{what} dx"), &read(&dx), &dx_ref, REDUCTION_TOL);
+    assert_close(&format!("{what} dgamma"), &read(&dgamma), &dgamma_ref, REDUCTION_TOL);
+    assert_close(&format!("{what} dbeta"), &read(&dbeta), &dbeta_ref, REDUCTION_TOL);
+}
+
+#[test]
+fn batchnorm_2d_and_1d() {
+    let cases = [
+        (BnShape { n: 3, c: 5, hw: 49 }, true),
+        (BnShape { n: 1, c: 7, hw: 25 }, false),
+        (BnShape { n: 16, c: 33, hw: 1 }, true),
+        (BnShape { n: 3, c: 3, hw: 1 }, false),
+        (BnShape { n: 8, c: 24, hw: 256 }, true),
+        (BnShape { n: 70, c: 4, hw: 1 }, false),
+    ];
+    for (i, (s, relu)) in cases.into_iter().enumerate() {
+        check_batchnorm(s, relu, 300 + i as u64);
+    }
+}
+
+#[test]
+fn relu_add_concat_split() {
+    let g = gpu();
+    let mut r = rng(400);
+    let (n, ca, cb, hw) = (3, 5, 7, 9);
+    let a = random(&mut r, n * ca * hw);
+    let b = random(&mut r, n * cb * hw);
+    let c = random(&mut r, n * ca * hw);
+    let (at, bt, ct) = (up(&a, &[n, ca, hw]), up(&b, &[n, cb, hw]), up(&c, &[n, ca, hw]));
+    let cat = g.zeros(&[n, ca + cb, hw], "cat");
+    let (sa, sb) = (g.zeros(&[n, ca, hw], "sa"), g.zeros(&[n, cb, hw], "sb"));
+    let (relu_y, relu_dx, sum, sum_relu) = (g.zeros(&[n, ca, hw], "r"), g.zeros(&[n, ca, hw], "rd"), g.zeros(&[n, ca, hw], "s"), g.zeros(&[n, ca, hw], "sr"));
+    let mut l = elementwise::concat(g, &at, &bt, &cat);
+    l.extend(elementwise::split(g, &cat, &sa, &sb));
+    l.push(elementwise::relu_forward(g, &at, &relu_y));
+    l.push(elementwise::relu_backward(g, &ct, &at, &relu_dx));
+    l.push(elementwise::add(g, &at, &ct, &sum));
+    l.push(elementwise::add_relu(g, &at, &ct, &sum_relu));
+    g.run(&l).unwrap();
+    let (a64, b64, c64) = (f64s(&a), f64s(&b), f64s(&c));
+    let cat_ref = cpu::concat(n, &a64, &b64);
+    assert_close("concat", &read(&cat), &cat_ref, 0.0);
+    let (sa_ref, sb_ref) = cpu::split(n, &cat_ref, ca * hw);
+    assert_close("split a", &read(&sa), &sa_ref, 0.0);
+    assert_close("split b", &read(&sb), &sb_ref, 0.0);
+    assert_close("relu", &read(&relu_y), &cpu::relu(&a64), 0.0);
+    assert_close("relu backward", &read(&relu_dx), &cpu::relu_backward(&c64, &a64), 0.0);
+    assert_close("add", &read(&sum), &cpu::add(&a64, &c64), ELEMENTWISE_TOL);
+    assert_close("add relu", &read(&sum_relu), &cpu::relu(&cpu::add(&a64, &c64)), ELEMENTWISE_TOL);
+}
+
+#[test]
+fn elementwise_grid_beyond_one_dimension() {
+    // 65535 workgroups of 64 cover 4.19 M values; this needs a second grid row.
+    let g = gpu();
+    let len = 4_500_001;
+    let a: Vec<f32> = (0..len).map(|i| (i % 1000) as f32).collect();
+    let b: Vec<f32> = (0..len).map(|i| -((i % 7) as f32)).collect();
+    let (at, bt, out) = (up(&a, &[len]), up(&b, &[len]), g.zeros(&[len], "out"));
+    assert!(spgnet::gpu::grid_1d(len, 64)[1] > 1);
+    g.run(&[elementwise::add(g, &at, &bt, &out)]).unwrap();
+    assert_close("add on a 2-D grid", &read(&out), &cpu::add(&f64s(&a), &f64s(&b)), 0.0);
+}
+
+#[test]
+fn dropout_mask_is_seeded_and_shared_by_backward() {
+    let g = gpu();
+    let mut r = rng(500);
+    let len = 20_000;
+    let p = 0.3;
+    let x = random(&mut r, len);
+    let dy = random(&mut r, len);
+    let (xt, dyt) = (up(&x, &[len]), up(&dy, &[len]));
+    let (y, dx, mask, mask2) = (g.zeros(&[len], "y"), g.zeros(&[len], "dx"), g.zeros(&[len], "m"), g.zeros(&[len], "m2"));
+    let params = elementwise::dropout_params(g, len, p, 1234);
+    let l = [
+        elementwise::dropout(g, &params, &xt, &y),
+        elementwise::dropout(g, &params, &dyt, &dx),
+        elementwise::dropout_mask(g, &params, &xt, &mask),
+    ];
+    g.run(&l).unwrap();
+    let m = f64s(&read(&mask));
+    let kept = m.iter().sum::<f64>() / len as f64;
+    assert!((kept - 0.7).abs() < 0.02, "kept fraction {kept} for p = 0.3");
+    assert_close("dropout forward", &read(&y), &cpu::dropout(&f64s(&x), &m, p as f64), ELEMENTWISE_TOL);
+    assert_close("dropout backward", &read(&dx), &cpu::dropout(&f64s(&dy), &m, p as f64), ELEMENTWISE_TOL);
+    // Another seed gives another mask.
+    elementwise::set_dropout_seed(g, &params, 99);
+    g.run(&[elementwise::dropout_mask(g, &params, &xt, &mask2)]).unwrap();
+    let m2 = read(&mask2);
+    let same = m.iter().zip(&m2).filter(|(a, b)| **a == **b as f64).count();
+    assert!(same < len * 9 / 10, "seed change should change the mask");
+}
+
+#[test]
+fn pooling() {
+    let g = gpu();
+    let mut r = rng(600);
+    for (i, s) in [
+        PoolShape { n: 2, c: 3, h: 7, w: 7, k: 3, stride: 2, pad: 1 },
+        PoolShape { n: 1, c: 5, h: 5, w: 5, k: 3, stride: 2, pad: 1 },
+        PoolShape { n: 3, c: 2, h: 6, w: 6, k: 2, stride: 2, pad: 0 },
+        PoolShape { n: 2, c: 4, h: 9, w: 5, k: 3, stride: 1, pad: 1 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let in_len = s.n * s.c * s.h * s.w;
+        let out_len = s.n * s.c * s.oh() * s.ow();
+        let x = random(&mut r, in_len);
+        let dy = random(&mut r, out_len);
+        let (xt, dyt) = (up(&x, &[in_len]), up(&dy, &[out_len]));
+        let (ym, arg, dxm) = (g.zeros(&[out_len], "ym"), g.zeros(&[out_len], "arg"), g.zeros(&[in_len], "dxm"));
+        let (ya, dxa) = (g.zeros(&[out_len], "ya"), g.zeros(&[in_len], "dxa"));
+        g.run(&[
+            pool::maxpool_forward(g, &s, &xt, &ym, &arg),
+            pool::maxpool_backward(g, &s, &dyt, &arg, &dxm),
+            pool::avgpool_forward(g, &s, &xt, &ya),
+            pool::avgpool_backward(g, &s, &dyt, &dxa),
+        ])
+        .unwrap();
+        let (x64, dy64) = (f64s(&x), f64s(&dy));
+        let (ym_ref, arg_ref) = cpu::maxpool_forward(&s, &x64);
+        assert_close(&format!("maxpool forward {i}"), &read(&ym), &ym_ref, 0.0);
+        assert_close(&format!("maxpool backward {i}"), &read(&dxm), &cpu::maxpool_backward(&s, &dy64, &arg_ref), ELEMENTWISE_TOL);
+        assert_close(&format!("avgpool forward {i}"), &read(&ya), &cpu::avgpool_forward(&s, &x64), ELEMENTWISE_TOL);
+        assert_close(&format!("avgpool backward {i}"), &read(&dxa), &cpu::avgpool_backward(&s, &dy64), ELEMENTWISE_TOL);
+    }
+    for (n, c, h, w) in [(3, 5, 7, 7), (2, 9, 1, 1), (1, 4, 4, 3)] {
+        let s = PoolShape::global(n, c, h, w);
+        let x = random(&mut r, n * c * h * w);
+        let dy = random(&mut r, n * c);
+        let (xt, dyt) = (up(&x, &[n, c, h, w]), up(&dy, &[n, c]));
+        let (y, dx) = (g.zeros(&[n, c], "y"), g.zeros(&[n, c, h, w], "dx"));
+        g.run(&[pool::gap_forward(g, &s, &xt, &y), pool::gap_backward(g, &s, &dyt, &dx)]).unwrap();
+        assert_close("global avg pool", &read(&y), &cpu::gap_forward(&s, &f64s(&x)), ELEMENTWISE_TOL);
+        assert_close("global avg pool backward", &read(&dx), &cpu::gap_backward(&s, &f64s(&dy)), ELEMENTWISE_TOL);
+    }
+}
+
+#[test]
+fn linear_layer() {
+    let g = gpu();
+    let mut r = rng(700);
+    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1)] {
+        let x = random(&mut r, batch * fin);
+        let w = random(&mut r, fout * fin);
+        let dy = random(&mut r, batch * fout);
+        let (xt, wt, dyt) = (up(&x, &[batch, fin]), up(&w, &[fout, fin]), up(&dy, &[batch, fout]));
+        let (y, dx, dw) = (g.zeros(&[batch, fout], "y"), g.zeros(&[batch, fin], "dx"), g.zeros(&[fout, fin], "dw"));
+        g.run(&[linear::forward(g, &xt, &wt, &y), linear::backward_data(g, &dyt, &wt, &dx), linear::backward_weight(g, &dyt, &xt, &dw)]).unwrap();
+        let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+        let what = format!("linear {batch}x{fin}->{fout}");
+        assert_close(&format!("{what} forward"), &read(&y), &cpu::linear_forward(batch, fin, fout, &x64, &w64), REDUCTION_TOL);
+        let (dx_ref, dw_ref) = cpu::linear_backward(batch, fin, fout, &dy64, &x64, &w64);
+        assert_close(&format!("{what} dx"), &read(&dx), &dx_ref, REDUCTION_TOL);
+        assert_close(&format!("{what} dw"), &read(&dw), &dw_ref, REDUCTION_TOL);
+    }
+}
+
+#[test]
+fn softmax_cross_entropy() {
+    let g = gpu();
+    let mut r = rng(800);
+    for (n, classes, smoothing) in [(5, 10, 0.1f32), (130, 7, 0.0), (1, 1000, 0.1), (64, 100, 0.2)] {
+        let logits: Vec<f32> = random(&mut r, n * classes).iter().map(|v| 8.0 * v).collect();
+        let labels: Vec<u32> = (0..n).map(|_| r.random_range(0..classes as u32)).collect();
+        let lt = up(&logits, &[n, classes]);
+        let labt = g.upload_u32(&labels, "labels");
+        let (dl, per, out) = (g.zeros(&[n, classes], "dl"), g.zeros(&[2, n], "per"), g.zeros(&[2], "out"));
+        g.run(&loss::softmax_xent(g, smoothing, &lt, &labt, &dl, &per, &out)).unwrap();
+        let l64 = f64s(&logits);
+        let lab: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        let (loss_ref, grad_ref) = cpu::softmax_xent(classes, &l64, &lab, smoothing as f64);
+        let correct = (0..n)
+            .filter(|&i| {
+                let row = &logits[i * classes..(i + 1) * classes];
+                let arg = (0..classes).fold(0, |b, k| if row[k] > row[b] { k } else { b });
+                arg == lab[i]
+            })
+            .count();
+        let got = read(&out);
+        assert_close(&format!("loss n={n} classes={classes}"), &got[..1], &[loss_ref], REDUCTION_TOL);
+        assert_eq!(got[1] as usize, correct, "correct count");
+        assert_close(&format!("dlogits n={n} classes={classes}"), &read(&dl), &grad_ref, REDUCTION_TOL);
+    }
+}
+
+#[test]
+fn sgd_momentum_weight_decay() {
+    let g = gpu();
+    let mut r = rng(900);
+    let len = 10_007;
+    let p0 = random(&mut r, len);
+    let v0 = random(&mut r, len);
+    let grad = random(&mut r, len);
+    let (pt, vt, gt) = (up(&p0, &[len]), up(&v0, &[len]), up(&grad, &[len]));
+    let step = sgd::step(g, &gt, &pt, &vt, 0.1, 0.9, 5e-4);
+    let (mut p, mut v) = (f64s(&p0), f64s(&v0));
+    for lr in [0.1f32, 0.05, 0.01] {
+        g.queue.write_buffer(&step.params, sgd::LR_OFFSET, bytemuck::bytes_of(&lr));
+        g.run(std::slice::from_ref(&step)).unwrap();
+        cpu::sgd_step(&mut p, &f64s(&grad), &mut v, lr as f64, 0.9, 5e-4);
+    }
+    assert_close("sgd params", &read(&pt), &p, ELEMENTWISE_TOL);
+    assert_close("sgd velocity", &read(&vt), &v, ELEMENTWISE_TOL);
+}

@@ -1,0 +1,30 @@
+//! Every WGSL kernel parses and validates with naga (no GPU needed); a failure names file and line.
+
+#[test]
+fn all_shaders_validate() {
+    let kernels = spgnet::ops::all_kernels();
+    assert!(kernels.len() >= 20, "expected every kernel to be listed, got {}", kernels.len());
+    for k in kernels {
+        let src = k.full_source();
+        let path = format!("shaders/{}", k.file);
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{} ({}):\n{}", path, k.entry, e.emit_to_string_with_path(&src, &path)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{} ({}):\n{}", path, k.entry, e.emit_to_string_with_path(&src, &path)));
+        assert!(module.entry_points.iter().any(|e| e.name == k.entry), "{path}: no entry point {}", k.entry);
+    }
+}
+
+/// wgpu's own front end is stricter than standalone naga (reserved words such as `target`):
+/// build every kernel's pipeline on the adapter too.
+#[test]
+fn all_pipelines_build_on_the_adapter() {
+    let gpu = spgnet::gpu::Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e:#}"));
+    for k in spgnet::ops::all_kernels() {
+        gpu.pipeline(&k);
+        if let Err(e) = gpu.check() {
+            panic!("shaders/{} ({}): {e}", k.file, k.entry);
+        }
+    }
+}
