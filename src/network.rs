@@ -1,0 +1,541 @@
+//! SPGNet on the GPU. The model state lives in arenas (one buffer each for parameters,
+//! gradients, momentum and running statistics) so one SGD dispatch updates everything.
+//! A graph is built once per (batch, input size, mode): every layer allocates what it keeps
+//! and records its launches; a step only replays them. Backward is explicit: each layer's
+//! `backward` mirrors its `forward`, in the spirit of hand-written training code.
+
+use crate::checkpoint::{Checkpoint, Metadata};
+use crate::gpu::{Gpu, Launch, Tensor};
+use crate::model::{Architecture, BlockDef, ConvBnDef, Skip, HEAD_WIDTH};
+use crate::ops::batchnorm::{self, BnShape};
+use crate::ops::conv::{self, ConvShape};
+use crate::ops::pool::{self, PoolShape};
+use crate::ops::{elementwise, linear, loss, sgd};
+use anyhow::{anyhow, bail, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+struct Slot {
+    trainable: bool,
+    offset: usize,
+    shape: Vec<usize>,
+}
+
+/// Model state on the GPU.
+pub struct DeviceState {
+    pub arch: Architecture,
+    pub params: Tensor,
+    pub grads: Tensor,
+    pub velocity: Tensor,
+    pub stats: Tensor,
+    /// Parameters [0, weights_len) are conv and linear weights; the rest BN gamma and beta.
+    pub weights_len: usize,
+    slots: HashMap<String, Slot>,
+    order: Vec<String>,
+}
+
+impl DeviceState {
+    pub fn new(gpu: &Gpu, ck: &Checkpoint) -> Result<DeviceState> {
+        let arch = Architecture::new(ck.config.clone());
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let mut defs = arch.tensors();
+        let order: Vec<String> = defs.iter().map(|t| t.name.clone()).collect();
+        // Weights first, so weight decay can be limited to them with one split point.
+        defs.sort_by_key(|t| (!t.trainable, !t.is_weight));
+        let (mut slots, mut sizes, mut weights_len) = (HashMap::new(), [0usize; 2], 0);
+        for t in &defs {
+            let arena = if t.trainable { 0 } else { 1 };
+            if t.trainable && t.is_weight {
+                weights_len = sizes[0] + t.len();
+            }
+            slots.insert(t.name.clone(), Slot { trainable: t.trainable, offset: sizes[arena], shape: t.shape.clone() });
+            sizes[arena] += t.len().div_ceil(align) * align;
+        }
+        let max = gpu.limits.max_storage_buffer_binding_size as usize;
+        if sizes[0] * 4 > max {
+            bail!("the model's {} parameters exceed this adapter's storage binding limit of {max} bytes", sizes[0]);
+        }
+        let mut host = [vec![0f32; sizes[0]], vec![0f32; sizes[1]]];
+        for t in &defs {
+            let v = ck.tensors.get(&t.name).ok_or_else(|| anyhow!("checkpoint has no tensor '{}'", t.name))?;
+            let s = &slots[&t.name];
+            host[!s.trainable as usize][s.offset..s.offset + v.len()].copy_from_slice(v);
+        }
+        Ok(DeviceState {
+            params: gpu.upload(&host[0], &[sizes[0]], "params"),
+            grads: gpu.zeros(&[sizes[0]], "grads"),
+            velocity: gpu.zeros(&[sizes[0]], "velocity"),
+            stats: gpu.upload(&host[1], &[sizes[1]], "running_stats"),
+            arch,
+            weights_len,
+            slots,
+            order,
+        })
+    }
+
+    fn view(&self, arena: &Tensor, name: &str) -> Tensor {
+        let s = self.slots.get(name).unwrap_or_else(|| panic!("no tensor {name}"));
+        Tensor { buffer: arena.buffer.clone(), offset: s.offset as u64 * 4, shape: s.shape.clone() }
+    }
+    pub fn param(&self, name: &str) -> Tensor {
+        self.view(&self.params, name)
+    }
+    pub fn grad(&self, name: &str) -> Tensor {
+        self.view(&self.grads, name)
+    }
+    pub fn stat(&self, name: &str) -> Tensor {
+        self.view(&self.stats, name)
+    }
+
+    /// Names of trainable tensors, in state-dict order.
+    pub fn trainable_names(&self) -> Vec<String> {
+        self.order.iter().filter(|n| self.slots[*n].trainable).cloned().collect()
+    }
+
+    fn unpack(&self, gpu: &Gpu, arena: &Tensor, trainable: bool) -> Result<BTreeMap<String, Vec<f32>>> {
+        let all = gpu.read(arena)?;
+        Ok(self
+            .order
+            .iter()
+            .filter(|n| self.slots[*n].trainable == trainable)
+            .map(|n| {
+                let s = &self.slots[n];
+                let len: usize = s.shape.iter().product();
+                (n.clone(), all[s.offset..s.offset + len].to_vec())
+            })
+            .collect())
+    }
+
+    /// Every state tensor read back, as a checkpoint.
+    pub fn to_checkpoint(&self, gpu: &Gpu, meta: Metadata) -> Result<Checkpoint> {
+        let mut tensors = self.unpack(gpu, &self.params, true)?;
+        tensors.extend(self.unpack(gpu, &self.stats, false)?);
+        Ok(Checkpoint { config: self.arch.config.clone(), tensors, meta })
+    }
+
+    /// The gradients of the last step, by tensor name.
+    pub fn read_grads(&self, gpu: &Gpu) -> Result<BTreeMap<String, Vec<f32>>> {
+        self.unpack(gpu, &self.grads, true)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, running statistics updated, dropout on, backward recorded.
+    Train,
+    /// Running statistics, no dropout, forward only.
+    Eval,
+}
+
+/// Records launches and owns every tensor a graph allocates.
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    state: &'a DeviceState,
+    mode: Mode,
+    forward: Vec<Launch>,
+    backward: Vec<Launch>,
+    tensors: Vec<Tensor>,
+}
+
+impl Builder<'_> {
+    fn alloc(&mut self, shape: &[usize], label: &str) -> Tensor {
+        let t = self.gpu.zeros(shape, label);
+        self.tensors.push(t.clone());
+        t
+    }
+}
+
+fn dims4(t: &Tensor) -> [usize; 4] {
+    [t.shape[0], t.shape[1], t.shape[2], t.shape[3]]
+}
+
+/// ConvX: conv -> BN -> optional ReLU (fused into the BN kernels).
+struct ConvBn {
+    def: ConvBnDef,
+    conv: ConvShape,
+    bn: BnShape,
+    bn_params: Arc<wgpu::Buffer>,
+    x: Tensor,
+    z: Tensor,
+    saved: Option<Tensor>,
+    y: Tensor,
+}
+
+impl ConvBn {
+    fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
+        let [n, cin, h, w] = dims4(x);
+        let conv = ConvShape { n, cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
+        let z = b.alloc(&conv.output_shape(), &def.weight);
+        b.forward.push(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
+        let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
+        let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
+        let y = b.alloc(&conv.output_shape(), &def.bn);
+        let st = b.state;
+        let affine = (&st.param(&format!("{}.weight", def.bn)), &st.param(&format!("{}.bias", def.bn)));
+        let running = (&st.stat(&format!("{}.running_mean", def.bn)), &st.stat(&format!("{}.running_var", def.bn)));
+        let saved = match b.mode {
+            Mode::Train => {
+                let saved = b.alloc(&[2, def.cout], "bn.saved");
+                let l = batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &y);
+                b.forward.extend(l);
+                Some(saved)
+            }
+            Mode::Eval => {
+                b.forward.push(batchnorm::forward_eval(b.gpu, &bn_params, &bn, &z, running, affine, &y));
+                None
+            }
+        };
+        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved, y }
+    }
+
+    /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
+    fn backward(&self, b: &mut Builder, dy: &Tensor, need_dx: bool) -> Option<Tensor> {
+        let st = b.state;
+        let bn_name = |f: &str| format!("{}.{f}", self.def.bn);
+        let dz = b.alloc(&self.z.shape, "dz");
+        let saved = self.saved.as_ref().expect("backward needs a training graph");
+        b.backward.extend(batchnorm::backward(
+            b.gpu,
+            &self.bn_params,
+            &self.bn,
+            dy,
+            &self.z,
+            saved,
+            (&st.param(&bn_name("weight")), &st.param(&bn_name("bias"))),
+            (&st.grad(&bn_name("weight")), &st.grad(&bn_name("bias"))),
+            &dz,
+        ));
+        b.backward.extend(conv::backward_weight(b.gpu, &self.conv, &dz, &self.x, &st.grad(&self.def.weight)));
+        need_dx.then(|| {
+            let dx = b.alloc(&self.x.shape, "dx");
+            b.backward.push(conv::backward_data(b.gpu, &self.conv, &dz, &st.param(&self.def.weight), &dx));
+            dx
+        })
+    }
+}
+
+/// SPG block: conv_in -> conv1 -> conv2, conv_out(concat(conv1, conv2)) + skip, ReLU.
+struct Block {
+    conv_in: ConvBn,
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv_out: ConvBn,
+    /// Empty for the identity skip.
+    skip: Vec<ConvBn>,
+    y: Tensor,
+}
+
+impl Block {
+    fn forward(b: &mut Builder, def: &BlockDef, x: &Tensor) -> Block {
+        let conv_in = ConvBn::forward(b, &def.conv_in, x);
+        let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
+        let conv2 = ConvBn::forward(b, &def.conv2, &conv1.y);
+        let [n, mid, h, w] = dims4(&conv1.y);
+        let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
+        b.forward.extend(elementwise::concat(b.gpu, &conv1.y, &conv2.y, &cat));
+        let conv_out = ConvBn::forward(b, &def.conv_out, &cat);
+        let mut skip: Vec<ConvBn> = Vec::new();
+        let skip_defs: Vec<&ConvBnDef> = match &def.skip {
+            Skip::Identity => vec![],
+            Skip::Downsample(a, c) => vec![a, c],
+            Skip::Project(a) => vec![a],
+        };
+        for d in skip_defs {
+            let input = skip.last().map_or(x.clone(), |s| s.y.clone());
+            skip.push(ConvBn::forward(b, d, &input));
+        }
+        let shortcut = skip.last().map_or(x.clone(), |s| s.y.clone());
+        let y = b.alloc(&conv_out.y.shape, &def.name);
+        b.forward.push(elementwise::add_relu(b.gpu, &conv_out.y, &shortcut, &y));
+        Block { conv_in, conv1, conv2, conv_out, skip, y }
+    }
+
+    fn backward(&self, b: &mut Builder, dy: &Tensor) -> Tensor {
+        let g = b.gpu;
+        let d_sum = b.alloc(&self.y.shape, "d_sum");
+        b.backward.push(elementwise::relu_backward(g, dy, &self.y, &d_sum));
+        let d_cat = self.conv_out.backward(b, &d_sum, true).unwrap();
+        let (d_o1_direct, d_o2) = (b.alloc(&self.conv1.y.shape, "d_o1"), b.alloc(&self.conv2.y.shape, "d_o2"));
+        b.backward.extend(elementwise::split(g, &d_cat, &d_o1_direct, &d_o2));
+        let d_o1_via_conv2 = self.conv2.backward(b, &d_o2, true).unwrap();
+        let d_o1 = b.alloc(&self.conv1.y.shape, "d_o1_sum");
+        b.backward.push(elementwise::add(g, &d_o1_direct, &d_o1_via_conv2, &d_o1));
+        let d_a = self.conv1.backward(b, &d_o1, true).unwrap();
+        let dx_main = self.conv_in.backward(b, &d_a, true).unwrap();
+        let mut dx_skip = d_sum;
+        for s in self.skip.iter().rev() {
+            dx_skip = s.backward(b, &dx_skip, true).unwrap();
+        }
+        let dx = b.alloc(&dx_main.shape, "dx_block");
+        b.backward.push(elementwise::add(g, &dx_main, &dx_skip, &dx));
+        dx
+    }
+}
+
+/// Global average pool -> fc -> BatchNorm1d + ReLU -> dropout -> linear.
+struct Head {
+    pool: PoolShape,
+    pooled: Tensor,
+    fc_out: Tensor,
+    bn: BnShape,
+    bn_params: Arc<wgpu::Buffer>,
+    saved: Option<Tensor>,
+    act: Tensor,
+    dropout: Option<Arc<wgpu::Buffer>>,
+    dropped: Tensor,
+    logits: Tensor,
+}
+
+impl Head {
+    fn forward(b: &mut Builder, x: &Tensor, dropout: f32) -> Head {
+        let g = b.gpu;
+        let st = b.state;
+        let [n, c, h, w] = dims4(x);
+        let pool = PoolShape::global(n, c, h, w);
+        let pooled = b.alloc(&[n, c], "pooled");
+        b.forward.push(pool::gap_forward(g, &pool, x, &pooled));
+        let fc_out = b.alloc(&[n, HEAD_WIDTH], "fc");
+        b.forward.push(linear::forward(g, &pooled, &st.param("fc.weight"), &fc_out));
+        let bn = BnShape { n, c: HEAD_WIDTH, hw: 1 };
+        let bn_params = batchnorm::params(g, &bn, true);
+        let act = b.alloc(&[n, HEAD_WIDTH], "bn");
+        let affine = (&st.param("bn.weight"), &st.param("bn.bias"));
+        let running = (&st.stat("bn.running_mean"), &st.stat("bn.running_var"));
+        let saved = match b.mode {
+            Mode::Train => {
+                let saved = b.alloc(&[2, HEAD_WIDTH], "bn.saved");
+                b.forward.extend(batchnorm::forward_train(g, &bn_params, &bn, &fc_out, &saved, running, affine, &act));
+                Some(saved)
+            }
+            Mode::Eval => {
+                b.forward.push(batchnorm::forward_eval(g, &bn_params, &bn, &fc_out, running, affine, &act));
+                None
+            }
+        };
+        let (dropout, dropped) = if b.mode == Mode::Train && dropout > 0.0 {
+            let p = elementwise::dropout_params(g, act.len(), dropout, 0);
+            let dropped = b.alloc(&act.shape, "dropout");
+            b.forward.push(elementwise::dropout(g, &p, &act, &dropped));
+            (Some(p), dropped)
+        } else {
+            (None, act.clone())
+        };
+        let classes = st.arch.config.num_classes;
+        let logits = b.alloc(&[n, classes], "logits");
+        b.forward.push(linear::forward(g, &dropped, &st.param("linear.weight"), &logits));
+        Head { pool, pooled, fc_out, bn, bn_params, saved, act, dropout, dropped, logits }
+    }
+
+    fn backward(&self, b: &mut Builder, dlogits: &Tensor) -> Tensor {
+        let g = b.gpu;
+        let st = b.state;
+        b.backward.push(linear::backward_weight(g, dlogits, &self.dropped, &st.grad("linear.weight")));
+        let mut d_act = b.alloc(&self.act.shape, "d_dropped");
+        b.backward.push(linear::backward_data(g, dlogits, &st.param("linear.weight"), &d_act));
+        if let Some(p) = &self.dropout {
+            let d = b.alloc(&self.act.shape, "d_act");
+            b.backward.push(elementwise::dropout(g, p, &d_act, &d));
+            d_act = d;
+        }
+        let d_fc = b.alloc(&self.fc_out.shape, "d_fc");
+        let saved = self.saved.as_ref().expect("backward needs a training graph");
+        b.backward.extend(batchnorm::backward(
+            g,
+            &self.bn_params,
+            &self.bn,
+            &d_act,
+            &self.fc_out,
+            saved,
+            (&st.param("bn.weight"), &st.param("bn.bias")),
+            (&st.grad("bn.weight"), &st.grad("bn.bias")),
+            &d_fc,
+        ));
+        b.backward.push(linear::backward_weight(g, &d_fc, &self.pooled, &st.grad("fc.weight")));
+        let d_pooled = b.alloc(&self.pooled.shape, "d_pooled");
+        b.backward.push(linear::backward_data(g, &d_fc, &st.param("fc.weight"), &d_pooled));
+        let p = self.pool;
+        let dx = b.alloc(&[p.n, p.c, p.h, p.w], "d_conv_last");
+        b.backward.push(pool::gap_backward(g, &p, &d_pooled, &dx));
+        dx
+    }
+}
+
+/// A recorded forward (and in training, backward) pass for one batch size and input size.
+pub struct Graph {
+    pub mode: Mode,
+    pub input: Tensor,
+    pub logits: Tensor,
+    pub forward: Vec<Launch>,
+    pub backward: Vec<Launch>,
+    /// Gradient of the loss with respect to the logits (training graphs).
+    pub dlogits: Option<Tensor>,
+    dropout: Option<Arc<wgpu::Buffer>>,
+    tensors: Vec<Tensor>,
+}
+
+impl Graph {
+    /// Build the graph of `state`'s network for `batch` images of `size` (height, width).
+    pub fn build(gpu: &Gpu, state: &DeviceState, mode: Mode, batch: usize, size: (usize, usize), dropout: f32) -> Result<Graph> {
+        let cfg = &state.arch.config;
+        if batch == 0 || size.0 == 0 || size.1 == 0 {
+            bail!("batch and input size must be positive");
+        }
+        if mode == Mode::Train && batch < 2 {
+            let sizes = state.arch.feature_sizes(size.0.min(size.1));
+            if sizes.last() == Some(&1) {
+                bail!("batch 1 cannot train at {}x{}: the last stage's maps are 1x1, so BatchNorm would see one value per channel; use a batch of at least 2", size.0, size.1);
+            }
+        }
+        let mut b = Builder { gpu, state, mode, forward: Vec::new(), backward: Vec::new(), tensors: Vec::new() };
+        let input = b.alloc(&[batch, cfg.in_channels, size.0, size.1], "input");
+        let arch = &state.arch;
+        let stem0 = ConvBn::forward(&mut b, &arch.stem[0], &input);
+        let stem1 = ConvBn::forward(&mut b, &arch.stem[1], &stem0.y);
+        let mut blocks: Vec<Block> = Vec::new();
+        for def in &arch.blocks {
+            let x = blocks.last().map_or(stem1.y.clone(), |blk| blk.y.clone());
+            blocks.push(Block::forward(&mut b, def, &x));
+        }
+        let conv_last = ConvBn::forward(&mut b, &arch.conv_last, &blocks.last().unwrap().y);
+        let head = Head::forward(&mut b, &conv_last.y, dropout);
+        let mut dlogits = None;
+        if mode == Mode::Train {
+            let d = b.alloc(&head.logits.shape, "dlogits");
+            let mut dy = head.backward(&mut b, &d);
+            dy = conv_last.backward(&mut b, &dy, true).unwrap();
+            for blk in blocks.iter().rev() {
+                dy = blk.backward(&mut b, &dy);
+            }
+            let dy = stem1.backward(&mut b, &dy, true).unwrap();
+            stem0.backward(&mut b, &dy, false); // the image needs no gradient
+            dlogits = Some(d);
+        }
+        Ok(Graph {
+            mode,
+            input,
+            logits: head.logits.clone(),
+            forward: b.forward,
+            backward: b.backward,
+            dlogits,
+            dropout: head.dropout.clone(),
+            tensors: b.tensors,
+        })
+    }
+
+    /// Bytes of every activation and gradient buffer the graph owns.
+    pub fn activation_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.bytes()).sum()
+    }
+
+    pub fn buffer_count(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Dropout draws a new mask each step from this seed.
+    pub fn set_dropout_seed(&self, gpu: &Gpu, seed: u32) {
+        if let Some(p) = &self.dropout {
+            elementwise::set_dropout_seed(gpu, p, seed);
+        }
+    }
+}
+
+/// Hyper-parameters of the optimiser and loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainOptions {
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// Decay BN gamma/beta too (the CIFAR notebook); the ImageNet recipe decays weights only.
+    pub decay_bn: bool,
+    pub label_smoothing: f32,
+    pub dropout: f32,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { momentum: 0.9, weight_decay: 5e-4, decay_bn: true, label_smoothing: 0.1, dropout: 0.0 }
+    }
+}
+
+/// A training step: forward, loss, backward and SGD in one command buffer.
+pub struct Trainer {
+    pub state: DeviceState,
+    pub graph: Graph,
+    labels: Tensor,
+    per_sample: Tensor,
+    metrics: Tensor,
+    loss: Vec<Launch>,
+    sgd: Vec<Launch>,
+    batch: usize,
+}
+
+impl Trainer {
+    pub fn new(gpu: &Gpu, ck: &Checkpoint, batch: usize, size: (usize, usize), opts: TrainOptions) -> Result<Trainer> {
+        let state = DeviceState::new(gpu, ck)?;
+        let graph = Graph::build(gpu, &state, Mode::Train, batch, size, opts.dropout)?;
+        let labels = gpu.zeros(&[batch], "labels");
+        let per_sample = gpu.zeros(&[2, batch], "per_sample");
+        let metrics = gpu.zeros(&[2], "metrics");
+        let dlogits = graph.dlogits.as_ref().unwrap();
+        let loss = loss::softmax_xent(gpu, opts.label_smoothing, &graph.logits, &labels, dlogits, &per_sample, &metrics);
+        // Two SGD launches over the arena: weights, then BN affine (decayed or not).
+        let w = state.weights_len;
+        let split = |t: &Tensor, from: usize, to: usize| Tensor { buffer: t.buffer.clone(), offset: t.offset + from as u64 * 4, shape: vec![to - from] };
+        let total = state.params.len();
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let w_end = w.div_ceil(align) * align;
+        let mut sgd = vec![sgd::step(gpu, &split(&state.grads, 0, w), &split(&state.params, 0, w), &split(&state.velocity, 0, w), 0.0, opts.momentum, opts.weight_decay)];
+        if w_end < total {
+            let wd = if opts.decay_bn { opts.weight_decay } else { 0.0 };
+            sgd.push(sgd::step(gpu, &split(&state.grads, w_end, total), &split(&state.params, w_end, total), &split(&state.velocity, w_end, total), 0.0, opts.momentum, wd));
+        }
+        Ok(Trainer { state, graph, labels, per_sample, metrics, loss, sgd, batch })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Upload a batch and submit one full training step with learning rate `lr`.
+    /// Returns at once; `metrics` waits for it.
+    pub fn step(&self, gpu: &Gpu, input: &[f32], labels: &[u32], lr: f32, seed: u32) -> Result<()> {
+        if input.len() != self.graph.input.len() || labels.len() != self.batch {
+            bail!("training step: expected {} inputs and {} labels, got {} and {}", self.graph.input.len(), self.batch, input.len(), labels.len());
+        }
+        let classes = self.state.arch.config.num_classes as u32;
+        if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+            bail!("label {l} is out of range for {classes} classes");
+        }
+        gpu.write(&self.graph.input, input);
+        gpu.queue.write_buffer(&self.labels.buffer, 0, bytemuck::cast_slice(labels));
+        for l in &self.sgd {
+            gpu.queue.write_buffer(&l.params, sgd::LR_OFFSET, bytemuck::bytes_of(&lr));
+        }
+        self.graph.set_dropout_seed(gpu, seed);
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for part in [&self.graph.forward, &self.loss, &self.graph.backward, &self.sgd] {
+                Gpu::record(&mut pass, part);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// (mean loss, number correct) of the last step; waits for the GPU.
+    pub fn metrics(&self, gpu: &Gpu) -> Result<(f32, f32)> {
+        let m = gpu.read(&self.metrics)?;
+        Ok((m[0], m[1]))
+    }
+
+    /// Per-sample losses of the last step.
+    pub fn per_sample_loss(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(gpu.read(&self.per_sample)?[..self.batch].to_vec())
+    }
+
+    /// Every launch of a step, in order (for per-layer timing).
+    pub fn launches(&self) -> impl Iterator<Item = &Launch> {
+        self.graph.forward.iter().chain(&self.loss).chain(&self.graph.backward).chain(&self.sgd)
+    }
+}
