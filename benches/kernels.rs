@@ -1,1 +1,49 @@
-fn main(){}
+//! Kernel throughput on the current adapter. Criterion's "elem/s" are floating-point
+//! operations per second here (2 per multiply-add): read Gelem/s as GFLOP/s.
+//! Each iteration submits `REPEAT` dispatches in one pass and waits, so the ~0.1 ms submit
+//! cost is amortised the way a training step amortises it.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use spgnet::gpu::{Gpu, Launch};
+use spgnet::ops::conv::{self, ConvShape, Tile};
+use spgnet::ops::linear::{self, Strides};
+
+const REPEAT: usize = 10;
+
+fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, launch: Launch) {
+    let flops = launch.flops;
+    let launches: Vec<Launch> = (0..REPEAT).map(|_| Launch { label: launch.label.clone(), pipeline: launch.pipeline.clone(), bind_group: launch.bind_group.clone(), workgroups: launch.workgroups, params: launch.params.clone(), flops }).collect();
+    gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
+    let mut g = c.benchmark_group("kernels");
+    g.sample_size(10).measurement_time(std::time::Duration::from_secs(4));
+    g.throughput(Throughput::Elements((flops * REPEAT as f64) as u64));
+    g.bench_function(name, |b| b.iter(|| gpu.run(&launches).unwrap()));
+    g.finish();
+}
+
+fn kernels(c: &mut Criterion) {
+    let gpu = Gpu::new().expect("benchmarks need a GPU adapter");
+    eprintln!("adapter: {}", gpu.describe());
+    // The reference shape: 3x3 grouped conv, N=64, C=96, H=W=8, G=6.
+    let s = ConvShape { n: 64, cin: 96, h: 8, w: 8, cout: 96, groups: 6, k: 3, stride: 1 };
+    let x = gpu.zeros(&s.input_shape(), "x");
+    let w = gpu.zeros(&s.weight_shape(), "w");
+    let y = gpu.zeros(&s.output_shape(), "y");
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_forward", conv::forward(&gpu, &s, &x, &w, &y));
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_data", conv::backward_data(&gpu, &s, &y, &w, &x));
+    let wg = conv::backward_weight(&gpu, &s, &y, &x, &w);
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_weight", wg.into_iter().next().unwrap());
+    let p = ConvShape { n: 64, cin: 192, h: 4, w: 4, cout: 96, groups: 1, k: 1, stride: 1 };
+    let (px, pw, py) = (gpu.zeros(&p.input_shape(), "x"), gpu.zeros(&p.weight_shape(), "w"), gpu.zeros(&p.output_shape(), "y"));
+    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
+    // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
+    let (m, n, k) = (64, 4096, 576);
+    let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
+    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }] {
+        let l = linear::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
+        bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
