@@ -22,3 +22,19 @@ fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     velocity[i] = v;
     param[i] = param[i] - p.lr * v;
 }
+
+// ema: shadow = decay * shadow + (1 - decay) * value, over a whole arena (weight EMA).
+struct Ema {
+    len: u32, decay: f32, _a: u32, _b: u32,
+}
+
+@group(0) @binding(0) var<uniform> e: Ema;
+@group(0) @binding(1) var<storage, read> ema_value: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ema_shadow: array<f32>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn ema(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * EW;
+    if (i >= e.len) { return; }
+    ema_shadow[i] = e.decay * ema_shadow[i] + (1.0 - e.decay) * ema_value[i];
+}

@@ -102,6 +102,8 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<(String, &'static str, String), Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    staging: Mutex<Vec<wgpu::Buffer>>,
+    created: std::sync::atomic::AtomicUsize,
 }
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a Vulkan, Metal or DX12 driver; \
@@ -185,6 +187,8 @@ impl Gpu {
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
             errors,
+            staging: Mutex::default(),
+            created: Default::default(),
         })
     }
 
@@ -203,8 +207,18 @@ impl Gpu {
         Ok(())
     }
 
+    /// Buffers this context has created so far (a training step after the first creates none).
+    pub fn buffers_created(&self) -> usize {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
     fn new_buffer(&self, bytes: u64, label: &str) -> Arc<wgpu::Buffer> {
-        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Arc::new(self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(16) * 16,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
@@ -249,16 +263,23 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let padded = bytes.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: padded,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        // Staging buffers are reused: reading a step's loss allocates nothing.
+        let reused = {
+            let mut pool = self.staging.lock().unwrap();
+            pool.iter().position(|b| b.size() >= padded).map(|i| pool.swap_remove(i))
+        };
+        let staging = reused.unwrap_or_else(|| {
+            self.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: padded.next_power_of_two().max(256),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
         self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
+        let slice = staging.slice(..padded);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -271,6 +292,7 @@ impl Gpu {
             .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
         let data = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback failed: {e:?}"))?.to_vec();
         staging.unmap();
+        self.staging.lock().unwrap().push(staging);
         self.check()?;
         Ok(data[..bytes as usize].to_vec())
     }
@@ -344,7 +366,7 @@ impl Gpu {
     pub fn params(&self, words: &[u32]) -> Arc<wgpu::Buffer> {
         let mut padded = words.to_vec();
         padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buf = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: padded.len() as u64 * 4,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

@@ -114,6 +114,53 @@ impl DeviceState {
         Ok(Checkpoint { config: self.arch.config.clone(), tensors, meta })
     }
 
+    /// A second state with copies of the parameters and running statistics (for a weight EMA);
+    /// gradients and momentum are shared, as the copy is only evaluated.
+    pub fn shadow(&self, gpu: &Gpu) -> DeviceState {
+        let copy = |t: &Tensor, label: &str| {
+            let c = gpu.zeros(&t.shape, label);
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(&t.buffer, t.offset, &c.buffer, 0, t.bytes());
+            gpu.queue.submit([enc.finish()]);
+            c
+        };
+        DeviceState {
+            arch: self.arch.clone(),
+            params: copy(&self.params, "ema.params"),
+            grads: self.grads.clone(),
+            velocity: self.velocity.clone(),
+            stats: copy(&self.stats, "ema.stats"),
+            weights_len: self.weights_len,
+            slots: self.slots.clone(),
+            order: self.order.clone(),
+        }
+    }
+
+    /// Launches that move this (shadow) state towards `live` by an EMA step.
+    pub fn ema_from(&self, gpu: &Gpu, live: &DeviceState, decay: f32) -> Vec<Launch> {
+        vec![sgd::ema(gpu, &live.params, &self.params, decay), sgd::ema(gpu, &live.stats, &self.stats, decay)]
+    }
+
+    /// Momentum buffers by tensor name (saved for resuming).
+    pub fn read_velocity(&self, gpu: &Gpu) -> Result<BTreeMap<String, Vec<f32>>> {
+        self.unpack(gpu, &self.velocity, true)
+    }
+
+    pub fn write_velocity(&self, gpu: &Gpu, values: &BTreeMap<String, Vec<f32>>) -> Result<()> {
+        let mut host = vec![0f32; self.velocity.len()];
+        for name in self.trainable_names() {
+            let s = &self.slots[&name];
+            let v = values.get(&name).ok_or_else(|| anyhow!("optimizer state has no momentum for '{name}'"))?;
+            let len: usize = s.shape.iter().product();
+            if v.len() != len {
+                bail!("optimizer state: momentum of '{name}' has {} values, expected {len}", v.len());
+            }
+            host[s.offset..s.offset + len].copy_from_slice(v);
+        }
+        gpu.write(&self.velocity, &host);
+        Ok(())
+    }
+
     /// The gradients of the last step, by tensor name.
     pub fn read_grads(&self, gpu: &Gpu) -> Result<BTreeMap<String, Vec<f32>>> {
         self.unpack(gpu, &self.grads, true)
@@ -537,5 +584,59 @@ impl Trainer {
     /// Every launch of a step, in order (for per-layer timing).
     pub fn launches(&self) -> impl Iterator<Item = &Launch> {
         self.graph.forward.iter().chain(&self.loss).chain(&self.graph.backward).chain(&self.sgd)
+    }
+}
+
+/// Forward passes in eval mode (running statistics, no dropout), with the loss per sample.
+pub struct Evaluator {
+    pub graph: Graph,
+    labels: Tensor,
+    per_sample: Tensor,
+    loss: Vec<Launch>,
+    batch: usize,
+}
+
+impl Evaluator {
+    pub fn new(gpu: &Gpu, state: &DeviceState, batch: usize, size: (usize, usize), label_smoothing: f32) -> Result<Evaluator> {
+        let graph = Graph::build(gpu, state, Mode::Eval, batch, size, 0.0)?;
+        let labels = gpu.zeros(&[batch], "labels");
+        let per_sample = gpu.zeros(&[2, batch], "per_sample");
+        let dlogits = gpu.zeros(&graph.logits.shape, "unused_dlogits");
+        let metrics = gpu.zeros(&[2], "metrics");
+        let loss = loss::softmax_xent(gpu, label_smoothing, &graph.logits, &labels, &dlogits, &per_sample, &metrics);
+        Ok(Evaluator { graph, labels, per_sample, loss, batch })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Logits [batch, classes] of a full batch of inputs.
+    pub fn logits(&self, gpu: &Gpu, input: &[f32]) -> Result<Vec<f32>> {
+        if input.len() != self.graph.input.len() {
+            bail!("evaluation: expected {} input values, got {}", self.graph.input.len(), input.len());
+        }
+        gpu.write(&self.graph.input, input);
+        gpu.submit(&self.graph.forward);
+        gpu.read(&self.graph.logits)
+    }
+
+    /// (loss, 1 if correct else 0) per sample, and the logits, of a full batch.
+    pub fn evaluate(&self, gpu: &Gpu, input: &[f32], labels: &[u32]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        if input.len() != self.graph.input.len() || labels.len() != self.batch {
+            bail!("evaluation: expected {} inputs and {} labels", self.graph.input.len(), self.batch);
+        }
+        gpu.write(&self.graph.input, input);
+        gpu.queue.write_buffer(&self.labels.buffer, 0, bytemuck::cast_slice(labels));
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            Gpu::record(&mut pass, &self.graph.forward);
+            Gpu::record(&mut pass, &self.loss);
+        }
+        gpu.queue.submit([enc.finish()]);
+        let per = gpu.read(&self.per_sample)?;
+        let logits = gpu.read(&self.graph.logits)?;
+        Ok((per[..self.batch].to_vec(), per[self.batch..].to_vec(), logits))
     }
 }

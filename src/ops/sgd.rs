@@ -9,8 +9,18 @@ fn spec() -> KernelSpec {
     KernelSpec::new("sgd.wgsl", SOURCE, "step", &[Read, ReadWrite, ReadWrite])
 }
 
+fn ema_spec() -> KernelSpec {
+    KernelSpec::new("sgd.wgsl", SOURCE, "ema", &[Read, ReadWrite])
+}
+
 pub fn kernels() -> Vec<KernelSpec> {
-    vec![spec()]
+    vec![spec(), ema_spec()]
+}
+
+/// shadow = decay * shadow + (1 - decay) * value (an exponential moving average of weights).
+pub fn ema(gpu: &Gpu, value: &Tensor, shadow: &Tensor, decay: f32) -> Launch {
+    let p = gpu.params(&[value.len() as u32, f(decay), 0, 0]);
+    gpu.launch("sgd.ema", &ema_spec(), &p, &[value, shadow], grid_1d(value.len(), 64))
 }
 
 /// One update of every value of `param` (v = mu v + g + wd p; p -= lr v).

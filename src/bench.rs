@@ -1,0 +1,107 @@
+//! `spgnet bench`: training-step and inference throughput on random data (medians of
+//! synchronised steps, after a warm-up step that compiles every pipeline), peak GPU buffer
+//! bytes, and optionally a per-kernel profile (each dispatch submitted alone and timed).
+
+use crate::checkpoint::Checkpoint;
+use crate::gpu::{Gpu, Launch};
+use crate::model::{ModelConfig, Variant};
+use crate::network::{Evaluator, TrainOptions, Trainer};
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct BenchArgs {
+    pub version: Variant,
+    pub batch: usize,
+    pub size: usize,
+    pub steps: usize,
+    pub classes: usize,
+    pub in_channels: usize,
+    pub profile: bool,
+}
+
+/// Time share of one kind of kernel in a training step.
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    pub label: String,
+    pub dispatches: usize,
+    pub seconds: f64,
+    pub flops: f64,
+}
+
+pub struct BenchReport {
+    pub adapter: String,
+    pub train_img_per_s: f64,
+    pub infer_img_per_s: f64,
+    pub train_step_ms: f64,
+    pub peak_buffer_bytes: u64,
+    /// Buffers created by the context after the first training step and after the last.
+    pub buffers_after_first_step: usize,
+    pub buffers_after_last_step: usize,
+    pub profile: Vec<KernelTime>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Each launch alone, timed with a wait: the per-dispatch wall time, grouped by kernel.
+pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<Vec<KernelTime>> {
+    let mut by: BTreeMap<String, KernelTime> = BTreeMap::new();
+    for l in launches {
+        let t = Instant::now();
+        gpu.run(std::slice::from_ref(l))?;
+        let e = by.entry(l.label.clone()).or_insert(KernelTime { label: l.label.clone(), dispatches: 0, seconds: 0.0, flops: 0.0 });
+        e.dispatches += 1;
+        e.seconds += t.elapsed().as_secs_f64();
+        e.flops += l.flops;
+    }
+    let mut v: Vec<KernelTime> = by.into_values().collect();
+    v.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
+    Ok(v)
+}
+
+pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
+    if a.steps == 0 || a.batch < 2 {
+        bail!("bench needs --steps >= 1 and --batch >= 2");
+    }
+    let ck = Checkpoint::initialized(ModelConfig::new(a.version, a.in_channels, a.classes), 0);
+    let trainer = Trainer::new(gpu, &ck, a.batch, (a.size, a.size), TrainOptions::default())?;
+    let evaluator = Evaluator::new(gpu, &trainer.state, a.batch, (a.size, a.size), 0.1)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let input: Vec<f32> = (0..trainer.graph.input.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let labels: Vec<u32> = (0..a.batch).map(|_| rng.random_range(0..a.classes as u32)).collect();
+    let step = |i: usize| -> Result<f64> {
+        let t = Instant::now();
+        trainer.step(gpu, &input, &labels, 0.01, i as u32)?;
+        trainer.metrics(gpu)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    step(0)?; // warm-up: compiles every pipeline
+    let buffers_after_first_step = gpu.buffers_created();
+    let train: Vec<f64> = (1..=a.steps).map(step).collect::<Result<_>>()?;
+    let buffers_after_last_step = gpu.buffers_created();
+    let infer = |_: usize| -> Result<f64> {
+        let t = Instant::now();
+        evaluator.logits(gpu, &input)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    infer(0)?;
+    let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
+    let peak = trainer.graph.activation_bytes() + evaluator.graph.activation_bytes() + 4 * (3 * trainer.state.params.len() + trainer.state.stats.len()) as u64;
+    let profile = if a.profile { profile(gpu, trainer.launches())? } else { Vec::new() };
+    let t = median(train);
+    Ok(BenchReport {
+        adapter: gpu.describe(),
+        train_img_per_s: a.batch as f64 / t,
+        infer_img_per_s: a.batch as f64 / median(inf),
+        train_step_ms: 1000.0 * t,
+        peak_buffer_bytes: peak,
+        buffers_after_first_step,
+        buffers_after_last_step,
+        profile,
+    })
+}
