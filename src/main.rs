@@ -21,6 +21,69 @@ enum Command {
     /// Train SPGNet (defaults: the CIFAR-10 notebook's recipe). Writes to --out: metrics.csv,
     /// loss.png, acc.png, best.safetensors, last.safetensors and resume.safetensors
     Train(TrainCli),
+    /// Classify images (PNG, JPEG, BMP, WebP, GIF; a folder means every image in it) with the
+    /// shipped Fashion-MNIST model or --weights
+    Infer {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Checkpoint (default: the model shipped in assets/)
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// How many classes to show per image
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// One JSON line per image: {"image": PATH, "top": [{"class": I, "name": N, "prob": P}, ...]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test-split accuracy (top-1, top-5), loss, confusion matrix and throughput of a checkpoint
+    Eval {
+        /// cifar10, cifar100, mnist, fashion-mnist or folder
+        #[arg(long)]
+        dataset: String,
+        /// Dataset location (default for mnist and fashion-mnist: Debian's /usr/share/datasets/...)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Evaluate the first N test images only
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Save the confusion matrix as a PNG picture here
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// One JSON line: {"accuracy": A, "images": N, "img_per_s": R, ...}
+        #[arg(long)]
+        json: bool,
+    },
+    /// A picture of test images with predicted and true labels (wrong ones in red)
+    Grid {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "grid.png")]
+        out: PathBuf,
+        /// Number of test images shown
+        #[arg(long, default_value_t = 32)]
+        count: usize,
+    },
+    /// Per-layer table: output shape, parameters, multiply-adds; then totals
+    Summary {
+        #[arg(long, default_value = "s2p6")]
+        version: String,
+        /// Input side in pixels
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        #[arg(long, default_value_t = 3)]
+        in_ch: usize,
+    },
     /// Training-step and inference throughput on random data (medians of synchronised steps)
     Bench {
         #[arg(long, default_value = "s2p6")]
@@ -167,6 +230,28 @@ impl TrainCli {
     }
 }
 
+fn dataset_path(kind: spgnet::data::Kind, data: Option<PathBuf>) -> Result<PathBuf> {
+    match (data, kind.default_path()) {
+        (Some(d), _) => Ok(d),
+        (None, Some(d)) => Ok(PathBuf::from(d)),
+        (None, None) => anyhow::bail!("--data is required for {} (the dataset folder or archive)", kind.name()),
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
 fn gpu(cli_backend: &Option<String>) -> Result<Gpu> {
     let g = Gpu::with_backend(cli_backend.as_deref())?;
     eprintln!("adapter: {}", g.describe());
@@ -180,6 +265,83 @@ fn run(cli: Cli) -> Result<()> {
             let args = if t.resume.is_some() { None } else { Some(t.to_args()?) };
             let summary = spgnet::train::train(&g, args, t.resume.as_deref(), spgnet::train::RunControl { progress: true, stop_after: None })?;
             eprintln!("best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}", 100.0 * summary.best_acc, summary.out.display());
+        }
+        Command::Infer { images, weights, top, json } => {
+            let files = spgnet::infer::expand_inputs(&images)?;
+            let model = spgnet::infer::Model::load(weights.as_deref())?;
+            let g = gpu(&cli.backend)?;
+            for p in spgnet::infer::predict(&g, &model, &files, top)? {
+                if json {
+                    let top: Vec<String> = p.top.iter().map(|(k, n, pr)| format!("{{\"class\": {k}, \"name\": {}, \"prob\": {pr:.6}}}", json_string(n))).collect();
+                    println!("{{\"image\": {}, \"top\": [{}]}}", json_string(&p.image), top.join(", "));
+                } else {
+                    println!("{}", p.image);
+                    for (k, n, pr) in &p.top {
+                        println!("  {:>6.2}%  {n} ({k})", 100.0 * pr);
+                    }
+                }
+            }
+        }
+        Command::Eval { dataset, data, weights, batch, limit, plot, json } => {
+            let kind = spgnet::data::Kind::parse(&dataset)?;
+            let path = dataset_path(kind, data)?;
+            let model = spgnet::infer::Model::load(weights.as_deref())?;
+            let test = spgnet::infer::test_split(&model, kind, &path, limit)?;
+            let g = gpu(&cli.backend)?;
+            let r = spgnet::infer::evaluate(&g, &model, test, batch)?;
+            if let Some(p) = &plot {
+                spgnet::plot::confusion_matrix(p, &r.classes, &r.confusion)?;
+            }
+            if json {
+                let top5 = r.top5.map_or("null".to_string(), |t| format!("{t:.6}"));
+                println!(
+                    "{{\"accuracy\": {:.6}, \"top5\": {top5}, \"loss\": {:.6}, \"images\": {}, \"img_per_s\": {:.2}, \"adapter\": {}}}",
+                    r.accuracy, r.loss, r.images, r.img_per_s, json_string(&g.describe())
+                );
+            } else {
+                println!("{} test images: top-1 {:.2}%{}, loss {:.4}", r.images, 100.0 * r.accuracy, r.top5.map_or(String::new(), |t| format!(", top-5 {:.2}%", 100.0 * t)), r.loss);
+                println!("throughput: {:.1} images/s", r.img_per_s);
+                let w = r.classes.iter().map(|c| c.len()).max().unwrap_or(4).min(14);
+                println!("confusion matrix (rows: true class, columns: predicted):");
+                for (t, row) in r.confusion.iter().enumerate() {
+                    let name: String = r.classes[t].chars().take(w).collect();
+                    println!("  {name:>w$} {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
+                }
+                if let Some(p) = &plot {
+                    println!("confusion matrix picture: {}", p.display());
+                }
+            }
+        }
+        Command::Grid { dataset, data, weights, out, count } => {
+            let kind = spgnet::data::Kind::parse(&dataset)?;
+            let path = dataset_path(kind, data)?;
+            let model = spgnet::infer::Model::load(weights.as_deref())?;
+            let test = spgnet::infer::test_split(&model, kind, &path, Some(count))?;
+            let g = gpu(&cli.backend)?;
+            let pred = spgnet::infer::predict_dataset(&g, &model, &test, count)?;
+            let per = test.channels * test.h * test.w;
+            let tiles: Vec<spgnet::plot::GridTile> = pred
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| spgnet::plot::GridTile {
+                    pixels: &test.images[i * per..(i + 1) * per],
+                    channels: test.channels,
+                    size: test.h,
+                    predicted: &model.classes[p],
+                    truth: &model.classes[test.labels[i] as usize],
+                })
+                .collect();
+            spgnet::plot::prediction_grid(&out, &tiles, 8)?;
+            let right = tiles.iter().filter(|t| t.predicted == t.truth).count();
+            println!("{}: {} test images, {right} predicted right", out.display(), tiles.len());
+        }
+        Command::Summary { version, size, classes, in_ch } => {
+            let v = spgnet::model::Variant::parse(&version)?;
+            if size == 0 || classes == 0 || in_ch == 0 {
+                anyhow::bail!("--size, --classes and --in-ch must be positive");
+            }
+            let arch = spgnet::model::Architecture::new(spgnet::model::ModelConfig::new(v, in_ch, classes));
+            print!("{}", spgnet::summary::table(&arch, size));
         }
         Command::Bench { version, batch, size, steps, classes, in_ch, profile, json } => {
             let g = gpu(&cli.backend)?;

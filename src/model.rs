@@ -307,6 +307,13 @@ mod tests {
         // counts below were read off the independent Paddle reference (sum of its parameters).
         let arch = |v, ch, classes| Architecture::new(ModelConfig::new(v, ch, classes));
         assert_eq!(arch(Variant::S2P6, 3, 10).state_count(), 3_287_500);
+        let s2p6 = arch(Variant::S2P6, 3, 10);
+        let (params, macs) = crate::summary::totals(&s2p6, 32);
+        assert_eq!(params, s2p6.trainable_count(), "the summary counts what the model holds");
+        // The spec: about 7.0 M multiply-adds per 32x32 image, 294 M per 224x224 image.
+        assert!((macs as f64 / 1e6 - 7.0).abs() < 0.1, "{macs} multiply-adds at 32x32");
+        let (_, macs224) = crate::summary::totals(&s2p6, 224);
+        assert!((macs224 as f64 / 1e6 - 294.0).abs() < 3.0, "{macs224} multiply-adds at 224x224");
         for (v, ch, classes, trainable) in [
             (Variant::S2P6, 3, 10, 3_266_004),
             (Variant::S2P6, 1, 10, 3_265_788),

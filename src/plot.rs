@@ -65,3 +65,97 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     }
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))
 }
+
+fn save_via_tmp(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
+    let r = draw(&tmp);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return r;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))
+}
+
+/// A confusion matrix (rows: true class, columns: predicted) as a heat map with counts.
+pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Result<()> {
+    register_font();
+    let k = classes.len();
+    let cell = (600 / k.max(1)).clamp(6, 60) as i32;
+    let (left, top) = (150, 60);
+    let size = (left as u32 + cell as u32 * k as u32 + 20, top as u32 + cell as u32 * k as u32 + 40);
+    save_via_tmp(path, |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+        let e = |e: DrawingAreaErrorKind<_>| anyhow!("plot: {e}");
+        root.draw(&Text::new("confusion matrix (rows: true, columns: predicted)", (10, 15), ("sans-serif", 18))).map_err(e)?;
+        for (t, row) in m.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &count) in row.iter().enumerate() {
+                let frac = count as f64 / total;
+                let shade = (255.0 * (1.0 - frac)) as u8;
+                let color = if t == p { RGBColor(shade, shade, 255) } else { RGBColor(255, shade, shade) };
+                let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(|e| anyhow!("plot: {e}"))?;
+                if cell >= 24 && count > 0 {
+                    let style = ("sans-serif", (cell / 3).min(14)).into_font().color(&BLACK);
+                    root.draw(&Text::new(count.to_string(), (x + 3, y + cell / 3), style)).map_err(|e| anyhow!("plot: {e}"))?;
+                }
+            }
+            if cell >= 10 {
+                let name: String = classes[t].chars().take(18).collect();
+                root.draw(&Text::new(name, (5, top + t as i32 * cell + cell / 3), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
+            }
+        }
+        root.present().map_err(|e| anyhow!("plot: {e}"))
+    })
+}
+
+/// One labelled tile of a prediction grid.
+pub struct GridTile<'a> {
+    /// u8 planes [channels, size, size]
+    pub pixels: &'a [u8],
+    pub channels: usize,
+    pub size: usize,
+    pub predicted: &'a str,
+    pub truth: &'a str,
+}
+
+/// The notebook's picture: test images with predicted and true labels, wrong ones in red.
+pub fn prediction_grid(path: &Path, tiles: &[GridTile], columns: usize) -> Result<()> {
+    register_font();
+    let cols = columns.max(1);
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let (img, label_h) = (112i32, 34i32);
+    let (cw, ch) = (img + 24, img + label_h + 10);
+    save_via_tmp(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (cols as u32 * cw as u32 + 10, rows as u32 * ch as u32 + 10)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+        for (i, t) in tiles.iter().enumerate() {
+            let (x0, y0) = (10 + (i % cols) as i32 * cw, 10 + (i / cols) as i32 * ch);
+            let right = t.predicted == t.truth;
+            let color = if right { RGBColor(0, 120, 0) } else { RGBColor(200, 0, 0) };
+            if !right {
+                root.draw(&Rectangle::new([(x0 - 3, y0 - 3), (x0 + img + 2, y0 + img + 2)], color.stroke_width(3))).map_err(|e| anyhow!("plot: {e}"))?;
+            }
+            let plane = t.size * t.size;
+            for y in 0..img {
+                for x in 0..img {
+                    let (sy, sx) = (y as usize * t.size / img as usize, x as usize * t.size / img as usize);
+                    let at = sy * t.size + sx;
+                    let px = if t.channels == 1 {
+                        RGBColor(t.pixels[at], t.pixels[at], t.pixels[at])
+                    } else {
+                        RGBColor(t.pixels[at], t.pixels[plane + at], t.pixels[2 * plane + at])
+                    };
+                    root.draw_pixel((x0 + x, y0 + y), &px).map_err(|e| anyhow!("plot: {e}"))?;
+                }
+            }
+            let short = |s: &str| s.chars().take(16).collect::<String>();
+            let style = ("sans-serif", 13).into_font().color(&color);
+            root.draw(&Text::new(format!("pred: {}", short(t.predicted)), (x0, y0 + img + 4), style.clone())).map_err(|e| anyhow!("plot: {e}"))?;
+            root.draw(&Text::new(format!("true: {}", short(t.truth)), (x0, y0 + img + 19), ("sans-serif", 13).into_font().color(&BLACK))).map_err(|e| anyhow!("plot: {e}"))?;
+        }
+        root.present().map_err(|e| anyhow!("plot: {e}"))
+    })
+}

@@ -368,6 +368,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         );
     }
     let end = control.stop_after.map_or(args.epochs, |n| n.min(args.epochs));
+    let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for epoch in start_epoch..end {
         let t0 = Instant::now();
         let bar = if progress { indicatif::ProgressBar::new(steps as u64) } else { indicatif::ProgressBar::hidden() };
@@ -393,7 +394,13 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
             correct += right as f64;
             seen += args.batch;
             let rate = seen as f64 / t0.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr:.4}", loss_sum / seen as f64, 100.0 * correct / seen as f64, rate));
+            let msg = format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr:.4}", loss_sum / seen as f64, 100.0 * correct / seen as f64, rate);
+            // Logs (stderr not a terminal) get a line every tenth of an epoch instead of a bar.
+            if progress && !is_terminal && (b.index + 1) % (steps / 10).max(1) == 0 {
+                let eta = (steps - b.index - 1) as f64 * args.batch as f64 / rate;
+                eprintln!("epoch {}/{} step {}/{steps}: {msg}, epoch eta {eta:.0} s", epoch + 1, args.epochs, b.index + 1);
+            }
+            bar.set_message(msg);
             bar.inc(1);
         }
         let train_secs = t0.elapsed().as_secs_f64();
