@@ -179,6 +179,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap().push(e.to_string());
         }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                lost.lock().unwrap().push(format!("the GPU device was lost ({reason:?}: {message}); restart the command, with --resume for training"));
+            }
+        });
         Ok(Gpu {
             device,
             queue,
@@ -386,8 +392,24 @@ impl Gpu {
         workgroups: [u32; 3],
     ) -> Launch {
         assert_eq!(tensors.len(), spec.bindings.len(), "{}: wrong number of tensors", spec.entry);
+        // Too large a problem for this adapter is reported by `check`, like wgpu's own errors.
         let max = self.limits.max_compute_workgroups_per_dimension;
-        assert!(workgroups.iter().all(|&w| w <= max), "{}: grid {workgroups:?} exceeds {max}", spec.entry);
+        let mut workgroups = workgroups;
+        if workgroups.iter().any(|&w| w > max) {
+            self.errors.lock().unwrap().push(format!("{}: a grid of {workgroups:?} workgroups exceeds this adapter's {max} per dimension; use a smaller batch", spec.entry));
+            workgroups = [0, 0, 0];
+        }
+        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        if let Some(t) = tensors.iter().find(|t| t.bytes() > max_binding) {
+            self.errors.lock().unwrap().push(format!(
+                "{}: a tensor of shape {:?} needs {} MiB, over this adapter's {} MiB per binding; use a smaller batch",
+                spec.entry,
+                t.shape,
+                t.bytes() >> 20,
+                max_binding >> 20
+            ));
+            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0 };
+        }
         let pipeline = self.pipeline(spec);
         let layout = self.layout(spec.bindings);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
@@ -400,6 +422,18 @@ impl Gpu {
             entries: &entries,
         });
         Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0 }
+    }
+
+    /// A bind group that satisfies the layout with tiny buffers (for launches that never run).
+    fn empty_bind_group(&self, spec: &KernelSpec) -> wgpu::BindGroup {
+        let layout = self.layout(spec.bindings);
+        let dummy = self.zeros(&[4], "unused");
+        let params = self.params(&[0]);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+        for i in 0..spec.bindings.len() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: dummy.binding() });
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout.0, entries: &entries })
     }
 
     /// Record launches into one compute pass.

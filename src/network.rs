@@ -458,6 +458,8 @@ impl Graph {
             stem0.backward(&mut b, &dy, false); // the image needs no gradient
             dlogits = Some(d);
         }
+        // Problems too big for the adapter (grid or binding limits) surface here, before any step.
+        gpu.check().map_err(|e| anyhow!("batch {batch} at {}x{}: {e}", size.0, size.1))?;
         Ok(Graph {
             mode,
             input,
