@@ -227,11 +227,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Serialize named f32 tensors with string metadata to safetensors bytes.
 pub fn to_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    to_bytes_as(tensors, metadata, |_| Dtype::F32)
+}
+
+/// The same, storing each tensor in the dtype `dtype_of(name)` gives (F32 or F16).
+pub fn to_bytes_as(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>, dtype_of: impl Fn(&str) -> Dtype) -> Result<Vec<u8>> {
+    let encoded: Vec<(Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, _, data)| match dtype_of(name) {
+            Dtype::F16 => (Dtype::F16, data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+            _ => (Dtype::F32, bytemuck::cast_slice(data).to_vec()),
+        })
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, shape, data)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-                .map_err(|e| anyhow!("tensor '{name}': {e}"))?;
+        .zip(&encoded)
+        .map(|((name, shape, _), (dtype, bytes))| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map_err(|e| anyhow!("tensor '{name}': {e}"))?;
             Ok((name.clone(), view))
         })
         .collect::<Result<_>>()?;
@@ -241,6 +253,12 @@ pub fn to_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<St
 
 /// Save a checkpoint with full metadata.
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
+    save_as(path, ck, false, HashMap::new())
+}
+
+/// Save with conv and linear weights in f16 when `half` (BN tensors stay f32: running
+/// variances lose too much in f16), plus extra metadata entries.
+pub fn save_as(path: &Path, ck: &Checkpoint, half: bool, extra: HashMap<String, String>) -> Result<()> {
     let arch = Architecture::new(ck.config.clone());
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = arch
         .tensors()
@@ -272,5 +290,8 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     if let Some(d) = &m.dataset {
         meta.insert("spgnet.dataset".into(), d.clone());
     }
-    write_atomic(path, &to_bytes(&tensors, meta)?)
+    meta.extend(extra);
+    let weights: std::collections::HashSet<String> = arch.tensors().into_iter().filter(|t| t.is_weight).map(|t| t.name).collect();
+    let dtype = |name: &str| if half && weights.contains(name) { Dtype::F16 } else { Dtype::F32 };
+    write_atomic(path, &to_bytes_as(&tensors, meta, dtype)?)
 }

@@ -72,6 +72,19 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         count: usize,
     },
+    /// Re-save a checkpoint, with conv and linear weights in f16 (--half) and extra metadata
+    Export {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Store conv and linear weights as f16 (half the size; BN tensors stay f32)
+        #[arg(long)]
+        half: bool,
+        /// Extra metadata, KEY=VALUE (repeatable), e.g. spgnet.test_accuracy=0.93
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+    },
     /// Per-layer table: output shape, parameters, multiply-adds; then totals
     Summary {
         #[arg(long, default_value = "s2p6")]
@@ -334,6 +347,16 @@ fn run(cli: Cli) -> Result<()> {
             spgnet::plot::prediction_grid(&out, &tiles, 8)?;
             let right = tiles.iter().filter(|t| t.predicted == t.truth).count();
             println!("{}: {} test images, {right} predicted right", out.display(), tiles.len());
+        }
+        Command::Export { weights, out, half, meta } => {
+            let ck = spgnet::checkpoint::load(&weights)?;
+            let mut extra = std::collections::HashMap::new();
+            for kv in meta {
+                let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--meta '{kv}': expected KEY=VALUE"))?;
+                extra.insert(k.to_string(), v.to_string());
+            }
+            spgnet::checkpoint::save_as(&out, &ck, half, extra)?;
+            eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(&out)?.len());
         }
         Command::Summary { version, size, classes, in_ch } => {
             let v = spgnet::model::Variant::parse(&version)?;

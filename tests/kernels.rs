@@ -70,7 +70,7 @@ fn conv_awkward_shapes() {
 fn conv_large_shapes_span_workgroups_in_every_dimension() {
     // Many column tiles (x), several row tiles (y), several groups (z), and a split-K weight gradient.
     let s = ConvShape { n: 6, cin: 36, h: 16, w: 15, cout: 54, groups: 3, k: 3, stride: 1 };
-    let t = conv::Tile::for_gemm(s.cog(), s.n * s.oh() * s.ow());
+    let t = conv::Tile::for_forward(s.cog(), s.n * s.oh() * s.ow());
     let grid = t.grid(s.cog(), s.n * s.oh() * s.ow(), s.groups);
     assert!(grid.iter().all(|&d| d > 1), "grid {grid:?} should exceed one workgroup everywhere");
     check_conv(s, 100);

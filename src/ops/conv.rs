@@ -75,6 +75,17 @@ impl Tile {
         let nv = if cols >= 256 { 2 } else { 1 };
         Tile { tm, nv, wg: 8 }
     }
+    /// Measured on lavapipe over SPGNet's shapes (benches/tiles.rs): tiles of 16 rows always
+    /// lost; wide column tiles pay off only where there are many columns.
+    pub fn for_forward(rows: usize, cols: usize) -> Tile {
+        if cols >= 256 { Tile { tm: Self::for_gemm(rows, cols).tm.min(4), nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
+    }
+    pub fn for_backward_data(rows: usize, cols: usize) -> Tile {
+        if cols >= 4096 { Tile { tm: Self::for_gemm(rows, cols).tm.min(4), nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
+    }
+    pub fn for_backward_weight(rows: usize, cols: usize) -> Tile {
+        Tile { nv: 1, ..Self::for_gemm(rows, cols) }
+    }
     pub fn cols(&self) -> u32 {
         4 * self.nv
     }
@@ -111,8 +122,11 @@ fn params(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize) -> Arc<wg
 
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
+    forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)
+}
+
+pub fn forward_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let tile = Tile::for_gemm(rows, cols);
     let mut l = gpu.launch("conv.forward", &spec(tile, "forward"), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     l
@@ -120,8 +134,11 @@ pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> 
 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
 pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
+    backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), s.n * s.h * s.w), dy, w, dx)
+}
+
+pub fn backward_data_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
     let (rows, cols) = (s.cig(), s.n * s.h * s.w);
-    let tile = Tile::for_gemm(rows, cols);
     let mut l = gpu.launch("conv.backward_data", &spec(tile, "backward_data"), &params(gpu, s, 1, s.n), &[dy, w, dx], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     l
@@ -130,7 +147,7 @@ pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Ten
 /// How many batch slices the weight gradient's reduction is split into: enough invocations
 /// to fill the device, each slice still a long reduction.
 pub fn weight_grad_splits(s: &ConvShape) -> usize {
-    let tile = Tile::for_gemm(s.cog(), s.cig() * s.k * s.k);
+    let tile = Tile::for_backward_weight(s.cog(), s.cig() * s.k * s.k);
     let g = tile.grid(s.cog(), s.cig() * s.k * s.k, s.groups);
     let invocations = (g[0] * tile.wg * g[1] * g[2]) as usize;
     let per_image = s.oh() * s.ow();
@@ -142,8 +159,11 @@ pub fn weight_grad_splits(s: &ConvShape) -> usize {
 /// partial sums go to a scratch tensor (allocated here, kept alive by the launches' bind
 /// groups) and a second launch adds them in a fixed order.
 pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    backward_weight_tiled(gpu, s, Tile::for_backward_weight(s.cog(), s.cig() * s.k * s.k), dy, x, dw)
+}
+
+pub fn backward_weight_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
-    let tile = Tile::for_gemm(rows, cols);
     let splits = weight_grad_splits(s);
     let n_per = s.n.div_ceil(splits);
     let splits = s.n.div_ceil(n_per);

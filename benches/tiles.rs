@@ -1,0 +1,53 @@
+//! Register-tile sweep over SPGNet s2p6's conv shapes (batch 64, 32x32): for each direction
+//! and shape, the time of every tile, to choose `Tile::for_gemm`'s rule. Prints a table.
+
+use spgnet::gpu::{Gpu, Launch};
+use spgnet::ops::conv::{self, ConvShape, Tile};
+use std::time::Instant;
+
+fn time(gpu: &Gpu, l: &[Launch]) -> f64 {
+    gpu.run(l).unwrap();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        gpu.run(l).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() {
+    let gpu = Gpu::new().expect("needs an adapter");
+    let n = 64;
+    let shapes = [
+        ConvShape { n, cin: 24, h: 8, w: 8, cout: 48, groups: 1, k: 1, stride: 1 },
+        ConvShape { n, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 2 },
+        ConvShape { n, cin: 48, h: 4, w: 4, cout: 48, groups: 6, k: 3, stride: 1 },
+        ConvShape { n, cin: 96, h: 4, w: 4, cout: 96, groups: 1, k: 1, stride: 1 },
+        ConvShape { n, cin: 96, h: 2, w: 2, cout: 96, groups: 6, k: 3, stride: 1 },
+        ConvShape { n, cin: 192, h: 2, w: 2, cout: 192, groups: 1, k: 1, stride: 1 },
+        ConvShape { n, cin: 192, h: 1, w: 1, cout: 192, groups: 6, k: 3, stride: 1 },
+        ConvShape { n, cin: 384, h: 1, w: 1, cout: 1024, groups: 1, k: 1, stride: 1 },
+        ConvShape { n, cin: 3, h: 32, w: 32, cout: 12, groups: 1, k: 3, stride: 2 },
+        ConvShape { n, cin: 12, h: 16, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
+    ];
+    let tiles = [(4, 1), (8, 1), (8, 2), (16, 1), (16, 2), (4, 2)].map(|(tm, nv)| Tile { tm, nv, wg: 8 });
+    println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
+    for s in shapes {
+        let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));
+        for dir in ["fwd", "bwd_d", "bwd_w"] {
+            let row: String = tiles
+                .iter()
+                .map(|&t| {
+                    let l = match dir {
+                        "fwd" => vec![conv::forward_tiled(&gpu, &s, t, &x, &w, &y)],
+                        "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],
+                        _ => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
+                    };
+                    format!("{:>8.2}m", 1000.0 * time(&gpu, &l))
+                })
+                .collect();
+            println!("{:<44} {:<6} {row}", format!("{}->{} g{} k{} s{} {}x{}", s.cin, s.cout, s.groups, s.k, s.stride, s.h, s.w), dir);
+        }
+    }
+}
