@@ -377,7 +377,7 @@ impl Head {
     fn backward(&self, b: &mut Builder, dlogits: &Tensor) -> Tensor {
         let g = b.gpu;
         let st = b.state;
-        b.backward.push(linear::backward_weight(g, dlogits, &self.dropped, &st.grad("linear.weight")));
+        b.backward.extend(linear::backward_weight(g, dlogits, &self.dropped, &st.grad("linear.weight")));
         let mut d_act = b.alloc(&self.act.shape, "d_dropped");
         b.backward.push(linear::backward_data(g, dlogits, &st.param("linear.weight"), &d_act));
         if let Some(p) = &self.dropout {
@@ -398,7 +398,7 @@ impl Head {
             (&st.grad("bn.weight"), &st.grad("bn.bias")),
             &d_fc,
         ));
-        b.backward.push(linear::backward_weight(g, &d_fc, &self.pooled, &st.grad("fc.weight")));
+        b.backward.extend(linear::backward_weight(g, &d_fc, &self.pooled, &st.grad("fc.weight")));
         let d_pooled = b.alloc(&self.pooled.shape, "d_pooled");
         b.backward.push(linear::backward_data(g, &d_fc, &st.param("fc.weight"), &d_pooled));
         let p = self.pool;

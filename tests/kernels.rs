@@ -289,7 +289,9 @@ fn linear_layer() {
         let dy = random(&mut r, batch * fout);
         let (xt, wt, dyt) = (up(&x, &[batch, fin]), up(&w, &[fout, fin]), up(&dy, &[batch, fout]));
         let (y, dx, dw) = (g.zeros(&[batch, fout], "y"), g.zeros(&[batch, fin], "dx"), g.zeros(&[fout, fin], "dw"));
-        g.run(&[linear::forward(g, &xt, &wt, &y), linear::backward_data(g, &dyt, &wt, &dx), linear::backward_weight(g, &dyt, &xt, &dw)]).unwrap();
+        let mut l = vec![linear::forward(g, &xt, &wt, &y), linear::backward_data(g, &dyt, &wt, &dx)];
+        l.extend(linear::backward_weight(g, &dyt, &xt, &dw));
+        g.run(&l).unwrap();
         let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
         let what = format!("linear {batch}x{fin}->{fout}");
         assert_close(&format!("{what} forward"), &read(&y), &cpu::linear_forward(batch, fin, fout, &x64, &w64), REDUCTION_TOL);
@@ -345,4 +347,29 @@ fn sgd_momentum_weight_decay() {
     }
     assert_close("sgd params", &read(&pt), &p, ELEMENTWISE_TOL);
     assert_close("sgd velocity", &read(&vt), &v, ELEMENTWISE_TOL);
+}
+
+#[test]
+fn plain_matmul_with_transposed_operands() {
+    let g = gpu();
+    let mut r = rng(750);
+    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3)] {
+        let a = random(&mut r, m * k);
+        let b = random(&mut r, k * n);
+        let (a64, b64) = (f64s(&a), f64s(&b));
+        let want = cpu::matmul(m, n, k, &a64, &b64);
+        // a row-major, b row-major; then both given as transposes of row-major storage.
+        let (at, bt) = (up(&a, &[m, k]), up(&b, &[k, n]));
+        let a_t: Vec<f32> = cpu::transpose(m, k, &a64).iter().map(|&v| v as f32).collect();
+        let b_t: Vec<f32> = cpu::transpose(k, n, &b64).iter().map(|&v| v as f32).collect();
+        let (att, btt) = (up(&a_t, &[k, m]), up(&b_t, &[n, k]));
+        let (c1, c2) = (g.zeros(&[m, n], "c1"), g.zeros(&[m, n], "c2"));
+        g.run(&[
+            linear::matmul(g, (m, n, k), (&at, linear::Strides::rows(k)), (&bt, linear::Strides::rows(n)), &c1),
+            linear::matmul(g, (m, n, k), (&att, linear::Strides::transposed(m)), (&btt, linear::Strides::transposed(k)), &c2),
+        ])
+        .unwrap();
+        assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
+        assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
+    }
 }

@@ -1,6 +1,6 @@
-//! Matrix multiply and the linear layer built on it (shaders/matmul.wgsl).
+//! Matrix multiply (shaders/matmul.wgsl, the plain GEMM) and the linear layer.
 
-use super::conv::Tile;
+use super::conv::{self, ConvShape, Tile};
 use crate::gpu::{Access, Gpu, KernelSpec, Launch, Tensor};
 use Access::{Read, ReadWrite};
 
@@ -42,20 +42,26 @@ pub fn matmul(gpu: &Gpu, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: (
     matmul_tiled(gpu, Tile::for_gemm(mnk.0, mnk.1), mnk, a, b, c)
 }
 
+/// A linear layer is a 1x1 convolution on 1x1 maps: the conv kernels (weights as uniform
+/// rows, the batch as columns) run it about twice as fast as the strided matmul on lavapipe.
+fn as_conv(batch: usize, fin: usize, fout: usize) -> ConvShape {
+    ConvShape { n: batch, cin: fin, h: 1, w: 1, cout: fout, groups: 1, k: 1, stride: 1 }
+}
+
 /// y[batch, out] = x[batch, in] * w[out, in]^T  (no bias)
 pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
-    let (batch, fin, fout) = (x.shape[0], x.shape[1], w.shape[0]);
-    matmul(gpu, (batch, fout, fin), (x, Strides::rows(fin)), (w, Strides::transposed(fin)), y)
+    let s = as_conv(x.shape[0], x.shape[1], w.shape[0]);
+    conv::forward(gpu, &s, &x.reshape(&s.input_shape()), &w.reshape(&s.weight_shape()), &y.reshape(&s.output_shape()))
 }
 
 /// dx[batch, in] = dy[batch, out] * w[out, in]
 pub fn backward_data(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    let (batch, fout, fin) = (dy.shape[0], w.shape[0], w.shape[1]);
-    matmul(gpu, (batch, fin, fout), (dy, Strides::rows(fout)), (w, Strides::rows(fin)), dx)
+    let s = as_conv(dy.shape[0], w.shape[1], w.shape[0]);
+    conv::backward_data(gpu, &s, &dy.reshape(&s.output_shape()), &w.reshape(&s.weight_shape()), &dx.reshape(&s.input_shape()))
 }
 
-/// dw[out, in] = dy[batch, out]^T * x[batch, in]
-pub fn backward_weight(gpu: &Gpu, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Launch {
-    let (batch, fout, fin) = (dy.shape[0], dy.shape[1], x.shape[1]);
-    matmul(gpu, (fout, fin, batch), (dy, Strides::transposed(fout)), (x, Strides::rows(fin)), dw)
+/// dw[out, in] = dy[batch, out]^T * x[batch, in] (split over the batch when it is long)
+pub fn backward_weight(gpu: &Gpu, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    let s = as_conv(dy.shape[0], x.shape[1], dy.shape[1]);
+    conv::backward_weight(gpu, &s, &dy.reshape(&s.output_shape()), &x.reshape(&s.input_shape()), &dw.reshape(&s.weight_shape()))
 }
