@@ -84,8 +84,13 @@ impl TensorFile {
             bail!("{shown}: is a folder, expected a .safetensors file");
         }
         let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
-        SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{shown}: not a valid safetensors file ({e})"))?;
-        Ok(TensorFile { path: shown, bytes })
+        Self::from_bytes(shown, bytes)
+    }
+
+    /// Parse bytes already in memory; `label` names them in messages.
+    pub fn from_bytes(label: String, bytes: Vec<u8>) -> Result<TensorFile> {
+        SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
+        Ok(TensorFile { path: label, bytes })
     }
 
     fn parsed(&self) -> SafeTensors<'_> {
@@ -169,9 +174,13 @@ fn read_metadata(file: &TensorFile) -> Result<Metadata> {
 
 /// Load and check a model checkpoint.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let file = TensorFile::open(path)?;
+    from_file(&TensorFile::open(path)?)
+}
+
+/// Check a parsed file against the architecture its shapes (or metadata) describe.
+pub fn from_file(file: &TensorFile) -> Result<Checkpoint> {
     let shown = file.path().to_string();
-    let config = infer_config(&file)?;
+    let config = infer_config(file)?;
     if config.in_channels == 0 || config.num_classes == 0 {
         bail!("{shown}: a model needs at least one input channel and one class");
     }
@@ -197,7 +206,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         }
         tensors.insert(t.name.clone(), values);
     }
-    let meta = read_metadata(&file)?;
+    let meta = read_metadata(file)?;
     if let Some(c) = &meta.classes {
         if c.len() != config.num_classes {
             bail!("{shown}: metadata lists {} class names for {} classes", c.len(), config.num_classes);

@@ -282,14 +282,19 @@ pub fn read_image(path: &Path) -> Result<image::DynamicImage> {
     if path.is_dir() {
         bail!("{shown}: is a folder, expected an image file");
     }
-    let mut reader = image::ImageReader::open(path).with_context(|| format!("{shown}: cannot read"))?;
-    reader = reader.with_guessed_format().with_context(|| format!("{shown}: cannot read"))?;
+    let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
+    decode_image(&bytes).map_err(|e| anyhow!("{shown}: {e}"))
+}
+
+/// Decode image bytes, refusing more than 16384 pixels a side or 512 MiB of pixels.
+pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(16384);
     limits.max_image_height = Some(16384);
     limits.max_alloc = Some(512 << 20);
     reader.limits(limits);
-    reader.decode().map_err(|e| anyhow!("{shown}: not a readable image ({e})"))
+    reader.decode().map_err(|e| anyhow!("not a readable image ({e})"))
 }
 
 /// An image as u8 planes [channels, size, size]: resized (bilinear) and converted
