@@ -135,15 +135,23 @@ enum Command {
         /// Number of SGD steps on the batch
         #[arg(long, default_value_t = 1)]
         steps: usize,
-        #[arg(long, default_value_t = 0.1)]
-        lr: f32,
-        #[arg(long, default_value_t = 0.9)]
-        momentum: f32,
-        #[arg(long, default_value_t = 5e-4)]
-        weight_decay: f32,
-        #[arg(long, default_value_t = 0.1)]
-        label_smoothing: f32,
+        #[command(flatten)]
+        optim: OptimizerFlags,
     },
+}
+
+/// SGD and loss settings shared by `train` and `debug-step` (defaults: the notebook's).
+#[derive(clap::Args)]
+struct OptimizerFlags {
+    /// Learning rate (train: the peak, decayed by a cosine per step)
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f32,
 }
 
 #[derive(clap::Args)]
@@ -162,15 +170,8 @@ struct TrainCli {
     epochs: usize,
     #[arg(long, default_value_t = 256)]
     batch: usize,
-    /// Peak learning rate, decayed by a cosine per step
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
-    #[arg(long, default_value_t = 5e-4)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0.1)]
-    label_smoothing: f32,
+    #[command(flatten)]
+    optim: OptimizerFlags,
     /// Epochs of linear learning-rate warm-up before the cosine
     #[arg(long, default_value_t = 0)]
     warmup_epochs: usize,
@@ -212,11 +213,7 @@ struct TrainCli {
 impl TrainCli {
     fn to_args(&self) -> Result<spgnet::train::TrainArgs> {
         let dataset = spgnet::data::Kind::parse(&self.dataset)?;
-        let data = match (&self.data, dataset.default_path()) {
-            (Some(d), _) => d.clone(),
-            (None, Some(d)) => PathBuf::from(d),
-            (None, None) => anyhow::bail!("--data is required for {} (the dataset folder or archive)", dataset.name()),
-        };
+        let data = dataset_path(dataset, self.data.clone())?;
         let version = spgnet::model::Variant::parse(&self.version)?;
         Ok(spgnet::train::TrainArgs {
             dataset,
@@ -224,10 +221,10 @@ impl TrainCli {
             version,
             epochs: self.epochs,
             batch: self.batch,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            label_smoothing: self.label_smoothing,
+            lr: self.optim.lr,
+            momentum: self.optim.momentum,
+            weight_decay: self.optim.weight_decay,
+            label_smoothing: self.optim.label_smoothing,
             warmup_epochs: self.warmup_epochs,
             seed: self.seed,
             out: self.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}", dataset.name(), version.name()))),
@@ -394,10 +391,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("selected:  {}", Gpu::with_backend(cli.backend.as_deref())?.describe());
         }
-        Command::DebugStep { weights, batch, out, steps, lr, momentum, weight_decay, label_smoothing } => {
+        Command::DebugStep { weights, batch, out, steps, optim } => {
             let g = gpu(&cli.backend)?;
-            let opts = TrainOptions { momentum, weight_decay, label_smoothing, ..Default::default() };
-            let tensors = spgnet::debug_step::run(&g, &weights, &batch, steps, lr, opts)?;
+            let opts = TrainOptions { momentum: optim.momentum, weight_decay: optim.weight_decay, label_smoothing: optim.label_smoothing, ..Default::default() };
+            let tensors = spgnet::debug_step::run(&g, &weights, &batch, steps, optim.lr, opts)?;
             let bytes = spgnet::checkpoint::to_bytes(&tensors, Default::default())?;
             spgnet::checkpoint::write_atomic(&out, &bytes)?;
             eprintln!("wrote {} tensors to {}", tensors.len(), out.display());

@@ -87,8 +87,7 @@ pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Re
     save_via_tmp(path, |tmp| {
         let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-        let e = |e: DrawingAreaErrorKind<_>| anyhow!("plot: {e}");
-        root.draw(&Text::new("confusion matrix (rows: true, columns: predicted)", (10, 15), ("sans-serif", 18))).map_err(e)?;
+        root.draw(&Text::new("confusion matrix (rows: true, columns: predicted)", (10, 15), ("sans-serif", 18))).map_err(|e| anyhow!("plot: {e}"))?;
         for (t, row) in m.iter().enumerate() {
             let total = row.iter().sum::<usize>().max(1) as f64;
             for (p, &count) in row.iter().enumerate() {
