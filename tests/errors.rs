@@ -101,6 +101,8 @@ fn bad_datasets_and_flags() {
     fails(&["train", "--version", "s2p5", "--dataset", "fashion-mnist"], &["unknown SPGNet version 's2p5'"]);
     fails(&["train", "--resume", dir], &["nothing to resume"]);
     fails(&["summary", "--size", "0"], &["must be positive"]);
+    // Too big for the adapter's per-binding limit: said before any step, with the tensor and limit.
+    fails(&["bench", "--batch", "300", "--size", "224", "--steps", "1"], &["batch 300 at 224x224", "MiB, over this adapter's", "use a smaller batch"]);
     // Usage errors are clap's: exit code 2.
     let (code, err) = run(&["train", "--epochs", "many"], &[]);
     assert_eq!(code, 2, "{err}");
