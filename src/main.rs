@@ -38,14 +38,8 @@ enum Command {
     },
     /// Test-split accuracy (top-1, top-5), loss, confusion matrix and throughput of a checkpoint
     Eval {
-        /// cifar10, cifar100, mnist, fashion-mnist or folder
-        #[arg(long)]
-        dataset: String,
-        /// Dataset location (default for mnist and fashion-mnist: Debian's /usr/share/datasets/...)
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long)]
-        weights: Option<PathBuf>,
+        #[command(flatten)]
+        set: TestSetFlags,
         #[arg(long, default_value_t = 256)]
         batch: usize,
         /// Evaluate the first N test images only
@@ -60,12 +54,8 @@ enum Command {
     },
     /// A picture of test images with predicted and true labels (wrong ones in red)
     Grid {
-        #[arg(long)]
-        dataset: String,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long)]
-        weights: Option<PathBuf>,
+        #[command(flatten)]
+        set: TestSetFlags,
         #[arg(long, default_value = "grid.png")]
         out: PathBuf,
         /// Number of test images shown
@@ -138,6 +128,31 @@ enum Command {
         #[command(flatten)]
         optim: OptimizerFlags,
     },
+}
+
+/// A checkpoint and the test split it is judged on (`eval`, `grid`).
+#[derive(clap::Args)]
+struct TestSetFlags {
+    /// cifar10, cifar100, mnist, fashion-mnist or folder
+    #[arg(long)]
+    dataset: String,
+    /// Dataset location (default for mnist and fashion-mnist: Debian's /usr/share/datasets/...)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Checkpoint (default: the model shipped in assets/)
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+impl TestSetFlags {
+    /// The model and its test split (the first `limit` images) at the model's size and channels.
+    fn load(&self, limit: Option<usize>) -> Result<(spgnet::infer::Model, spgnet::data::Dataset)> {
+        let kind = spgnet::data::Kind::parse(&self.dataset)?;
+        let path = dataset_path(kind, self.data.clone())?;
+        let model = spgnet::infer::Model::load(self.weights.as_deref())?;
+        let test = spgnet::infer::test_split(&model, kind, &path, limit)?;
+        Ok((model, test))
+    }
 }
 
 /// SGD and loss settings shared by `train` and `debug-step` (defaults: the notebook's).
@@ -292,11 +307,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Eval { dataset, data, weights, batch, limit, plot, json } => {
-            let kind = spgnet::data::Kind::parse(&dataset)?;
-            let path = dataset_path(kind, data)?;
-            let model = spgnet::infer::Model::load(weights.as_deref())?;
-            let test = spgnet::infer::test_split(&model, kind, &path, limit)?;
+        Command::Eval { set, batch, limit, plot, json } => {
+            let (model, test) = set.load(limit)?;
             let g = gpu(&cli.backend)?;
             let r = spgnet::infer::evaluate(&g, &model, test, batch)?;
             if let Some(p) = &plot {
@@ -322,11 +334,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Grid { dataset, data, weights, out, count } => {
-            let kind = spgnet::data::Kind::parse(&dataset)?;
-            let path = dataset_path(kind, data)?;
-            let model = spgnet::infer::Model::load(weights.as_deref())?;
-            let test = spgnet::infer::test_split(&model, kind, &path, Some(count))?;
+        Command::Grid { set, out, count } => {
+            let (model, test) = set.load(Some(count))?;
             let g = gpu(&cli.backend)?;
             let pred = spgnet::infer::predict_dataset(&g, &model, &test, count)?;
             let per = test.channels * test.h * test.w;

@@ -477,10 +477,6 @@ impl Graph {
         self.tensors.iter().map(|t| t.bytes()).sum()
     }
 
-    pub fn buffer_count(&self) -> usize {
-        self.tensors.len()
-    }
-
     /// Dropout draws a new mask each step from this seed.
     pub fn set_dropout_seed(&self, gpu: &Gpu, seed: u32) {
         if let Some(p) = &self.dropout {
@@ -511,7 +507,6 @@ pub struct Trainer {
     pub state: DeviceState,
     pub graph: Graph,
     labels: Tensor,
-    per_sample: Tensor,
     metrics: Tensor,
     loss: Vec<Launch>,
     sgd: Vec<Launch>,
@@ -538,7 +533,7 @@ impl Trainer {
             let wd = if opts.decay_bn { opts.weight_decay } else { 0.0 };
             sgd.push(sgd::step(gpu, &split(&state.grads, w_end, total), &split(&state.params, w_end, total), &split(&state.velocity, w_end, total), 0.0, opts.momentum, wd));
         }
-        Ok(Trainer { state, graph, labels, per_sample, metrics, loss, sgd, batch })
+        Ok(Trainer { state, graph, labels, metrics, loss, sgd, batch })
     }
 
     pub fn batch(&self) -> usize {
@@ -576,11 +571,6 @@ impl Trainer {
     pub fn metrics(&self, gpu: &Gpu) -> Result<(f32, f32)> {
         let m = gpu.read(&self.metrics)?;
         Ok((m[0], m[1]))
-    }
-
-    /// Per-sample losses of the last step.
-    pub fn per_sample_loss(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        Ok(gpu.read(&self.per_sample)?[..self.batch].to_vec())
     }
 
     /// Every launch of a step, in order (for per-layer timing).
