@@ -31,7 +31,7 @@ fn main() {
         ConvShape { n, cin: 3, h: 32, w: 32, cout: 12, groups: 1, k: 3, stride: 2 },
         ConvShape { n, cin: 12, h: 16, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
     ];
-    let tiles = [(4, 1), (8, 1), (8, 2), (16, 1), (16, 2), (4, 2)].map(|(tm, nv)| Tile { tm, nv, wg: 8 });
+    let tiles = [(4, 1), (8, 1), (8, 2), (16, 1), (16, 2), (4, 2), (32, 1)].map(|(tm, nv)| Tile { tm, nv, wg: 8 });
     println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
     for s in shapes {
         let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));

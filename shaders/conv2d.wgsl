@@ -9,6 +9,8 @@
 // Register tiling: an invocation owns TM rows x (4 * NV) columns, held as vec4 accumulators.
 // lavapipe runs invocations as SIMD lanes and pays per loaded element, so large tiles and
 // no workgroup memory win there (see docs); real GPUs are fine with the same shape.
+// Rows and groups come from workgroup_id (workgroups are WG x 1 x 1), so the compiler sees
+// them as uniform: the row operand is one scalar load broadcast, not a per-lane gather.
 // TM, NV and WG are appended by the host as consts.
 
 struct Conv {
@@ -28,9 +30,9 @@ const TN: u32 = 4u * NV;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let g = gid.z;
-    let row0 = gid.y * TM;
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z;
+    let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let ohw = p.oh * p.ow;
     let ncol = p.n * ohw;
@@ -107,9 +109,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
-fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let g = gid.z;
-    let row0 = gid.y * TM;
+fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z;
+    let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let hw = p.h * p.w;
     let ncol = p.n * hw;
@@ -191,10 +193,10 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
-fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let g = gid.z % p.groups;
-    let split = gid.z / p.groups;
-    let row0 = gid.y * TM;
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let kk = p.k * p.k;
     let ncol = p.cig * kk;

@@ -16,8 +16,9 @@ const TN: u32 = 4u * NV;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * TM;
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    // Rows from workgroup_id: uniform across the workgroup, so A is read by scalar loads.
+    let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
     var a_base: array<u32, TM>;
