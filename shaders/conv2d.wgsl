@@ -13,47 +13,52 @@
 // them as uniform: the row operand is one scalar load broadcast, not a per-lane gather.
 // TM, NV and WG are appended by the host as consts.
 
+// The forward passes read x and write y as channel slices of possibly wider tensors:
+// x_channels / y_channels are the tensors' channel counts, x_first / y_first the slice's first
+// channel (eval writes conv1 and conv2 straight into their concat buffer). Plain tensors
+// have x_channels = cin, y_channels = cout and first = 0.
 struct Conv {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, groups: u32,
     k: u32, stride: u32, pad: u32, cig: u32,
-    cog: u32, splits: u32, n_per_split: u32, _unused: u32,
+    cog: u32, splits: u32, n_per_split: u32, relu: u32,
+    x_channels: u32, x_first: u32, y_channels: u32, y_first: u32,
+    eps: f32, _a: u32, _b: u32, _c: u32,
 }
 
 const TN: u32 = 4u * NV;
 
 @group(0) @binding(0) var<uniform> p: Conv;
 
-// forward: y = conv(x, w)
+// forward: y = conv(x, w); forward_bn (eval): y = BN(conv(x, w)) with the running
+// statistics, then ReLU when p.relu, in the epilogue (no intermediate tensor, no extra pass).
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(4) var<storage, read> fwd_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> fwd_var: array<f32>;
+@group(0) @binding(6) var<storage, read> fwd_gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> fwd_beta: array<f32>;
 
-@compute @workgroup_size(WG, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
+// The accumulators of one invocation's tile: rows row0.. of group g, columns col0..
+fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
     let ohw = p.oh * p.ow;
     let ncol = p.n * ohw;
-    if (col0 >= ncol) { return; }
     let hw = p.h * p.w;
     let kk = p.k * p.k;
 
-    // Per column: where its receptive field starts and where its output goes. Columns past
-    // the end are clamped to the last one (loads stay in bounds) and never stored.
+    // Per column: where its receptive field starts. Columns past the end are clamped to
+    // the last one (loads stay in bounds) and never stored.
     var x_base: array<u32, TN>;
     var y0: array<i32, TN>;
     var x0: array<i32, TN>;
-    var y_index: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
         let c = min(col0 + j, ncol - 1u);
         let n = c / ohw;
         let r = c % ohw;
         y0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
         x0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
-        x_base[j] = (n * p.cin + g * p.cig) * hw;
-        y_index[j] = (n * p.cout + g * p.cog) * ohw + r;
+        x_base[j] = (n * p.x_channels + p.x_first + g * p.cig) * hw;
     }
     var w_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
@@ -92,12 +97,58 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
             }
         }
     }
+    return acc;
+}
+
+// Where column c of group g's first row lands in y.
+fn y_index(g: u32, c: u32) -> u32 {
+    let ohw = p.oh * p.ow;
+    return ((c / ohw) * p.y_channels + p.y_first + g * p.cog) * ohw + c % ohw;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let ohw = p.oh * p.ow;
+    let ncol = p.n * ohw;
+    if (col0 >= ncol) { return; }
+    let acc = forward_tile(g, row0, col0);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cog) { break; }
         for (var j = 0u; j < TN; j++) {
             if (col0 + j < ncol) {
-                fwd_y[y_index[j] + row * ohw] = acc[i * NV + j / 4u][j % 4u];
+                fwd_y[y_index(g, col0 + j) + row * ohw] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let ohw = p.oh * p.ow;
+    let ncol = p.n * ohw;
+    if (col0 >= ncol) { return; }
+    let acc = forward_tile(g, row0, col0);
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        // The same arithmetic, in the same order, as batchnorm.wgsl's apply_eval.
+        let c = g * p.cog + row;
+        let mean = fwd_mean[c];
+        let invstd = 1.0 / sqrt(fwd_var[c] + p.eps);
+        let gamma = fwd_gamma[c];
+        let beta = fwd_beta[c];
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < ncol) {
+                var v = (acc[i * NV + j / 4u][j % 4u] - mean) * invstd * gamma + beta;
+                if (p.relu != 0u) { v = max(v, 0.0); }
+                fwd_y[y_index(g, col0 + j) + row * ohw] = v;
             }
         }
     }

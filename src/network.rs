@@ -213,6 +213,10 @@ impl ConvBn {
     fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
         let [n, cin, h, w] = dims4(x);
         let conv = ConvShape { n, cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
+        if b.mode == Mode::Eval {
+            let y = b.alloc(&conv.output_shape(), &def.bn);
+            return Self::forward_eval(b, def, (x, 0), (&y, 0));
+        }
         let z = b.alloc(&conv.output_shape(), &def.weight);
         b.forward.push(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
@@ -221,19 +225,25 @@ impl ConvBn {
         let st = b.state;
         let affine = (&st.param(&format!("{}.weight", def.bn)), &st.param(&format!("{}.bias", def.bn)));
         let running = (&st.stat(&format!("{}.running_mean", def.bn)), &st.stat(&format!("{}.running_var", def.bn)));
-        let saved = match b.mode {
-            Mode::Train => {
-                let saved = b.alloc(&[2, def.cout], "bn.saved");
-                let l = batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &y);
-                b.forward.extend(l);
-                Some(saved)
-            }
-            Mode::Eval => {
-                b.forward.push(batchnorm::forward_eval(b.gpu, &bn_params, &bn, &z, running, affine, &y));
-                None
-            }
-        };
-        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved, y }
+        let saved = b.alloc(&[2, def.cout], "bn.saved");
+        b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &y));
+        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y }
+    }
+
+    /// Eval: conv, BN with the running statistics and ReLU in one kernel (no intermediate
+    /// tensor), writing channels `y.1`.. of `y.0` (the concat buffer for conv2).
+    fn forward_eval(b: &mut Builder, def: &ConvBnDef, x: (&Tensor, usize), y: (&Tensor, usize)) -> ConvBn {
+        let [n, _, h, w] = dims4(x.0);
+        let conv = ConvShape { n, cin: def.cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
+        let slices = conv::Slices { x_channels: x.0.shape[1], x_first: x.1, y_channels: y.0.shape[1], y_first: y.1 };
+        let st = b.state;
+        let (mean, var) = (st.stat(&format!("{}.running_mean", def.bn)), st.stat(&format!("{}.running_var", def.bn)));
+        let (gamma, beta) = (st.param(&format!("{}.weight", def.bn)), st.param(&format!("{}.bias", def.bn)));
+        let bn_eval = conv::BnEval { mean: &mean, var: &var, gamma: &gamma, beta: &beta, relu: def.relu };
+        b.forward.push(conv::forward_bn(b.gpu, &conv, slices, x.0, &st.param(&def.weight), &bn_eval, y.0));
+        let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
+        let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
+        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.0.clone(), z: y.0.clone(), saved: None, y: y.0.clone() }
     }
 
     /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
@@ -276,11 +286,25 @@ struct Block {
 impl Block {
     fn forward(b: &mut Builder, def: &BlockDef, x: &Tensor) -> Block {
         let conv_in = ConvBn::forward(b, &def.conv_in, x);
-        let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
-        let conv2 = ConvBn::forward(b, &def.conv2, &conv1.y);
-        let [n, mid, h, w] = dims4(&conv1.y);
-        let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
-        b.forward.extend(elementwise::concat(b.gpu, &conv1.y, &conv2.y, &cat));
+        let (conv1, conv2, cat) = if b.mode == Mode::Eval {
+            // conv2 writes its half of the concat buffer directly; conv1's half is one copy
+            // (conv2 reads conv1's output, and a dispatch cannot read and write one buffer).
+            let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
+            let [n, mid, h, w] = dims4(&conv1.y);
+            let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
+            let conv2 = ConvBn::forward_eval(b, &def.conv2, (&conv1.y, 0), (&cat, mid));
+            let whole = elementwise::Channels { total: mid, offset: 0 };
+            let first_half = elementwise::Channels { total: 2 * mid, offset: 0 };
+            b.forward.push(elementwise::copy_channels(b.gpu, n, mid, h * w, (&conv1.y, whole), (&cat, first_half)));
+            (conv1, conv2, cat)
+        } else {
+            let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
+            let conv2 = ConvBn::forward(b, &def.conv2, &conv1.y);
+            let [n, mid, h, w] = dims4(&conv1.y);
+            let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
+            b.forward.extend(elementwise::concat(b.gpu, &conv1.y, &conv2.y, &cat));
+            (conv1, conv2, cat)
+        };
         let conv_out = ConvBn::forward(b, &def.conv_out, &cat);
         let mut skip: Vec<ConvBn> = Vec::new();
         let skip_defs: Vec<&ConvBnDef> = match &def.skip {
@@ -343,7 +367,9 @@ impl Head {
         let pooled = b.alloc(&[n, c], "pooled");
         b.forward.push(pool::gap_forward(g, &pool, x, &pooled));
         let fc_out = b.alloc(&[n, HEAD_WIDTH], "fc");
-        b.forward.push(linear::forward(g, &pooled, &st.param("fc.weight"), &fc_out));
+        if b.mode == Mode::Train {
+            b.forward.push(linear::forward(g, &pooled, &st.param("fc.weight"), &fc_out));
+        }
         let bn = BnShape { n, c: HEAD_WIDTH, hw: 1 };
         let bn_params = batchnorm::params(g, &bn, true);
         let act = b.alloc(&[n, HEAD_WIDTH], "bn");
@@ -356,7 +382,8 @@ impl Head {
                 Some(saved)
             }
             Mode::Eval => {
-                b.forward.push(batchnorm::forward_eval(g, &bn_params, &bn, &fc_out, running, affine, &act));
+                let bn_eval = conv::BnEval { mean: running.0, var: running.1, gamma: affine.0, beta: affine.1, relu: true };
+                b.forward.push(linear::forward_bn(g, &pooled, &st.param("fc.weight"), &bn_eval, &act));
                 None
             }
         };

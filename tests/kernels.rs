@@ -373,3 +373,50 @@ fn plain_matmul_with_transposed_operands() {
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
     }
 }
+
+/// Eval's fused conv + BN (+ ReLU): x read from a channel slice of a wider tensor and y
+/// written into a slice of another, other channels of y left untouched.
+fn check_conv_bn_eval(s: ConvShape, slices: conv::Slices, relu: bool, seed: u64) {
+    let g = gpu();
+    let mut r = rng(seed);
+    let [n, _, h, w] = s.input_shape();
+    let [_, _, oh, ow] = s.output_shape();
+    let x_wide = random(&mut r, n * slices.x_channels * h * w);
+    let wt = random(&mut r, s.weight_shape().iter().product());
+    let (mean, gamma, beta) = (random(&mut r, s.cout), random(&mut r, s.cout), random(&mut r, s.cout));
+    let var: Vec<f32> = random(&mut r, s.cout).iter().map(|v| v.abs() + 0.1).collect();
+    let y_before = random(&mut r, n * slices.y_channels * oh * ow);
+    let y = up(&y_before, &[n, slices.y_channels, oh, ow]);
+    let (mt, vt, gt, bt) = (up(&mean, &[s.cout]), up(&var, &[s.cout]), up(&gamma, &[s.cout]), up(&beta, &[s.cout]));
+    let bn = conv::BnEval { mean: &mt, var: &vt, gamma: &gt, beta: &bt, relu };
+    let xt = up(&x_wide, &[n, slices.x_channels, h, w]);
+    g.run(&[conv::forward_bn(g, &s, slices, &xt, &up(&wt, &s.weight_shape()), &bn, &y)]).unwrap();
+
+    // Reference: cut x's slice, conv, BN with the given statistics, ReLU, paste into y.
+    let (hw, ohw) = (h * w, oh * ow);
+    let x: Vec<f64> = (0..n).flat_map(|i| x_wide[(i * slices.x_channels + slices.x_first) * hw..][..s.cin * hw].to_vec()).map(f64::from).collect();
+    let z = cpu::conv_forward(&s, &x, &f64s(&wt));
+    let bs = BnShape { n, c: s.cout, hw: ohw };
+    let out = cpu::bn_normalize(&bs, &z, &f64s(&mean), &f64s(&var), &f64s(&gamma), &f64s(&beta), batchnorm::EPS as f64);
+    let out = if relu { cpu::relu(&out) } else { out };
+    let mut expect = f64s(&y_before);
+    for i in 0..n {
+        let dst = (i * slices.y_channels + slices.y_first) * ohw;
+        expect[dst..dst + s.cout * ohw].copy_from_slice(&out[i * s.cout * ohw..][..s.cout * ohw]);
+    }
+    assert_close(&format!("conv forward_bn {s:?} {slices:?} relu={relu}"), &read(&y), &expect, REDUCTION_TOL);
+}
+
+#[test]
+fn conv_bn_eval_fused_with_channel_slices() {
+    let s = ConvShape { n: 3, cin: 12, h: 5, w: 5, cout: 12, groups: 6, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 1);
+    // conv2 of an SPG block: reads its own tensor, writes the second half of the concat
+    check_conv_bn_eval(s, conv::Slices { x_channels: 12, x_first: 0, y_channels: 24, y_first: 12 }, true, 2);
+    // reading a middle slice, stride 2, odd sizes, no ReLU
+    let s = ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 10, groups: 2, k: 3, stride: 2 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 11, x_first: 3, y_channels: 13, y_first: 1 }, false, 3);
+    // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
+    let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);
+}

@@ -6,6 +6,7 @@ use Access::{Read, ReadWrite};
 
 const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
+const FORWARD_BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 
 /// Geometry of one convolution; padding is always k / 2 (SPGNet's "same" convs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,21 +104,59 @@ impl Tile {
 }
 
 fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
-    let bindings: &'static [Access] = if entry == "sum_splits" { &[Read, ReadWrite] } else { BINDINGS };
+    let bindings: &'static [Access] = match entry {
+        "sum_splits" => &[Read, ReadWrite],
+        "forward_bn" => FORWARD_BN_BINDINGS,
+        _ => BINDINGS,
+    };
     tile.spec("conv2d.wgsl", SOURCE, entry, bindings)
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["forward", "backward_data", "backward_weight", "sum_splits"].iter().map(|e| spec(t, e)).collect()
+    ["forward", "forward_bn", "backward_data", "backward_weight", "sum_splits"].iter().map(|e| spec(t, e)).collect()
+}
+
+/// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
+/// channels and the conv reads `cin` of them from `x_first`; likewise y from `y_first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slices {
+    pub x_channels: usize,
+    pub x_first: usize,
+    pub y_channels: usize,
+    pub y_first: usize,
+}
+
+impl Slices {
+    /// Plain tensors: x has exactly cin channels and y exactly cout.
+    pub fn whole(s: &ConvShape) -> Slices {
+        Slices { x_channels: s.cin, x_first: 0, y_channels: s.cout, y_first: 0 }
+    }
 }
 
 fn params(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize) -> Arc<wgpu::Buffer> {
+    params_with(gpu, s, splits, n_per_split, false, Slices::whole(s))
+}
+
+fn params_with(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize, relu: bool, sl: Slices) -> Arc<wgpu::Buffer> {
     s.validate();
+    assert!(sl.x_first + s.cin <= sl.x_channels && sl.y_first + s.cout <= sl.y_channels, "{s:?}: slices {sl:?} out of range");
     let v = [
-        s.n, s.cin, s.h, s.w, s.cout, s.oh(), s.ow(), s.groups, s.k, s.stride, s.pad(), s.cig(), s.cog(), splits, n_per_split, 0,
+        s.n, s.cin, s.h, s.w, s.cout, s.oh(), s.ow(), s.groups, s.k, s.stride, s.pad(), s.cig(), s.cog(), splits, n_per_split, relu as usize,
+        sl.x_channels, sl.x_first, sl.y_channels, sl.y_first,
     ];
-    gpu.params(&v.map(|x| x as u32))
+    let mut v: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+    v.extend([crate::gpu::f(super::batchnorm::EPS), 0, 0, 0]);
+    gpu.params(&v)
+}
+
+/// BatchNorm in eval mode folded into a conv's epilogue: the running statistics and affine.
+pub struct BnEval<'a> {
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    pub relu: bool,
 }
 
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
@@ -128,6 +167,17 @@ pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> 
 pub fn forward_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
     let mut l = gpu.launch("conv.forward", &spec(tile, "forward"), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
+    l.flops = 2.0 * s.macs();
+    l
+}
+
+/// Eval: y = BN(conv(x, w)) (+ ReLU) in one pass, reading and writing channel slices.
+pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
+    let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
+    let tile = Tile::for_forward(rows, cols);
+    let spec = spec(tile, "forward_bn");
+    let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
+    let mut l = gpu.launch("conv.forward_bn", &spec, &p, &[x, w, y, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     l
 }

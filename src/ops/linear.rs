@@ -54,6 +54,13 @@ pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     conv::forward(gpu, &s, &x.reshape(&s.input_shape()), &w.reshape(&s.weight_shape()), &y.reshape(&s.output_shape()))
 }
 
+/// Eval: y = BN1d(x w^T) (+ ReLU) in one pass (see conv::forward_bn).
+pub fn forward_bn(gpu: &Gpu, x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Launch {
+    let s = as_conv(x.shape[0], x.shape[1], w.shape[0]);
+    let (xs, ws, ys) = (x.reshape(&s.input_shape()), w.reshape(&s.weight_shape()), y.reshape(&s.output_shape()));
+    conv::forward_bn(gpu, &s, conv::Slices::whole(&s), &xs, &ws, bn, &ys)
+}
+
 /// dx[batch, in] = dy[batch, out] * w[out, in]
 pub fn backward_data(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
     let s = as_conv(dy.shape[0], w.shape[1], w.shape[0]);
