@@ -9,8 +9,11 @@ struct Bn {
     eps: f32, momentum: f32, _a: u32, _b: u32,
 }
 
-const RW: u32 = 64u;  // reduction workgroup width
-const EW: u32 = 64u;  // elementwise workgroup width
+// Every kernel indexes channel c uniformly (from workgroup_id, so per-channel values are one
+// scalar load on lavapipe) and walks images n and pixels p with loops, never dividing a flat
+// index (a per-lane integer division is scalarised on the CPU adapter).
+const RW: u32 = 16u;  // reduction workgroup width: lanes take images n = lid, lid + RW, ...
+const EW: u32 = 8u;   // elementwise workgroup width: one lane per image, a loop over pixels
 
 @group(0) @binding(0) var<uniform> p: Bn;
 
@@ -29,9 +32,9 @@ fn reduce_pair(lid: u32) {
     workgroupBarrier();
 }
 
-// Index of element e (0 <= e < n * hw) of channel c.
-fn at(c: u32, e: u32) -> u32 {
-    return ((e / p.hw) * p.c + c) * p.hw + e % p.hw;
+// First element of image n's plane of channel c.
+fn plane(n: u32, c: u32) -> u32 {
+    return (n * p.c + c) * p.hw;
 }
 
 // stats: saved = [mean; 1/sqrt(var + eps)] of the batch, running statistics updated.
@@ -46,8 +49,11 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     let lid = lid3.x;
     let m = p.n * p.hw;
     var s = 0.0;
-    for (var e = lid; e < m; e += RW) {
-        s += st_x[at(c, e)];
+    for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + p.hw; i++) {
+            s += st_x[i];
+        }
     }
     red_a[lid] = s;
     red_b[lid] = 0.0;
@@ -56,9 +62,12 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     workgroupBarrier();
     // Second pass over centred values: no cancellation from E[x^2] - E[x]^2.
     var q = 0.0;
-    for (var e = lid; e < m; e += RW) {
-        let d = st_x[at(c, e)] - mean;
-        q += d * d;
+    for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + p.hw; i++) {
+            let d = st_x[i] - mean;
+            q += d * d;
+        }
     }
     red_a[lid] = q;
     red_b[lid] = 0.0;
@@ -77,9 +86,6 @@ fn activate(z: f32) -> f32 {
     return select(z, max(z, 0.0), p.relu != 0u);
 }
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * EW;
-}
 
 // apply_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics.
 @group(0) @binding(1) var<storage, read> at_x: array<f32>;
@@ -89,12 +95,19 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @group(0) @binding(5) var<storage, read_write> at_y: array<f32>;
 
 @compute @workgroup_size(EW, 1, 1)
-fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
-    let xhat = (at_x[i] - at_saved[c]) * at_saved[p.c + c];
-    at_y[i] = activate(xhat * at_gamma[c] + at_beta[c]);
+fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    let c = wid.y;
+    if (n >= p.n) { return; }
+    let mean = at_saved[c];
+    let invstd = at_saved[p.c + c];
+    let gamma = at_gamma[c];
+    let beta = at_beta[c];
+    let b = plane(n, c);
+    for (var i = b; i < b + p.hw; i++) {
+        let xhat = (at_x[i] - mean) * invstd;
+        at_y[i] = activate(xhat * gamma + beta);
+    }
 }
 
 // apply_eval: the same with the running statistics.
@@ -106,12 +119,18 @@ fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @group(0) @binding(6) var<storage, read_write> ev_y: array<f32>;
 
 @compute @workgroup_size(EW, 1, 1)
-fn apply_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
+fn apply_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    let c = wid.y;
+    if (n >= p.n) { return; }
+    let mean = ev_running_mean[c];
     let invstd = 1.0 / sqrt(ev_running_var[c] + p.eps);
-    ev_y[i] = activate((ev_x[i] - ev_running_mean[c]) * invstd * ev_gamma[c] + ev_beta[c]);
+    let gamma = ev_gamma[c];
+    let beta = ev_beta[c];
+    let b = plane(n, c);
+    for (var i = b; i < b + p.hw; i++) {
+        ev_y[i] = activate((ev_x[i] - mean) * invstd * gamma + beta);
+    }
 }
 
 // The incoming gradient with the ReLU mask applied (the mask is recomputed from x).
@@ -132,19 +151,20 @@ fn masked_grad(dy: f32, xhat: f32, gamma: f32, beta: f32) -> f32 {
 fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let c = wid.x;
     let lid = lid3.x;
-    let m = p.n * p.hw;
     let mean = br_saved[c];
     let invstd = br_saved[p.c + c];
     let gamma = br_gamma[c];
     let beta = br_beta[c];
     var s1 = 0.0;
     var s2 = 0.0;
-    for (var e = lid; e < m; e += RW) {
-        let i = at(c, e);
-        let xhat = (br_x[i] - mean) * invstd;
-        let g = masked_grad(br_dy[i], xhat, gamma, beta);
-        s1 += g;
-        s2 += g * xhat;
+    for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + p.hw; i++) {
+            let xhat = (br_x[i] - mean) * invstd;
+            let g = masked_grad(br_dy[i], xhat, gamma, beta);
+            s1 += g;
+            s2 += g * xhat;
+        }
     }
     red_a[lid] = s1;
     red_b[lid] = s2;
@@ -166,13 +186,21 @@ fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 @group(0) @binding(8) var<storage, read_write> ba_dx: array<f32>;
 
 @compute @workgroup_size(EW, 1, 1)
-fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
+fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    let c = wid.y;
+    if (n >= p.n) { return; }
     let m = f32(p.n * p.hw);
+    let mean = ba_saved[c];
     let invstd = ba_saved[p.c + c];
-    let xhat = (ba_x[i] - ba_saved[c]) * invstd;
-    let g = masked_grad(ba_dy[i], xhat, ba_gamma[c], ba_beta[c]);
-    ba_dx[i] = ba_gamma[c] * invstd / m * (m * g - ba_dbeta[c] - xhat * ba_dgamma[c]);
+    let gamma = ba_gamma[c];
+    let beta = ba_beta[c];
+    let dgamma = ba_dgamma[c];
+    let dbeta = ba_dbeta[c];
+    let b = plane(n, c);
+    for (var i = b; i < b + p.hw; i++) {
+        let xhat = (ba_x[i] - mean) * invstd;
+        let g = masked_grad(ba_dy[i], xhat, gamma, beta);
+        ba_dx[i] = gamma * invstd / m * (m * g - dbeta - xhat * dgamma);
+    }
 }

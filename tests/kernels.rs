@@ -153,6 +153,8 @@ fn batchnorm_2d_and_1d() {
         (BnShape { n: 3, c: 3, hw: 1 }, false),
         (BnShape { n: 8, c: 24, hw: 256 }, true),
         (BnShape { n: 70, c: 4, hw: 1 }, false),
+        // more images than the reduction and elementwise workgroups have lanes, ragged
+        (BnShape { n: 37, c: 6, hw: 6 }, true),
     ];
     for (i, (s, relu)) in cases.into_iter().enumerate() {
         check_batchnorm(s, relu, 300 + i as u64);

@@ -1,6 +1,6 @@
 //! BatchNorm 2-D / 1-D with optional fused ReLU (shaders/batchnorm.wgsl).
 
-use crate::gpu::{f, grid_1d, Access, Gpu, KernelSpec, Launch, Tensor};
+use crate::gpu::{f, Access, Gpu, KernelSpec, Launch, Tensor};
 use std::sync::Arc;
 use Access::{Read, ReadWrite};
 
@@ -41,6 +41,11 @@ pub fn kernels() -> Vec<KernelSpec> {
     ["stats", "apply_train", "apply_eval", "backward_reduce", "backward_apply"].into_iter().map(spec).collect()
 }
 
+/// Grid of the elementwise kernels: lanes over images (workgroups of 8), y over channels.
+fn per_image_grid(s: &BnShape) -> [u32; 3] {
+    [(s.n as u32).div_ceil(8), s.c as u32, 1]
+}
+
 pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
     gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), 0, 0])
 }
@@ -51,7 +56,7 @@ pub fn stats(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &
 }
 
 pub fn apply_train(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_train", &spec("apply_train"), p, &[x, saved, gamma, beta, y], grid_1d(s.len(), 64))
+    gpu.launch("bn.apply_train", &spec("apply_train"), p, &[x, saved, gamma, beta, y], per_image_grid(s))
 }
 
 /// Training forward: statistics then normalisation (two launches).
@@ -70,7 +75,7 @@ pub fn forward_train(
 
 /// Eval forward with the running statistics.
 pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_eval", &spec("apply_eval"), p, &[x, running.0, running.1, affine.0, affine.1, y], grid_1d(s.len(), 64))
+    gpu.launch("bn.apply_eval", &spec("apply_eval"), p, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, dx.
@@ -89,6 +94,6 @@ pub fn backward(
     let (dgamma, dbeta) = grads;
     vec![
         gpu.launch("bn.backward_reduce", &spec("backward_reduce"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta], [s.c as u32, 1, 1]),
-        gpu.launch("bn.backward_apply", &spec("backward_apply"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], grid_1d(s.len(), 64)),
+        gpu.launch("bn.backward_apply", &spec("backward_apply"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], per_image_grid(s)),
     ]
 }

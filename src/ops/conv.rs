@@ -73,19 +73,20 @@ impl Tile {
             r if r >= 2 => 2,
             _ => 1,
         };
-        let nv = if cols >= 256 { 2 } else { 1 };
+        let nv = if cols >= 64 { 2 } else { 1 };
         Tile { tm, nv, wg: 8 }
     }
-    /// Measured on lavapipe over SPGNet's shapes (benches/tiles.rs): tiles of 16 rows always
-    /// lost; wide column tiles pay off only where there are many columns.
+    /// Measured on lavapipe over SPGNet's shapes (benches/tiles.rs, rows read as uniform
+    /// scalars): 8 x 8 tiles win the forward and input-gradient passes wherever there are
+    /// 8 rows; the weight gradient wants 16 x 8 once there are 16 rows, 8 x 4 below.
     pub fn for_forward(rows: usize, cols: usize) -> Tile {
-        if cols >= 256 { Tile { tm: Self::for_gemm(rows, cols).tm.min(4), nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
+        Self::for_gemm(rows, cols)
     }
     pub fn for_backward_data(rows: usize, cols: usize) -> Tile {
-        if cols >= 4096 { Tile { tm: Self::for_gemm(rows, cols).tm.min(4), nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
+        Self::for_gemm(rows, cols)
     }
     pub fn for_backward_weight(rows: usize, cols: usize) -> Tile {
-        Tile { nv: 1, ..Self::for_gemm(rows, cols) }
+        if rows >= 16 && cols >= 32 { Tile { tm: 16, nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
     }
     pub fn cols(&self) -> u32 {
         4 * self.nv
