@@ -23,8 +23,11 @@ struct Conv {
     k: u32, stride: u32, pad: u32, cig: u32,
     cog: u32, splits: u32, n_per_split: u32, relu: u32,
     x_channels: u32, x_first: u32, y_channels: u32, y_first: u32,
-    eps: f32, _a: u32, _b: u32, _c: u32,
+    eps: f32, ky_lo: u32, ky_hi: u32, kx_lo: u32,
+    kx_hi: u32, _a: u32, _b: u32, _c: u32,
 }
+// Taps outside [ky_lo, ky_hi) x [kx_lo, kx_hi) only ever see padding (on 1x1 maps all but
+// the centre), so the forward and input-gradient loops skip them.
 
 const TN: u32 = 4u * NV;
 
@@ -66,8 +69,8 @@ fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
     }
 
     var acc: array<vec4<f32>, TM * NV>;
-    for (var ky = 0u; ky < p.k; ky++) {
-        for (var kx = 0u; kx < p.k; kx++) {
+    for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
+        for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
             var off: array<u32, TN>;
             var inside: array<bool, TN>;
             for (var j = 0u; j < TN; j++) {
@@ -190,19 +193,29 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     }
 
     var acc: array<vec4<f32>, TM * NV>;
-    for (var ky = 0u; ky < p.k; ky++) {
-        for (var kx = 0u; kx < p.k; kx++) {
+    for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
+        for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
             // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
             // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
+            // Strides 1 and 2 avoid the per-lane division (scalarised on CPU adapters).
             var off: array<u32, TN>;
             var inside: array<bool, TN>;
             for (var j = 0u; j < TN; j++) {
                 let ty = ty0[j] - i32(ky);
                 let tx = tx0[j] - i32(kx);
-                let oy = ty / s;
-                let ox = tx / s;
-                inside[j] = ty >= 0 && tx >= 0 && oy * s == ty && ox * s == tx
-                    && oy < i32(p.oh) && ox < i32(p.ow);
+                var oy = ty;
+                var ox = tx;
+                var even = true;
+                if (s == 2) {
+                    oy = ty >> 1u;
+                    ox = tx >> 1u;
+                    even = ((ty | tx) & 1) == 0;
+                } else if (s != 1) {
+                    oy = ty / s;
+                    ox = tx / s;
+                    even = oy * s == ty && ox * s == tx;
+                }
+                inside[j] = ty >= 0 && tx >= 0 && even && oy < i32(p.oh) && ox < i32(p.ow);
                 off[j] = select(0u, dy_base[j] + u32(oy) * p.ow + u32(ox), inside[j]);
             }
             let tap = ky * p.k + kx;

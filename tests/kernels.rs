@@ -60,6 +60,12 @@ fn conv_awkward_shapes() {
         // stride 2 on an even map; 2x2 output; 3-channel stem
         ConvShape { n: 3, cin: 8, h: 4, w: 4, cout: 8, groups: 4, k: 3, stride: 2 },
         ConvShape { n: 8, cin: 3, h: 16, w: 16, cout: 12, groups: 1, k: 3, stride: 2 },
+        // maps smaller than the kernel: only some taps ever touch the image (skipped)
+        ConvShape { n: 4, cin: 12, h: 1, w: 1, cout: 18, groups: 6, k: 3, stride: 1 },
+        ConvShape { n: 3, cin: 4, h: 2, w: 1, cout: 6, groups: 2, k: 3, stride: 2 },
+        ConvShape { n: 2, cin: 3, h: 2, w: 3, cout: 5, groups: 1, k: 5, stride: 1 },
+        // stride 3 (the general division path of backward_data)
+        ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];
     for (i, s) in cases.into_iter().enumerate() {
         check_conv(s, i as u64);

@@ -37,6 +37,12 @@ impl ConvShape {
     pub fn cog(&self) -> usize {
         self.cout / self.groups
     }
+    /// The kernel rows (or columns) [lo, hi) that touch the image for some output pixel,
+    /// along an axis of `size` inputs and `out` outputs; the others only see padding.
+    pub fn live_taps(&self, size: usize, out: usize) -> (usize, usize) {
+        let (pad, reach) = (self.pad(), (out - 1) * self.stride);
+        (pad.saturating_sub(reach), self.k.min(size + pad))
+    }
     pub fn input_shape(&self) -> [usize; 4] {
         [self.n, self.cin, self.h, self.w]
     }
@@ -147,7 +153,8 @@ fn params_with(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize, relu
         sl.x_channels, sl.x_first, sl.y_channels, sl.y_first,
     ];
     let mut v: Vec<u32> = v.iter().map(|&x| x as u32).collect();
-    v.extend([crate::gpu::f(super::batchnorm::EPS), 0, 0, 0]);
+    let (ky, kx) = (s.live_taps(s.h, s.oh()), s.live_taps(s.w, s.ow()));
+    v.extend([crate::gpu::f(super::batchnorm::EPS), ky.0 as u32, ky.1 as u32, kx.0 as u32, kx.1 as u32, 0, 0, 0]);
     gpu.params(&v)
 }
 
