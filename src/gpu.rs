@@ -102,6 +102,8 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<(String, &'static str, String), Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Set by the device-lost callback.
+    lost: Arc<Mutex<Option<String>>>,
     staging: Mutex<Vec<wgpu::Buffer>>,
     created: std::sync::atomic::AtomicUsize,
 }
@@ -179,11 +181,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap().push(e.to_string());
         }));
-        let lost = errors.clone();
+        // Whatever fails after a device loss (a readback, a wait) reports the loss itself.
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                lost.lock().unwrap().push(format!("the GPU device was lost ({reason:?}: {message}); restart the command, with --resume for training"));
-            }
+            let why = if message.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {message}") };
+            *lost_sink.lock().unwrap() = Some(format!("the GPU device was lost ({why}); restart the command, with --resume for training"));
         });
         Ok(Gpu {
             device,
@@ -193,6 +196,7 @@ impl Gpu {
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
             errors,
+            lost,
             staging: Mutex::default(),
             created: Default::default(),
         })
@@ -204,6 +208,9 @@ impl Gpu {
 
     /// Fails with the first validation error wgpu reported since the last check.
     pub fn check(&self) -> Result<()> {
+        if let Some(lost) = self.lost.lock().unwrap().clone() {
+            bail!("{lost}");
+        }
         let mut errs = self.errors.lock().unwrap();
         if let Some(e) = errs.first().cloned() {
             errs.clear();
@@ -292,11 +299,11 @@ impl Gpu {
         });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("GPU device lost while waiting for results: {e}"))?;
+            .map_err(|e| self.failure(format!("GPU device lost while waiting for results: {e}")))?;
         rx.recv()
-            .map_err(|_| anyhow!("GPU readback was cancelled"))?
-            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
-        let data = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback failed: {e:?}"))?.to_vec();
+            .map_err(|_| self.failure("GPU readback was cancelled".into()))?
+            .map_err(|e| self.failure(format!("GPU readback failed: {e}")))?;
+        let data = slice.get_mapped_range().map_err(|e| self.failure(format!("GPU readback failed: {e:?}")))?.to_vec();
         staging.unmap();
         self.staging.lock().unwrap().push(staging);
         self.check()?;
@@ -469,8 +476,13 @@ impl Gpu {
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("GPU device lost: {e}"))?;
+            .map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
         self.check()
+    }
+
+    /// The error for a failed GPU operation: the device loss when that is the cause.
+    fn failure(&self, what: String) -> anyhow::Error {
+        anyhow!("{}", self.lost.lock().unwrap().clone().unwrap_or(what))
     }
 }
 

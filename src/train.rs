@@ -7,7 +7,7 @@ use crate::augment::{self, Preprocess};
 use crate::checkpoint::{self, Checkpoint, Metadata, TensorFile};
 use crate::data::{self, Dataset, Kind};
 use crate::gpu::Gpu;
-use crate::model::{ModelConfig, Variant};
+use crate::model::{Architecture, ModelConfig, Variant};
 use crate::network::{DeviceState, Evaluator, TrainOptions, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -255,6 +255,19 @@ fn check_writable(out: &Path) -> Result<()> {
     result.map_err(|e| anyhow!("{}: the output folder is not writable ({e})", out.display()))
 }
 
+/// Fail early when the output folder's disk cannot hold the run's files: best and last
+/// (the state each), resume (state and momentum) and the temporary copy an atomic write of
+/// resume needs beside it, plus the plots.
+fn check_space(out: &Path, config: &ModelConfig) -> Result<()> {
+    let values: usize = Architecture::new(config.clone()).tensors().iter().map(|t| t.shape.iter().product::<usize>()).sum();
+    let needed = 6 * 4 * values as u64 + (4 << 20);
+    let free = fs4::available_space(out).with_context(|| format!("{}: cannot tell how much disk space is free", out.display()))?;
+    if free < needed {
+        bail!("{}: the disk has {:.1} MiB free but this run's checkpoints need {:.1} MiB; free some space or choose another --out", out.display(), free as f64 / 1048576.0, needed as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
 /// Evaluate `state` on a dataset: (mean loss, accuracy).
 pub fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Arc<Dataset>, pre: &Arc<Preprocess>, seed: u64) -> Result<(f64, f64)> {
     let (mut loss, mut correct, mut n) = (0f64, 0f64, 0usize);
@@ -303,6 +316,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
     let in_ch = prep.channels;
     let classes = prep.train.classes.clone();
     let config = ModelConfig { dropout: args.dropout, ..ModelConfig::new(args.version, in_ch, classes.len()) };
+    check_space(&args.out, &config)?;
     let meta = Metadata {
         input_size: Some(prep.size),
         classes: Some(classes.clone()),
@@ -369,6 +383,9 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
     }
     let end = control.stop_after.map_or(args.epochs, |n| n.min(args.epochs));
     let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Fault injection for tests/errors.rs: a device lost mid-run must end in a clear error
+    // with the checkpoints of the finished epochs intact (no way to lose a real one on demand).
+    let lose_device_at: Option<usize> = std::env::var("SPGNET_TEST_LOSE_DEVICE_AT_STEP").ok().and_then(|v| v.parse().ok());
     for epoch in start_epoch..end {
         let t0 = Instant::now();
         let bar = if progress { indicatif::ProgressBar::new(steps as u64) } else { indicatif::ProgressBar::hidden() };
@@ -379,6 +396,9 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         for b in augment::batches(prep.train.clone(), prep.train_pre.clone(), args.batch, args.seed, epoch, true)? {
             let step = epoch * steps + b.index;
             lr = learning_rate(args.lr, step, warmup, total_steps);
+            if lose_device_at == Some(step) {
+                gpu.device.destroy();
+            }
             trainer.step(gpu, &b.input, &b.labels, lr, (args.seed as u32).wrapping_add(step as u32))?;
             if !ema_launches.is_empty() {
                 gpu.submit(&ema_launches);

@@ -1,5 +1,6 @@
-//! A real training run killed with SIGKILL in the middle of an epoch resumes from its last
-//! complete checkpoint and ends with the same weights as a run that was never interrupted.
+//! A real training run killed with SIGKILL in the middle of an epoch, or whose device is
+//! lost, resumes from its last complete checkpoint and ends with the same weights as a run
+//! that was never interrupted.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,7 +18,7 @@ fn train_cmd(out: &Path) -> Command {
 }
 
 #[test]
-fn killed_run_resumes_to_the_same_weights() {
+fn killed_or_device_lost_run_resumes_to_the_same_weights() {
     let d = tempfile::tempdir().unwrap();
     let (full, killed) = (d.path().join("full"), d.path().join("killed"));
     assert!(train_cmd(&full).status().unwrap().success());
@@ -39,16 +40,34 @@ fn killed_run_resumes_to_the_same_weights() {
     // Whatever the moment, the checkpoints on disk are whole.
     spgnet::checkpoint::load(&killed.join("last.safetensors")).unwrap();
 
+    resume_and_compare(&full, &killed);
+
+    // A device lost in epoch 2 (6 steps per epoch; injected, lavapipe cannot lose one): a
+    // one-line error saying what to do, exit 1, epoch 1's checkpoints whole, and --resume
+    // again reaches the uninterrupted run's weights.
+    let lost = d.path().join("lost");
+    let out = train_cmd(&lost).env("SPGNET_TEST_LOSE_DEVICE_AT_STEP", "8").stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last_line = err.lines().last().unwrap();
+    assert!(last_line.starts_with("error: the GPU device was lost") && last_line.contains("--resume"), "{err}");
+    assert_eq!(std::fs::read_to_string(lost.join("metrics.csv")).unwrap().lines().count(), 2);
+    spgnet::checkpoint::load(&lost.join("last.safetensors")).unwrap();
+    resume_and_compare(&full, &lost);
+}
+
+/// `train --resume dir` finishes the run, with the same final weights as `full`.
+fn resume_and_compare(full: &Path, dir: &Path) {
     let mut resume_cmd = Command::new(env!("CARGO_BIN_EXE_spgnet"));
-    resume_cmd.args(["train", "--resume"]).arg(&killed).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
+    resume_cmd.args(["train", "--resume"]).arg(dir).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
     assert!(resume_cmd.status().unwrap().success());
     let a = spgnet::checkpoint::load(&full.join("last.safetensors")).unwrap();
-    let b = spgnet::checkpoint::load(&killed.join("last.safetensors")).unwrap();
+    let b = spgnet::checkpoint::load(&dir.join("last.safetensors")).unwrap();
     for (name, va) in &a.tensors {
         let diff = va.iter().zip(&b.tensors[name]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "{name}: killed-and-resumed run differs by {diff}");
+        assert!(diff <= 1e-6, "{name}: interrupted-and-resumed run {} differs by {diff}", dir.display());
     }
-    assert_eq!(std::fs::read_to_string(killed.join("metrics.csv")).unwrap().lines().count(), 4);
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count(), 4);
 }
 
 #[test]
@@ -62,4 +81,46 @@ fn unwritable_output_folder_is_reported_before_training() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/dev/null/run: cannot create the output folder"), "{err}");
     assert!(!err.contains("training SPGNet"), "must fail before training starts: {err}");
+}
+
+/// A small real filesystem (tmpfs) mounted for one test, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    /// None where mounting is not permitted (not root, no CAP_SYS_ADMIN).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn full_disk_is_reported_before_training() {
+    // 8 MiB free: less than the run's checkpoints (about 79 MiB for s2p6); 512 KiB: not
+    // even the write probe fits.
+    for (size, expect) in [("8m", "the disk has 8.0 MiB free but this run's checkpoints need"), ("512k", "No space left on device")] {
+        let Some(disk) = SmallDisk::mount(size) else {
+            eprintln!("SKIPPED full_disk_is_reported_before_training: cannot mount a tmpfs here (needs root)");
+            return;
+        };
+        let run = disk.0.path().join("run");
+        let out = Command::new(env!("CARGO_BIN_EXE_spgnet"))
+            .args(["train", "--dataset", "fashion-mnist", "--limit", "64", "--batch", "32", "--epochs", "1", "--out"])
+            .arg(&run)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.lines().last().unwrap().starts_with("error: ") && err.contains(expect), "{size}: {err}");
+        assert!(!err.contains("training SPGNet"), "must fail before training starts: {err}");
+        assert_eq!(std::fs::read_dir(&run).unwrap().count(), 0, "nothing left behind");
+    }
 }
