@@ -35,14 +35,16 @@ fn main() {
     println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
     for s in shapes {
         let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));
-        for dir in ["fwd", "bwd_d", "bwd_w"] {
+        for dir in ["fwd", "bwd_d", "bwd_w", "bwd_wt"] {
             let row: String = tiles
                 .iter()
                 .map(|&t| {
                     let l = match dir {
                         "fwd" => vec![conv::forward_tiled(&gpu, &s, t, &x, &w, &y)],
                         "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],
-                        _ => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
+                        "bwd_w" => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
+                        // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
+                        _ => conv::backward_weight_by_tap(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                     };
                     format!("{:>8.2}m", 1000.0 * time(&gpu, &l))
                 })

@@ -328,6 +328,75 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
     }
 }
 
+// backward_weight_by_tap: the same sums with the roles turned around for layers with many
+// output channels per group: lanes own TM output channels each, while the tap and a block
+// of 4 * NV input channels come from workgroup_id. The input pixel a tap reads, its bounds
+// test and its TC values are then uniform (one scalar load each, padding skipped by a
+// uniform branch); only dy is gathered per lane.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let kk = p.k * p.k;
+    let tap = wid.y % kk;
+    let c0 = (wid.y / kk) * TN;
+    let row0 = gid.x * TM;
+    if (row0 >= p.cog) { return; }
+    let ky = i32(tap / p.k) - i32(p.pad);
+    let kx = i32(tap % p.k) - i32(p.pad);
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+
+    var x_plane: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
+    }
+
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let yy = i32(oy * p.stride) + ky;
+            if (yy < 0 || yy >= i32(p.h)) { continue; }
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xx = i32(ox * p.stride) + kx;
+                if (xx < 0 || xx >= i32(p.w)) { continue; }
+                let at = x_img + u32(yy) * p.w + u32(xx);
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let j = 4u * v;
+                    xv[v] = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
+                                      wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                }
+                let pix = dy_img + oy * p.ow + ox;
+                for (var i = 0u; i < TM; i++) {
+                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * p.cig * kk;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (c0 + j < p.cig) {
+                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * kk + tap] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
 // sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
 @group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;

@@ -33,13 +33,17 @@ fn check_conv(s: ConvShape, seed: u64) {
     let y = g.zeros(&s.output_shape(), "y");
     let dx = g.zeros(&s.input_shape(), "dx");
     let dw = g.zeros(&s.weight_shape(), "dw");
+    let dw_by_tap = g.zeros(&s.weight_shape(), "dw_by_tap");
     let mut launches = vec![conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)];
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
+    launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
     g.run(&launches).unwrap();
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
     assert_close(&format!("conv forward {s:?}"), &read(&y), &cpu::conv_forward(&s, &x64, &w64), REDUCTION_TOL);
     assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &cpu::conv_backward_data(&s, &dy64, &w64), REDUCTION_TOL);
-    assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &cpu::conv_backward_weight(&s, &dy64, &x64), REDUCTION_TOL);
+    let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
+    assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
+    assert_close(&format!("conv backward_weight_by_tap {s:?}"), &read(&dw_by_tap), &dw_ref, REDUCTION_TOL);
 }
 
 #[test]
