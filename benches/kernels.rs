@@ -12,7 +12,7 @@ const REPEAT: usize = 10;
 
 fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, launch: Launch) {
     let flops = launch.flops;
-    let launches: Vec<Launch> = (0..REPEAT).map(|_| Launch { label: launch.label.clone(), pipeline: launch.pipeline.clone(), bind_group: launch.bind_group.clone(), workgroups: launch.workgroups, params: launch.params.clone(), flops }).collect();
+    let launches: Vec<Launch> = (0..REPEAT).map(|_| Launch { label: launch.label.clone(), pipeline: launch.pipeline.clone(), bind_group: launch.bind_group.clone(), workgroups: launch.workgroups, params: launch.params.clone(), flops, layer: String::new() }).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
     g.sample_size(10).measurement_time(std::time::Duration::from_secs(4));
@@ -36,10 +36,13 @@ fn kernels(c: &mut Criterion) {
     let p = ConvShape { n: 64, cin: 192, h: 4, w: 4, cout: 96, groups: 1, k: 1, stride: 1 };
     let (px, pw, py) = (gpu.zeros(&p.input_shape(), "x"), gpu.zeros(&p.weight_shape(), "w"), gpu.zeros(&p.output_shape(), "y"));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
+    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_data", conv::backward_data(&gpu, &p, &py, &pw, &px));
+    let pg = conv::backward_weight(&gpu, &p, &py, &px, &pw);
+    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", pg.into_iter().next().unwrap());
     // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
-    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }] {
+    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
         let l = linear::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
         bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
     }

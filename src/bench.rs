@@ -41,6 +41,8 @@ pub struct BenchReport {
     pub buffers_after_first_step: usize,
     pub buffers_after_last_step: usize,
     pub profile: Vec<KernelTime>,
+    /// The same dispatches grouped by network layer (forward and backward together).
+    pub layers: Vec<KernelTime>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -48,20 +50,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Each launch alone, timed with a wait: the per-dispatch wall time, grouped by kernel.
-pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<Vec<KernelTime>> {
-    let mut by: BTreeMap<String, KernelTime> = BTreeMap::new();
+/// Each launch alone, timed with a wait (lavapipe's timestamps are no finer than this): the
+/// per-dispatch wall time, grouped by kernel and by network layer, most expensive first.
+pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<(Vec<KernelTime>, Vec<KernelTime>)> {
+    let mut by_kernel: BTreeMap<String, KernelTime> = BTreeMap::new();
+    let mut by_layer: BTreeMap<String, KernelTime> = BTreeMap::new();
     for l in launches {
         let t = Instant::now();
         gpu.run(std::slice::from_ref(l))?;
-        let e = by.entry(l.label.clone()).or_insert(KernelTime { label: l.label.clone(), dispatches: 0, seconds: 0.0, flops: 0.0 });
-        e.dispatches += 1;
-        e.seconds += t.elapsed().as_secs_f64();
-        e.flops += l.flops;
+        let seconds = t.elapsed().as_secs_f64();
+        let layer = if l.layer.is_empty() { "loss and SGD".to_string() } else { l.layer.clone() };
+        for (map, key) in [(&mut by_kernel, l.label.clone()), (&mut by_layer, layer)] {
+            let e = map.entry(key.clone()).or_insert(KernelTime { label: key, dispatches: 0, seconds: 0.0, flops: 0.0 });
+            e.dispatches += 1;
+            e.seconds += seconds;
+            e.flops += l.flops;
+        }
     }
-    let mut v: Vec<KernelTime> = by.into_values().collect();
-    v.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
-    Ok(v)
+    let sorted = |m: BTreeMap<String, KernelTime>| {
+        let mut v: Vec<KernelTime> = m.into_values().collect();
+        v.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
+        v
+    };
+    Ok((sorted(by_kernel), sorted(by_layer)))
 }
 
 pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
@@ -92,7 +103,7 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     infer(0)?;
     let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
     let peak = trainer.graph.activation_bytes() + evaluator.graph.activation_bytes() + 4 * (3 * trainer.state.params.len() + trainer.state.stats.len()) as u64;
-    let profile = if a.profile { profile(gpu, trainer.launches())? } else { Vec::new() };
+    let (profile, layers) = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
     let t = median(train);
     Ok(BenchReport {
         adapter: gpu.describe(),
@@ -103,5 +114,6 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
         buffers_after_first_step,
         buffers_after_last_step,
         profile,
+        layers,
     })
 }

@@ -92,6 +92,8 @@ pub struct Launch {
     pub params: Arc<wgpu::Buffer>,
     /// Floating-point operations of one dispatch (for per-layer GFLOP/s reports).
     pub flops: f64,
+    /// The network layer it belongs to ("" outside a network), for per-layer profiles.
+    pub layer: String,
 }
 
 pub struct Gpu {
@@ -417,7 +419,7 @@ impl Gpu {
                 t.bytes() >> 20,
                 max_binding >> 20
             ));
-            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0 };
+            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0, layer: String::new() };
         }
         let pipeline = self.pipeline(spec);
         let layout = self.layout(spec.bindings);
@@ -430,7 +432,7 @@ impl Gpu {
             layout: &layout.0,
             entries: &entries,
         });
-        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0 }
+        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0, layer: String::new() }
     }
 
     /// A bind group that satisfies the layout with tiny buffers (for launches that never run).

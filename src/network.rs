@@ -186,6 +186,18 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// Names the launches recorded since `mark()` that have no layer yet as `layer`'s (inner
+    /// layers tag theirs first, the enclosing block or head takes the rest).
+    fn tag(&mut self, since: (usize, usize), layer: &str) {
+        for l in self.forward[since.0..].iter_mut().chain(&mut self.backward[since.1..]) {
+            if l.layer.is_empty() {
+                l.layer = layer.to_string();
+            }
+        }
+    }
+    fn mark(&self) -> (usize, usize) {
+        (self.forward.len(), self.backward.len())
+    }
     fn alloc(&mut self, shape: &[usize], label: &str) -> Tensor {
         let t = self.gpu.zeros(shape, label);
         self.tensors.push(t.clone());
@@ -210,12 +222,23 @@ struct ConvBn {
 }
 
 impl ConvBn {
+    fn name(def: &ConvBnDef) -> &str {
+        def.weight.strip_suffix(".conv.weight").or(def.weight.strip_suffix(".weight")).unwrap_or(&def.weight)
+    }
+
     fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
+        let m = b.mark();
+        let c = Self::forward_untagged(b, def, x);
+        b.tag(m, Self::name(def));
+        c
+    }
+
+    fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
         let [n, cin, h, w] = dims4(x);
         let conv = ConvShape { n, cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
         if b.mode == Mode::Eval {
             let y = b.alloc(&conv.output_shape(), &def.bn);
-            return Self::forward_eval(b, def, (x, 0), (&y, 0));
+            return Self::forward_eval_untagged(b, def, (x, 0), (&y, 0));
         }
         let z = b.alloc(&conv.output_shape(), &def.weight);
         b.forward.push(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
@@ -233,6 +256,13 @@ impl ConvBn {
     /// Eval: conv, BN with the running statistics and ReLU in one kernel (no intermediate
     /// tensor), writing channels `y.1`.. of `y.0` (the concat buffer for conv2).
     fn forward_eval(b: &mut Builder, def: &ConvBnDef, x: (&Tensor, usize), y: (&Tensor, usize)) -> ConvBn {
+        let m = b.mark();
+        let c = Self::forward_eval_untagged(b, def, x, y);
+        b.tag(m, Self::name(def));
+        c
+    }
+
+    fn forward_eval_untagged(b: &mut Builder, def: &ConvBnDef, x: (&Tensor, usize), y: (&Tensor, usize)) -> ConvBn {
         let [n, _, h, w] = dims4(x.0);
         let conv = ConvShape { n, cin: def.cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
         let slices = conv::Slices { x_channels: x.0.shape[1], x_first: x.1, y_channels: y.0.shape[1], y_first: y.1 };
@@ -248,6 +278,13 @@ impl ConvBn {
 
     /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
     fn backward(&self, b: &mut Builder, dy: &Tensor, need_dx: bool) -> Option<Tensor> {
+        let m = b.mark();
+        let dx = self.backward_untagged(b, dy, need_dx);
+        b.tag(m, Self::name(&self.def));
+        dx
+    }
+
+    fn backward_untagged(&self, b: &mut Builder, dy: &Tensor, need_dx: bool) -> Option<Tensor> {
         let st = b.state;
         let bn_name = |f: &str| format!("{}.{f}", self.def.bn);
         let dz = b.alloc(&self.z.shape, "dz");
@@ -469,17 +506,25 @@ impl Graph {
         let mut blocks: Vec<Block> = Vec::new();
         for def in &arch.blocks {
             let x = blocks.last().map_or(stem1.y.clone(), |blk| blk.y.clone());
+            let m = b.mark();
             blocks.push(Block::forward(&mut b, def, &x));
+            b.tag(m, &def.name);
         }
         let conv_last = ConvBn::forward(&mut b, &arch.conv_last, &blocks.last().unwrap().y);
+        let m = b.mark();
         let head = Head::forward(&mut b, &conv_last.y, dropout);
+        b.tag(m, "head");
         let mut dlogits = None;
         if mode == Mode::Train {
             let d = b.alloc(&head.logits.shape, "dlogits");
+            let m = b.mark();
             let mut dy = head.backward(&mut b, &d);
+            b.tag(m, "head");
             dy = conv_last.backward(&mut b, &dy, true).unwrap();
-            for blk in blocks.iter().rev() {
+            for (blk, def) in blocks.iter().zip(&arch.blocks).rev() {
+                let m = b.mark();
                 dy = blk.backward(&mut b, &dy);
+                b.tag(m, &def.name);
             }
             let dy = stem1.backward(&mut b, &dy, true).unwrap();
             stem0.backward(&mut b, &dy, false); // the image needs no gradient
