@@ -35,12 +35,14 @@ fn main() {
     println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
     for s in shapes {
         let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));
-        for dir in ["fwd", "bwd_d", "bwd_w", "bwd_wt"] {
+        for dir in ["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"] {
             let row: String = tiles
                 .iter()
                 .map(|&t| {
                     let l = match dir {
                         "fwd" => vec![conv::forward_tiled(&gpu, &s, t, &x, &w, &y)],
+                        // fwd_p: half the tile's rows per lane, 8 lanes
+                        "fwd_p" => vec![conv::forward_by_pixel(&gpu, &s, Tile { tm: t.tm / 2, ..t }, &x, &w, &y)],
                         "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],
                         "bwd_w" => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
                         // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here

@@ -34,12 +34,16 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dx = g.zeros(&s.input_shape(), "dx");
     let dw = g.zeros(&s.weight_shape(), "dw");
     let dw_by_tap = g.zeros(&s.weight_shape(), "dw_by_tap");
+    let y_by_pixel = g.zeros(&s.output_shape(), "y_by_pixel");
     let mut launches = vec![conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)];
+    launches.push(conv::forward_by_pixel(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
     launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
     g.run(&launches).unwrap();
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
-    assert_close(&format!("conv forward {s:?}"), &read(&y), &cpu::conv_forward(&s, &x64, &w64), REDUCTION_TOL);
+    let y_ref = cpu::conv_forward(&s, &x64, &w64);
+    assert_close(&format!("conv forward {s:?}"), &read(&y), &y_ref, REDUCTION_TOL);
+    assert_close(&format!("conv forward_by_pixel {s:?}"), &read(&y_by_pixel), &y_ref, REDUCTION_TOL);
     assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &cpu::conv_backward_data(&s, &dy64, &w64), REDUCTION_TOL);
     let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
     assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
@@ -431,4 +435,9 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
     let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);
+    // wide 1x1 convs take the lanes-over-channels kernel: ragged rows and pixels, slices
+    let s = ConvShape { n: 3, cin: 21, h: 3, w: 5, cout: 130, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 25, x_first: 2, y_channels: 131, y_first: 1 }, true, 5);
+    let s = ConvShape { n: 7, cin: 40, h: 1, w: 1, cout: 200, groups: 2, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 6);
 }
