@@ -109,15 +109,10 @@ fn y_index(g: u32, c: u32) -> u32 {
     return ((c / ohw) * p.y_channels + p.y_first + g * p.cog) * ohw + c % ohw;
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
+// Stores an invocation's tile (rows past cog and columns past the batch are skipped).
+fn store_tile(g: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
     let ohw = p.oh * p.ow;
     let ncol = p.n * ohw;
-    if (col0 >= ncol) { return; }
-    let acc = forward_tile(g, row0, col0);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cog) { break; }
@@ -129,15 +124,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
     }
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn forward_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
+// The same with BatchNorm (running statistics) and the optional ReLU applied first.
+fn store_tile_bn(g: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
     let ohw = p.oh * p.ow;
     let ncol = p.n * ohw;
-    if (col0 >= ncol) { return; }
-    let acc = forward_tile(g, row0, col0);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cog) { break; }
@@ -157,110 +147,39 @@ fn forward_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     }
 }
 
-// forward_by_pixel, forward_by_pixel_bn: the same two passes with the roles turned around,
-// for 1x1 convs with many output channels: lanes own TM output channels each (weights are
-// gathered), while the TN pixels come from workgroup_id, so x is read by scalar loads and
-// the bounds tests are uniform.
-fn by_pixel_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
-    let ohw = p.oh * p.ow;
-    let ncol = p.n * ohw;
-    let hw = p.h * p.w;
-    let kk = p.k * p.k;
-    var x_base: array<u32, TN>;
-    var y0: array<i32, TN>;
-    var x0: array<i32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        let c = min(col0 + j, ncol - 1u);
-        let n = c / ohw;
-        let r = c % ohw;
-        y0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
-        x0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
-        x_base[j] = (n * p.x_channels + p.x_first + g * p.cig) * hw;
-    }
-    var w_base: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        w_base[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * p.cig * kk;
-    }
-    var acc: array<vec4<f32>, TM * NV>;
-    for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
-        for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
-            var off: array<u32, TN>;
-            var inside: array<bool, TN>;
-            for (var j = 0u; j < TN; j++) {
-                let yy = y0[j] + i32(ky);
-                let xx = x0[j] + i32(kx);
-                inside[j] = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
-                off[j] = select(0u, x_base[j] + u32(yy) * p.w + u32(xx), inside[j]);
-            }
-            let tap = ky * p.k + kx;
-            for (var ci = 0u; ci < p.cig; ci++) {
-                let plane = ci * hw;
-                var xv: array<vec4<f32>, NV>;
-                for (var v = 0u; v < NV; v++) {
-                    let j = 4u * v;
-                    xv[v] = vec4<f32>(
-                        select(0.0, fwd_x[off[j] + plane], inside[j]),
-                        select(0.0, fwd_x[off[j + 1u] + plane], inside[j + 1u]),
-                        select(0.0, fwd_x[off[j + 2u] + plane], inside[j + 2u]),
-                        select(0.0, fwd_x[off[j + 3u] + plane], inside[j + 3u]));
-                }
-                for (var i = 0u; i < TM; i++) {
-                    let wv = vec4<f32>(fwd_w[w_base[i] + ci * kk + tap]);
-                    for (var v = 0u; v < NV; v++) {
-                        acc[i * NV + v] = fma(wv, xv[v], acc[i * NV + v]);
-                    }
-                }
-            }
-        }
-    }
-    return acc;
+// forward and forward_bn: lanes over output pixels, the rows (output channels) from
+// workgroup_id, so the weights are uniform scalar loads.
+@compute @workgroup_size(WG, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = gid.x * TN;
+    if (col0 >= p.n * p.oh * p.ow) { return; }
+    store_tile(wid.z, wid.y * TM, col0, forward_tile(wid.z, wid.y * TM, col0));
 }
 
 @compute @workgroup_size(WG, 1, 1)
+fn forward_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = gid.x * TN;
+    if (col0 >= p.n * p.oh * p.ow) { return; }
+    store_tile_bn(wid.z, wid.y * TM, col0, forward_tile(wid.z, wid.y * TM, col0));
+}
+
+// forward_by_pixel, forward_by_pixel_bn: the same two passes with the roles turned around,
+// for 1x1 convs with many output channels: lanes own TM output channels each (weights are
+// gathered), while the TN pixels come from workgroup_id, so x is read by scalar loads and
+// the bounds tests are uniform. Same tile code: which operand is uniform follows from
+// where row0 and col0 come from.
+@compute @workgroup_size(WG, 1, 1)
 fn forward_by_pixel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
     let row0 = gid.x * TM;
-    let col0 = wid.y * TN;
     if (row0 >= p.cog) { return; }
-    let ohw = p.oh * p.ow;
-    let ncol = p.n * ohw;
-    let acc = by_pixel_tile(g, row0, col0);
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
-        if (row >= p.cog) { break; }
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < ncol) {
-                fwd_y[y_index(g, col0 + j) + row * ohw] = acc[i * NV + j / 4u][j % 4u];
-            }
-        }
-    }
+    store_tile(wid.z, row0, wid.y * TN, forward_tile(wid.z, row0, wid.y * TN));
 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn forward_by_pixel_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
     let row0 = gid.x * TM;
-    let col0 = wid.y * TN;
     if (row0 >= p.cog) { return; }
-    let ohw = p.oh * p.ow;
-    let ncol = p.n * ohw;
-    let acc = by_pixel_tile(g, row0, col0);
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
-        if (row >= p.cog) { break; }
-        let c = g * p.cog + row;
-        let mean = fwd_mean[c];
-        let invstd = 1.0 / sqrt(fwd_var[c] + p.eps);
-        let gamma = fwd_gamma[c];
-        let beta = fwd_beta[c];
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < ncol) {
-                var v = (acc[i * NV + j / 4u][j % 4u] - mean) * invstd * gamma + beta;
-                if (p.relu != 0u) { v = max(v, 0.0); }
-                fwd_y[y_index(g, col0 + j) + row * ohw] = v;
-            }
-        }
-    }
+    store_tile_bn(wid.z, row0, wid.y * TN, forward_tile(wid.z, row0, wid.y * TN));
 }
 
 // backward_data: dx = conv_transpose(dy, w)
