@@ -9,6 +9,9 @@ struct Bn {
     eps: f32, momentum: f32, _a: u32, _b: u32,
 }
 
+// Activations are read as V: vec4<f32> when a plane's pixel count is a multiple of 4 (VW = 4,
+// a quarter of the per-lane loads that lavapipe issues one lane at a time), else f32
+// (VW = 1). The host appends V, VW and total() (the sum of a V's components).
 // Every kernel indexes channel c uniformly (from workgroup_id, so per-channel values are one
 // scalar load on lavapipe) and walks images n and pixels p with loops, never dividing a flat
 // index (a per-lane integer division is scalarised on the CPU adapter).
@@ -32,13 +35,16 @@ fn reduce_pair(lid: u32) {
     workgroupBarrier();
 }
 
-// First element of image n's plane of channel c.
+// First V of image n's plane of channel c, and the plane's length in V.
 fn plane(n: u32, c: u32) -> u32 {
-    return (n * p.c + c) * p.hw;
+    return (n * p.c + c) * plane_len();
+}
+fn plane_len() -> u32 {
+    return p.hw / VW;
 }
 
 // stats: saved = [mean; 1/sqrt(var + eps)] of the batch, running statistics updated.
-@group(0) @binding(1) var<storage, read> st_x: array<f32>;
+@group(0) @binding(1) var<storage, read> st_x: array<V>;
 @group(0) @binding(2) var<storage, read_write> st_saved: array<f32>;
 @group(0) @binding(3) var<storage, read_write> st_running_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> st_running_var: array<f32>;
@@ -48,28 +54,28 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     let c = wid.x;
     let lid = lid3.x;
     let m = p.n * p.hw;
-    var s = 0.0;
+    var s = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
-        for (var i = b; i < b + p.hw; i++) {
+        for (var i = b; i < b + plane_len(); i++) {
             s += st_x[i];
         }
     }
-    red_a[lid] = s;
+    red_a[lid] = total(s);
     red_b[lid] = 0.0;
     reduce_pair(lid);
     let mean = red_a[0] / f32(m);
     workgroupBarrier();
     // Second pass over centred values: no cancellation from E[x^2] - E[x]^2.
-    var q = 0.0;
+    var q = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
-        for (var i = b; i < b + p.hw; i++) {
-            let d = st_x[i] - mean;
+        for (var i = b; i < b + plane_len(); i++) {
+            let d = st_x[i] - V(mean);
             q += d * d;
         }
     }
-    red_a[lid] = q;
+    red_a[lid] = total(q);
     red_b[lid] = 0.0;
     reduce_pair(lid);
     if (lid == 0u) {
@@ -82,17 +88,17 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
 }
 
-fn activate(z: f32) -> f32 {
-    return select(z, max(z, 0.0), p.relu != 0u);
+fn activate(z: V) -> V {
+    return select(z, max(z, V(0.0)), p.relu != 0u);
 }
 
 
 // apply_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics.
-@group(0) @binding(1) var<storage, read> at_x: array<f32>;
+@group(0) @binding(1) var<storage, read> at_x: array<V>;
 @group(0) @binding(2) var<storage, read> at_saved: array<f32>;
 @group(0) @binding(3) var<storage, read> at_gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> at_beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> at_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> at_y: array<V>;
 
 @compute @workgroup_size(EW, 1, 1)
 fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -104,19 +110,19 @@ fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup
     let gamma = at_gamma[c];
     let beta = at_beta[c];
     let b = plane(n, c);
-    for (var i = b; i < b + p.hw; i++) {
-        let xhat = (at_x[i] - mean) * invstd;
-        at_y[i] = activate(xhat * gamma + beta);
+    for (var i = b; i < b + plane_len(); i++) {
+        let xhat = (at_x[i] - V(mean)) * invstd;
+        at_y[i] = activate(xhat * gamma + V(beta));
     }
 }
 
 // apply_eval: the same with the running statistics.
-@group(0) @binding(1) var<storage, read> ev_x: array<f32>;
+@group(0) @binding(1) var<storage, read> ev_x: array<V>;
 @group(0) @binding(2) var<storage, read> ev_running_mean: array<f32>;
 @group(0) @binding(3) var<storage, read> ev_running_var: array<f32>;
 @group(0) @binding(4) var<storage, read> ev_gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> ev_beta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ev_y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ev_y: array<V>;
 
 @compute @workgroup_size(EW, 1, 1)
 fn apply_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -128,19 +134,20 @@ fn apply_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let gamma = ev_gamma[c];
     let beta = ev_beta[c];
     let b = plane(n, c);
-    for (var i = b; i < b + p.hw; i++) {
-        ev_y[i] = activate((ev_x[i] - mean) * invstd * gamma + beta);
+    for (var i = b; i < b + plane_len(); i++) {
+        ev_y[i] = activate((ev_x[i] - V(mean)) * invstd * gamma + beta);
     }
 }
 
 // The incoming gradient with the ReLU mask applied (the mask is recomputed from x).
-fn masked_grad(dy: f32, xhat: f32, gamma: f32, beta: f32) -> f32 {
-    return select(dy, 0.0, p.relu != 0u && xhat * gamma + beta <= 0.0);
+fn masked_grad(dy: V, xhat: V, gamma: f32, beta: f32) -> V {
+    let dead = xhat * gamma + beta <= V(0.0);
+    return select(dy, select(dy, V(0.0), dead), p.relu != 0u);
 }
 
 // backward_reduce: dgamma = sum(g * xhat), dbeta = sum(g), g the masked gradient.
-@group(0) @binding(1) var<storage, read> br_dy: array<f32>;
-@group(0) @binding(2) var<storage, read> br_x: array<f32>;
+@group(0) @binding(1) var<storage, read> br_dy: array<V>;
+@group(0) @binding(2) var<storage, read> br_x: array<V>;
 @group(0) @binding(3) var<storage, read> br_saved: array<f32>;
 @group(0) @binding(4) var<storage, read> br_gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> br_beta: array<f32>;
@@ -155,19 +162,19 @@ fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let invstd = br_saved[p.c + c];
     let gamma = br_gamma[c];
     let beta = br_beta[c];
-    var s1 = 0.0;
-    var s2 = 0.0;
+    var s1 = V(0.0);
+    var s2 = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
-        for (var i = b; i < b + p.hw; i++) {
-            let xhat = (br_x[i] - mean) * invstd;
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (br_x[i] - V(mean)) * invstd;
             let g = masked_grad(br_dy[i], xhat, gamma, beta);
             s1 += g;
             s2 += g * xhat;
         }
     }
-    red_a[lid] = s1;
-    red_b[lid] = s2;
+    red_a[lid] = total(s1);
+    red_b[lid] = total(s2);
     reduce_pair(lid);
     if (lid == 0u) {
         br_dbeta[c] = red_a[0];
@@ -176,14 +183,14 @@ fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 }
 
 // backward_apply: dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma).
-@group(0) @binding(1) var<storage, read> ba_dy: array<f32>;
-@group(0) @binding(2) var<storage, read> ba_x: array<f32>;
+@group(0) @binding(1) var<storage, read> ba_dy: array<V>;
+@group(0) @binding(2) var<storage, read> ba_x: array<V>;
 @group(0) @binding(3) var<storage, read> ba_saved: array<f32>;
 @group(0) @binding(4) var<storage, read> ba_gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> ba_beta: array<f32>;
 @group(0) @binding(6) var<storage, read> ba_dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read> ba_dbeta: array<f32>;
-@group(0) @binding(8) var<storage, read_write> ba_dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> ba_dx: array<V>;
 
 @compute @workgroup_size(EW, 1, 1)
 fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -198,9 +205,9 @@ fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgr
     let dgamma = ba_dgamma[c];
     let dbeta = ba_dbeta[c];
     let b = plane(n, c);
-    for (var i = b; i < b + p.hw; i++) {
-        let xhat = (ba_x[i] - mean) * invstd;
+    for (var i = b; i < b + plane_len(); i++) {
+        let xhat = (ba_x[i] - V(mean)) * invstd;
         let g = masked_grad(ba_dy[i], xhat, gamma, beta);
-        ba_dx[i] = gamma * invstd / m * (m * g - dbeta - xhat * dgamma);
+        ba_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
     }
 }

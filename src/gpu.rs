@@ -32,6 +32,12 @@ impl KernelSpec {
         self.constants.push_str(&format!("const {name}: u32 = {value}u;\n"));
         self
     }
+    /// Any other module-scope declaration (an alias, a helper function) appended the same way.
+    pub fn with_decl(mut self, decl: &str) -> Self {
+        self.constants.push_str(decl);
+        self.constants.push('\n');
+        self
+    }
     pub fn full_source(&self) -> String {
         format!("{}\n{}", self.source, self.constants)
     }

@@ -169,6 +169,10 @@ fn batchnorm_2d_and_1d() {
         (BnShape { n: 70, c: 4, hw: 1 }, false),
         // more images than the reduction and elementwise workgroups have lanes, ragged
         (BnShape { n: 37, c: 6, hw: 6 }, true),
+        // planes of 4 and 16 pixels take the vec4 kernels, also with ragged image counts
+        (BnShape { n: 37, c: 5, hw: 4 }, false),
+        (BnShape { n: 19, c: 3, hw: 16 }, true),
+        (BnShape { n: 1, c: 2, hw: 4 }, true),
     ];
     for (i, (s, relu)) in cases.into_iter().enumerate() {
         check_batchnorm(s, relu, 300 + i as u64);

@@ -25,7 +25,12 @@ impl BnShape {
     }
 }
 
-fn spec(entry: &'static str) -> KernelSpec {
+/// Activations are read 4 pixels at a time when every plane holds a multiple of 4 pixels.
+fn vector_width(s: &BnShape) -> u32 {
+    if s.hw % 4 == 0 { 4 } else { 1 }
+}
+
+fn spec(entry: &'static str, vw: u32) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
         "stats" => &[Read, ReadWrite, ReadWrite, ReadWrite],
         "apply_train" => &[Read, Read, Read, Read, ReadWrite],
@@ -34,11 +39,18 @@ fn spec(entry: &'static str) -> KernelSpec {
         "backward_apply" => &[Read, Read, Read, Read, Read, Read, Read, ReadWrite],
         _ => unreachable!("no batchnorm kernel {entry}"),
     };
+    let (ty, total) = match vw {
+        4 => ("vec4<f32>", "v.x + v.y + v.z + v.w"),
+        _ => ("f32", "v"),
+    };
     KernelSpec::new("batchnorm.wgsl", SOURCE, entry, bindings)
+        .with_const("VW", vw)
+        .with_decl(&format!("alias V = {ty};\nfn total(v: V) -> f32 {{ return {total}; }}"))
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
-    ["stats", "apply_train", "apply_eval", "backward_reduce", "backward_apply"].into_iter().map(spec).collect()
+    let entries = ["stats", "apply_train", "apply_eval", "backward_reduce", "backward_apply"];
+    [1, 4].into_iter().flat_map(|vw| entries.into_iter().map(move |e| spec(e, vw))).collect()
 }
 
 /// Grid of the elementwise kernels: lanes over images (workgroups of 8), y over channels.
@@ -52,11 +64,11 @@ pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
 
 /// Batch statistics into `saved` ([2, c]: mean, 1/std) and the running-statistics update.
 pub fn stats(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, running_mean: &Tensor, running_var: &Tensor) -> Launch {
-    gpu.launch("bn.stats", &spec("stats"), p, &[x, saved, running_mean, running_var], [s.c as u32, 1, 1])
+    gpu.launch("bn.stats", &spec("stats", vector_width(s)), p, &[x, saved, running_mean, running_var], [s.c as u32, 1, 1])
 }
 
 pub fn apply_train(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_train", &spec("apply_train"), p, &[x, saved, gamma, beta, y], per_image_grid(s))
+    gpu.launch("bn.apply_train", &spec("apply_train", vector_width(s)), p, &[x, saved, gamma, beta, y], per_image_grid(s))
 }
 
 /// Training forward: statistics then normalisation (two launches).
@@ -75,7 +87,7 @@ pub fn forward_train(
 
 /// Eval forward with the running statistics.
 pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_eval", &spec("apply_eval"), p, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
+    gpu.launch("bn.apply_eval", &spec("apply_eval", vector_width(s)), p, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, dx.
@@ -93,7 +105,7 @@ pub fn backward(
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
     vec![
-        gpu.launch("bn.backward_reduce", &spec("backward_reduce"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta], [s.c as u32, 1, 1]),
-        gpu.launch("bn.backward_apply", &spec("backward_apply"), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], per_image_grid(s)),
+        gpu.launch("bn.backward_reduce", &spec("backward_reduce", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta], [s.c as u32, 1, 1]),
+        gpu.launch("bn.backward_apply", &spec("backward_apply", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], per_image_grid(s)),
     ]
 }
