@@ -189,15 +189,31 @@ fn forward_by_pixel_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
 
 @compute @workgroup_size(WG, 1, 1)
 fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z;
+    // Stride 2: the input pixels are split into 4 parity classes (z = group * 4 + class).
+    // In class (py, px) only taps with ky = py + pad, kx = px + pad (mod 2) reach an output
+    // pixel, so each class walks just those taps instead of masking 3/4 of the work away.
+    let s = i32(p.stride);
+    let parity = p.stride == 2u;
+    var g = wid.z;
+    var py = 0u;
+    var px = 0u;
+    var step = 1u;
+    if (parity) {
+        g = wid.z / 4u;
+        py = (wid.z / 2u) % 2u;
+        px = wid.z % 2u;
+        step = 2u;
+    }
+    // This class's pixels: rows py, py + step, ... and columns px, px + step, ...
+    let ch = (p.h - py + step - 1u) / step;
+    let cw = (p.w - px + step - 1u) / step;
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let hw = p.h * p.w;
-    let ncol = p.n * hw;
+    let ncol = p.n * ch * cw;
     if (col0 >= ncol) { return; }
     let ohw = p.oh * p.ow;
     let kk = p.k * p.k;
-    let s = i32(p.stride);
 
     var dy_base: array<u32, TN>;
     var ty0: array<i32, TN>;
@@ -205,12 +221,21 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     var dx_index: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
         let c = min(col0 + j, ncol - 1u);
-        let n = c / hw;
-        let r = c % hw;
-        ty0[j] = i32(r / p.w) + i32(p.pad);
-        tx0[j] = i32(r % p.w) + i32(p.pad);
+        let n = c / (ch * cw);
+        let r = c % (ch * cw);
+        let iy = py + step * (r / cw);
+        let ix = px + step * (r % cw);
+        ty0[j] = i32(iy + p.pad);
+        tx0[j] = i32(ix + p.pad);
         dy_base[j] = (n * p.cout + g * p.cog) * ohw;
-        dx_index[j] = (n * p.cin + g * p.cig) * hw + r;
+        dx_index[j] = (n * p.cin + g * p.cig) * hw + iy * p.w + ix;
+    }
+    // First live tap of the class's parity (every tap when not split by parity).
+    var ky_first = p.ky_lo;
+    var kx_first = p.kx_lo;
+    if (parity) {
+        ky_first += (p.ky_lo + py + p.pad) % 2u;
+        kx_first += (p.kx_lo + px + p.pad) % 2u;
     }
     var w_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
@@ -218,8 +243,8 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     }
 
     var acc: array<vec4<f32>, TM * NV>;
-    for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
-        for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
+    for (var ky = ky_first; ky < p.ky_hi; ky += step) {
+        for (var kx = kx_first; kx < p.kx_hi; kx += step) {
             // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
             // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
             // Strides 1 and 2 avoid the per-lane division (scalarised on CPU adapters).
@@ -231,10 +256,10 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                 var oy = ty;
                 var ox = tx;
                 var even = true;
-                if (s == 2) {
+                if (parity) {
+                    // even by the choice of class and taps
                     oy = ty >> 1u;
                     ox = tx >> 1u;
-                    even = ((ty | tx) & 1) == 0;
                 } else if (s != 1) {
                     oy = ty / s;
                     ox = tx / s;

@@ -43,6 +43,8 @@ pub struct BenchReport {
     pub profile: Vec<KernelTime>,
     /// The same dispatches grouped by network layer (forward and backward together).
     pub layers: Vec<KernelTime>,
+    /// By layer and kernel.
+    pub pairs: Vec<KernelTime>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -52,15 +54,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Each launch alone, timed with a wait (lavapipe's timestamps are no finer than this): the
 /// per-dispatch wall time, grouped by kernel and by network layer, most expensive first.
-pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<(Vec<KernelTime>, Vec<KernelTime>)> {
+/// The third table is each (layer, kernel) pair: where a faster kernel would pay most.
+pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<[Vec<KernelTime>; 3]> {
     let mut by_kernel: BTreeMap<String, KernelTime> = BTreeMap::new();
     let mut by_layer: BTreeMap<String, KernelTime> = BTreeMap::new();
+    let mut by_pair: BTreeMap<String, KernelTime> = BTreeMap::new();
     for l in launches {
         let t = Instant::now();
         gpu.run(std::slice::from_ref(l))?;
         let seconds = t.elapsed().as_secs_f64();
         let layer = if l.layer.is_empty() { "loss and SGD".to_string() } else { l.layer.clone() };
-        for (map, key) in [(&mut by_kernel, l.label.clone()), (&mut by_layer, layer)] {
+        let pair = format!("{layer} {}", l.label);
+        for (map, key) in [(&mut by_kernel, l.label.clone()), (&mut by_layer, layer), (&mut by_pair, pair)] {
             let e = map.entry(key.clone()).or_insert(KernelTime { label: key, dispatches: 0, seconds: 0.0, flops: 0.0 });
             e.dispatches += 1;
             e.seconds += seconds;
@@ -72,7 +77,7 @@ pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Res
         v.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
         v
     };
-    Ok((sorted(by_kernel), sorted(by_layer)))
+    Ok([sorted(by_kernel), sorted(by_layer), sorted(by_pair)])
 }
 
 pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
@@ -103,7 +108,7 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     infer(0)?;
     let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
     let peak = trainer.graph.activation_bytes() + evaluator.graph.activation_bytes() + 4 * (3 * trainer.state.params.len() + trainer.state.stats.len()) as u64;
-    let (profile, layers) = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
+    let [profile, layers, pairs] = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
     let t = median(train);
     Ok(BenchReport {
         adapter: gpu.describe(),
@@ -115,5 +120,6 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
         buffers_after_last_step,
         profile,
         layers,
+        pairs,
     })
 }

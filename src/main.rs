@@ -387,11 +387,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             if profile {
                 let total: f64 = r.profile.iter().map(|k| k.seconds).sum();
-                for (title, rows, limit) in [("kernel", &r.profile, usize::MAX), ("layer (forward + backward)", &r.layers, 20)] {
-                    println!("\n{:<26} {:>6} {:>10} {:>7} {:>9}", title, "calls", "ms", "share", "GFLOP/s");
+                for (title, rows, limit) in [("kernel", &r.profile, usize::MAX), ("layer (forward + backward)", &r.layers, 20), ("layer and kernel", &r.pairs, 25)] {
+                    println!("\n{:<36} {:>6} {:>10} {:>7} {:>9}", title, "calls", "ms", "share", "GFLOP/s");
                     for k in rows.iter().take(limit) {
                         let gf = if k.flops > 0.0 { format!("{:.2}", k.flops / k.seconds / 1e9) } else { "-".into() };
-                        println!("{:<26} {:>6} {:>10.1} {:>6.1}% {:>9}", k.label, k.dispatches, 1000.0 * k.seconds, 100.0 * k.seconds / total, gf);
+                        println!("{:<36} {:>6} {:>10.1} {:>6.1}% {:>9}", k.label, k.dispatches, 1000.0 * k.seconds, 100.0 * k.seconds / total, gf);
                     }
                 }
                 println!("(each dispatch timed alone, with a wait: the shares include ~0.1 ms of submit cost per dispatch)");

@@ -72,6 +72,9 @@ fn conv_awkward_shapes() {
         ConvShape { n: 4, cin: 12, h: 1, w: 1, cout: 18, groups: 6, k: 3, stride: 1 },
         ConvShape { n: 3, cin: 4, h: 2, w: 1, cout: 6, groups: 2, k: 3, stride: 2 },
         ConvShape { n: 2, cin: 3, h: 2, w: 3, cout: 5, groups: 1, k: 5, stride: 1 },
+        // stride 2 on a 1x1 map (3 of 4 parity classes empty), a strided 1x1 kernel
+        ConvShape { n: 2, cin: 4, h: 1, w: 1, cout: 4, groups: 2, k: 3, stride: 2 },
+        ConvShape { n: 2, cin: 3, h: 5, w: 4, cout: 5, groups: 1, k: 1, stride: 2 },
         // stride 3 (the general division path of backward_data)
         ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];

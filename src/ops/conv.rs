@@ -218,12 +218,19 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
 pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), s.n * s.h * s.w), dy, w, dx)
+    backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)
+}
+
+/// The columns (input pixels) one launch of backward_data covers, and the parity classes
+/// per group: stride 2 splits the pixels by (row, column) parity, see the shader.
+fn backward_data_columns(s: &ConvShape) -> (usize, usize) {
+    if s.stride == 2 { (s.n * s.h.div_ceil(2) * s.w.div_ceil(2), 4) } else { (s.n * s.h * s.w, 1) }
 }
 
 pub fn backward_data_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    let (rows, cols) = (s.cig(), s.n * s.h * s.w);
-    let mut l = gpu.launch("conv.backward_data", &spec(tile, "backward_data"), &params(gpu, s, 1, s.n), &[dy, w, dx], tile.grid(rows, cols, s.groups));
+    let (cols, classes) = backward_data_columns(s);
+    let grid = tile.grid(s.cig(), cols, s.groups * classes);
+    let mut l = gpu.launch("conv.backward_data", &spec(tile, "backward_data"), &params(gpu, s, 1, s.n), &[dy, w, dx], grid);
     l.flops = 2.0 * s.macs();
     l
 }
