@@ -1,5 +1,6 @@
 //! Register-tile sweep over SPGNet s2p6's conv shapes (batch 64, 32x32): for each direction
 //! and shape, the time of every tile, to choose `Tile::for_gemm`'s rule. Prints a table.
+//! `cargo bench --bench tiles -- 1024` sweeps only the shapes whose name contains "1024".
 
 use spgnet::gpu::{Gpu, Launch};
 use spgnet::ops::conv::{self, ConvShape, Tile};
@@ -28,12 +29,16 @@ fn main() {
         ConvShape { n, cin: 192, h: 2, w: 2, cout: 192, groups: 1, k: 1, stride: 1 },
         ConvShape { n, cin: 192, h: 1, w: 1, cout: 192, groups: 6, k: 3, stride: 1 },
         ConvShape { n, cin: 384, h: 1, w: 1, cout: 1024, groups: 1, k: 1, stride: 1 },
+        // the head's fc layer (a 1x1 conv on 1x1 maps)
+        ConvShape { n, cin: 1024, h: 1, w: 1, cout: 1024, groups: 1, k: 1, stride: 1 },
         ConvShape { n, cin: 3, h: 32, w: 32, cout: 12, groups: 1, k: 3, stride: 2 },
         ConvShape { n, cin: 12, h: 16, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
     ];
     let tiles = [(4, 1), (8, 1), (8, 2), (16, 1), (16, 2), (4, 2), (32, 1)].map(|(tm, nv)| Tile { tm, nv, wg: 8 });
     println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
-    for s in shapes {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let name = |s: &ConvShape| format!("{}->{} g{} k{} s{} {}x{}", s.cin, s.cout, s.groups, s.k, s.stride, s.h, s.w);
+    for s in shapes.into_iter().filter(|s| filter.as_ref().is_none_or(|f| name(s).contains(f.as_str()))) {
         let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));
         for dir in ["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"] {
             let row: String = tiles
@@ -51,7 +56,7 @@ fn main() {
                     format!("{:>8.2}m", 1000.0 * time(&gpu, &l))
                 })
                 .collect();
-            println!("{:<44} {:<6} {row}", format!("{}->{} g{} k{} s{} {}x{}", s.cin, s.cout, s.groups, s.k, s.stride, s.h, s.w), dir);
+            println!("{:<44} {:<6} {row}", name(&s), dir);
         }
     }
 }
