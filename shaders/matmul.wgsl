@@ -56,3 +56,88 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         }
     }
 }
+
+// Dense layers (a linear layer, or a 1x1 conv on 1x1 maps: [n, c] rows) read contiguous
+// runs of 4 values as one vec4: lavapipe issues loads lane by lane, so a vec4 load costs
+// what a scalar one does. Two layouts cover forward, input gradient and weight gradient:
+//   matmul_nn4: C[m, n] = A[m, k] B[k, n], B row-major with n % 4 == 0 (vec4 along n);
+//   matmul_nt4: C[m, n] = A[m, k] B[n, k]^T, both row-major with k % 4 == 0 (vec4 along k).
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;  // uniform rows: A by scalar loads
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    var a_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        a_base[i] = min(row0 + i, p.m - 1u) * p.a_row;
+    }
+    let nq = p.n / 4u;
+    var bq: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        bq[v] = min(col0 / 4u + v, nq - 1u);
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        var bv: array<vec4<f32>, NV>;
+        for (var v = 0u; v < NV; v++) {
+            bv[v] = b4[kk * nq + bq[v]];
+        }
+        let acol = kk * p.a_col;
+        for (var i = 0u; i < TM; i++) {
+            let av = vec4<f32>(a[a_base[i] + acol]);
+            for (var v = 0u; v < NV; v++) {
+                acc[i * NV + v] = fma(av, bv[v], acc[i * NV + v]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < p.n) {
+                c[row * p.n + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;  // uniform rows: A by scalar (vec4) loads
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let kq = p.k / 4u;
+    var a_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        a_base[i] = min(row0 + i, p.m - 1u) * kq;
+    }
+    var b_base: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        b_base[j] = min(col0 + j, p.n - 1u) * kq;
+    }
+    var acc: array<f32, TM * TN>;
+    for (var q = 0u; q < kq; q++) {
+        var bv: array<vec4<f32>, TN>;
+        for (var j = 0u; j < TN; j++) {
+            bv[j] = b4[b_base[j] + q];
+        }
+        for (var i = 0u; i < TM; i++) {
+            let av = a4[a_base[i] + q];
+            for (var j = 0u; j < TN; j++) {
+                acc[i * TN + j] += dot(av, bv[j]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < p.n) {
+                c[row * p.n + col0 + j] = acc[i * TN + j];
+            }
+        }
+    }
+}

@@ -61,6 +61,8 @@ fn conv_awkward_shapes() {
         ConvShape { n: 1, cin: 15, h: 5, w: 5, cout: 9, groups: 3, k: 3, stride: 2 },
         // 1x1 convs, as in conv_in / conv_out / skip, on a 1x1 map (stage 3 at 32x32)
         ConvShape { n: 5, cin: 13, h: 1, w: 1, cout: 6, groups: 1, k: 1, stride: 1 },
+        // ... and with input channels in fours: the dense vec4 kernels
+        ConvShape { n: 5, cin: 12, h: 1, w: 1, cout: 7, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 2, cin: 10, h: 6, w: 6, cout: 22, groups: 1, k: 1, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
@@ -306,7 +308,8 @@ fn pooling() {
 fn linear_layer() {
     let g = gpu();
     let mut r = rng(700);
-    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1)] {
+    // inputs in fours take the vec4 dense kernels, the others the conv kernels
+    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1), (7, 20, 9), (37, 12, 50)] {
         let x = random(&mut r, batch * fin);
         let w = random(&mut r, fout * fin);
         let dy = random(&mut r, batch * fout);
@@ -376,7 +379,7 @@ fn sgd_momentum_weight_decay() {
 fn plain_matmul_with_transposed_operands() {
     let g = gpu();
     let mut r = rng(750);
-    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3)] {
+    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5)] {
         let a = random(&mut r, m * k);
         let b = random(&mut r, k * n);
         let (a64, b64) = (f64s(&a), f64s(&b));
@@ -394,6 +397,19 @@ fn plain_matmul_with_transposed_operands() {
         .unwrap();
         assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
+        // the vec4 kernels where their layout allows, with every tile shape the benches try
+        for tile in [linear::DENSE_TILE, conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 16, nv: 2, wg: 8 }] {
+            if n % 4 == 0 {
+                let c = g.zeros(&[m, n], "c_nn4");
+                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, &c)]).unwrap();
+                assert_close(&format!("matmul_nn4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
+            }
+            if k % 4 == 0 {
+                let c = g.zeros(&[m, n], "c_nt4");
+                g.run(&[linear::matmul_nt4(g, tile, (m, n, k), &at, &btt, &c)]).unwrap();
+                assert_close(&format!("matmul_nt4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
+            }
+        }
     }
 }
 

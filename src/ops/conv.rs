@@ -167,8 +167,17 @@ pub struct BnEval<'a> {
     pub relu: bool,
 }
 
+/// A 1x1 conv on 1x1 maps without groups is a dense layer ([n, c] rows): the vec4 GEMMs of
+/// ops::linear run it when the input channels come in fours.
+fn dense(s: &ConvShape) -> Option<(usize, usize, usize)> {
+    (s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin % 4 == 0).then_some((s.n, s.cin, s.cout))
+}
+
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
+    if let Some(d) = dense(s) {
+        return super::linear::dense_forward(gpu, d, x, w, y);
+    }
     if let Some(tile) = by_pixel(s) {
         return forward_by_pixel(gpu, s, tile, x, w, y);
     }
@@ -218,6 +227,9 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
 pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
+    if let Some(d) = dense(s) {
+        return super::linear::dense_backward_data(gpu, d, dy, w, dx);
+    }
     backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)
 }
 
@@ -250,6 +262,9 @@ pub fn weight_grad_splits(s: &ConvShape) -> usize {
 /// partial sums go to a scratch tensor (allocated here, kept alive by the launches' bind
 /// groups) and a second launch adds them in a fixed order.
 pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    if let Some(d) = dense(s) {
+        return vec![super::linear::dense_backward_weight(gpu, d, dy, x, dw)];
+    }
     // benches/tiles.rs: turning the roles around wins for grouped 3x3 convs with 16 or more
     // output channels per group (1.4x at 2x2 maps, 2.3x at 1x1), loses for 1x1 convs.
     if s.k > 1 && s.cog() >= 16 {
