@@ -5,7 +5,8 @@
 
 struct Mm {
     m: u32, n: u32, k: u32, a_row: u32,
-    a_col: u32, b_row: u32, b_col: u32, _a: u32,
+    a_col: u32, b_row: u32, b_col: u32, relu: u32,
+    eps: f32, _a: u32, _b: u32, _c: u32,
 }
 
 const TN: u32 = 4u * NV;
@@ -104,11 +105,8 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     }
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * TM;  // uniform rows: A by scalar (vec4) loads
-    let col0 = gid.x * TN;
-    if (col0 >= p.n) { return; }
+// The accumulators of one lane's TM x TN tile of matmul_nt4.
+fn nt4_tile(row0: u32, col0: u32) -> array<f32, TM * TN> {
     let kq = p.k / 4u;
     var a_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
@@ -125,12 +123,21 @@ fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
             bv[j] = b4[b_base[j] + q];
         }
         for (var i = 0u; i < TM; i++) {
-            let av = a4[a_base[i] + q];
+            let av = a4[a_base[i] + q];  // uniform rows: one broadcast load
             for (var j = 0u; j < TN; j++) {
                 acc[i * TN + j] += dot(av, bv[j]);
             }
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = nt4_tile(row0, col0);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
@@ -138,6 +145,36 @@ fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
             if (col0 + j < p.n) {
                 c[row * p.n + col0 + j] = acc[i * TN + j];
             }
+        }
+    }
+}
+
+// matmul_nt4_bn (eval): a dense layer's output with BatchNorm's running statistics, and a
+// ReLU when p.relu, applied per column (output channel) as batchnorm.wgsl's apply_eval does.
+@group(0) @binding(4) var<storage, read> bn_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> bn_var: array<f32>;
+@group(0) @binding(6) var<storage, read> bn_gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> bn_beta: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = nt4_tile(row0, col0);
+    for (var j = 0u; j < TN; j++) {
+        let col = col0 + j;
+        if (col >= p.n) { break; }
+        let mean = bn_mean[col];
+        let invstd = 1.0 / sqrt(bn_var[col] + p.eps);
+        let gamma = bn_gamma[col];
+        let beta = bn_beta[col];
+        for (var i = 0u; i < TM; i++) {
+            let row = row0 + i;
+            if (row >= p.m) { break; }
+            var v = (acc[i * TN + j] - mean) * invstd * gamma + beta;
+            if (p.relu != 0u) { v = max(v, 0.0); }
+            c[row * p.n + col] = v;
         }
     }
 }

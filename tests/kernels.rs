@@ -463,4 +463,11 @@ fn conv_bn_eval_fused_with_channel_slices() {
     check_conv_bn_eval(s, conv::Slices { x_channels: 25, x_first: 2, y_channels: 131, y_first: 1 }, true, 5);
     let s = ConvShape { n: 7, cin: 40, h: 1, w: 1, cout: 200, groups: 2, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 6);
+    // dense layers (input channels in fours) take the vec4 GEMM with the BN epilogue:
+    // ragged batch and outputs, with and without ReLU; and one written into a slice (conv path)
+    let s = ConvShape { n: 5, cin: 36, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 7);
+    let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 13, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 8);
+    check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 20, y_first: 7 }, true, 9);
 }

@@ -211,6 +211,9 @@ fn by_pixel_grid(s: &ConvShape, tile: Tile) -> [u32; 3] {
 
 /// Eval: y = BN(conv(x, w)) (+ ReLU) in one pass, reading and writing channel slices.
 pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
+    if let (Some(d), true) = (dense(s), sl == Slices::whole(s)) {
+        return super::linear::dense_forward_bn(gpu, d, x, w, bn, y);
+    }
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
     let (spec, grid) = match by_pixel(s) {
         Some(tile) => (spec(tile, "forward_by_pixel_bn"), by_pixel_grid(s, tile)),

@@ -6,10 +6,19 @@ use Access::{Read, ReadWrite};
 
 const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
+const BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["matmul", "matmul_nn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect()
+    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
+    v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
+    v
+}
+
+/// The GEMM uniform: sizes, A's and B's strides, and the BN epilogue's ReLU flag and eps.
+fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool) -> std::sync::Arc<wgpu::Buffer> {
+    let v = [m, n, k, a.row, a.col, b.row, b.col, relu as usize].map(|x| x as u32);
+    gpu.params(&[&v[..], &[crate::gpu::f(super::batchnorm::EPS), 0, 0, 0]].concat())
 }
 
 /// How a matrix operand is addressed: element (r, c) is at r * row + c * col.
@@ -32,9 +41,8 @@ impl Strides {
 
 /// c[m, n] (row-major) = a[m, k] * b[k, n], with a given tile (benchmarks try several).
 pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
-    let v = [m, n, k, a.1.row, a.1.col, b.1.row, b.1.col, 0].map(|x| x as u32);
     let spec = tile.spec("matmul.wgsl", SOURCE, "matmul", BINDINGS);
-    let mut l = gpu.launch("matmul", &spec, &gpu.params(&v), &[a.0, b.0, c], tile.grid(m, n, 1));
+    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false), &[a.0, b.0, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -48,8 +56,8 @@ pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 /// a is addressed through strides (read by uniform scalar loads).
 pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, c: &Tensor) -> Launch {
     assert!(n % 4 == 0 && b.len() >= k * n && c.len() >= m * n, "matmul_nn4: n = {n} must be a multiple of 4");
-    let v = [m, n, k, a.1.row, a.1.col, n, 1, 0].map(|x| x as u32);
-    let mut l = gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &gpu.params(&v), &[a.0, b, c], tile.grid(m, n, 1));
+    let p = gemm_params(gpu, (m, n, k), a.1, Strides::rows(n), false);
+    let mut l = gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -57,8 +65,18 @@ pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&
 /// c[m, n] = a[m, k] * b[n, k]^T, both row-major with k % 4 == 0 (both read as vec4).
 pub fn matmul_nt4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, c: &Tensor) -> Launch {
     assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4: k = {k} must be a multiple of 4");
-    let v = [m, n, k, k, 1, 1, k, 0].map(|x| x as u32);
-    let mut l = gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &gpu.params(&v), &[a, b, c], tile.grid(m, n, 1));
+    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), false);
+    let mut l = gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &p, &[a, b, c], tile.grid(m, n, 1));
+    l.flops = 2.0 * (m * n * k) as f64;
+    l
+}
+
+/// Eval: c = BN(a b^T) (+ ReLU) with the running statistics per column (output channel).
+pub fn matmul_nt4_bn(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, bn: &conv::BnEval, c: &Tensor) -> Launch {
+    assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4_bn: k = {k} must be a multiple of 4");
+    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), bn.relu);
+    let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS);
+    let mut l = gpu.launch("dense.nt4_bn", &spec, &p, &[a, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -67,6 +85,11 @@ pub fn matmul_nt4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &T
 /// input gradient and weight gradient as vec4 GEMMs (a 1x1 conv on 1x1 maps is one too).
 pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     matmul_nt4(gpu, DENSE_TILE, (batch, fout, fin), x, w, y)
+}
+
+/// Eval: y = BN(x w^T) (+ ReLU), see matmul_nt4_bn.
+pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Launch {
+    matmul_nt4_bn(gpu, DENSE_TILE, (batch, fout, fin), x, w, bn, y)
 }
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
