@@ -42,7 +42,12 @@ fn main() {
     for s in shapes.into_iter().filter(|s| filter.as_ref().is_none_or(|f| name(s).contains(f.as_str()))) {
         let (x, w, y) = (gpu.zeros(&s.input_shape(), "x"), gpu.zeros(&s.weight_shape(), "w"), gpu.zeros(&s.output_shape(), "y"));
         let dense = s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin % 4 == 0;
-        let dirs: &[&str] = if dense { &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_d", "dn_w"] } else { &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"] };
+        let pointwise = s.k == 1 && s.groups == 1 && s.h * s.w % 4 == 0;
+        let dirs: &[&str] = match (dense, pointwise) {
+            (true, _) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_d", "dn_w"],
+            (_, true) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "pw_f", "pw_d"],
+            _ => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"],
+        };
         let d = (s.n, s.cin, s.cout);
         for &dir in dirs {
             let row: String = tiles
@@ -54,10 +59,13 @@ fn main() {
                         "fwd_p" => vec![conv::forward_by_pixel(&gpu, &s, Tile { tm: t.tm / 2, ..t }, &x, &w, &y)],
                         "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],
                         "bwd_w" => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
+                        // 1x1 convs as vec4 GEMMs over each image's pixels
+                        "pw_f" => vec![conv::forward_pointwise(&gpu, &s, t, &x, &w, &y)],
+                        "pw_d" => vec![conv::backward_data_pointwise(&gpu, &s, t, &y, &w, &x)],
                         // dense (1x1 on 1x1 maps) as the vec4 GEMMs of ops::linear
                         "dn_f" => vec![linear::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],
-                        "dn_d" => vec![linear::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, linear::Strides::rows(d.2)), &w, &x)],
-                        "dn_w" => vec![linear::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, linear::Strides::transposed(d.2)), &x, &w)],
+                        "dn_d" => vec![linear::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, linear::Strides::rows(d.2)), &w, linear::Columns::matrix(d.1), &x)],
+                        "dn_w" => vec![linear::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, linear::Strides::transposed(d.2)), &x, linear::Columns::matrix(d.1), &w)],
                         // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
                         _ => conv::backward_weight_by_tap(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                     };

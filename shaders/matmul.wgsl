@@ -6,7 +6,8 @@
 struct Mm {
     m: u32, n: u32, k: u32, a_row: u32,
     a_col: u32, b_row: u32, b_col: u32, relu: u32,
-    eps: f32, _a: u32, _b: u32, _c: u32,
+    eps: f32, hw: u32, b_img: u32, c_img: u32,
+    c_row: u32, _a: u32, _b: u32, _c: u32,
 }
 
 const TN: u32 = 4u * NV;
@@ -58,10 +59,13 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
 }
 
-// Dense layers (a linear layer, or a 1x1 conv on 1x1 maps: [n, c] rows) read contiguous
-// runs of 4 values as one vec4: lavapipe issues loads lane by lane, so a vec4 load costs
-// what a scalar one does. Two layouts cover forward, input gradient and weight gradient:
-//   matmul_nn4: C[m, n] = A[m, k] B[k, n], B row-major with n % 4 == 0 (vec4 along n);
+// Dense layers (a linear layer, or a 1x1 conv on 1x1 maps: [n, c] rows) and 1x1 convs
+// read contiguous runs of 4 values as one vec4: lavapipe issues loads lane by lane, so a
+// vec4 load costs what a scalar one does. Two layouts cover forward and both gradients:
+//   matmul_nn4: C[m, n] = A[m, k] B[k, n] with vec4 along n. The n columns may be images
+//     of hw pixels each (a 1x1 conv over NCHW: column (image, pixel) of B is at
+//     image * b_img + k * b_row + pixel, of C at row * c_row + image * c_img + pixel);
+//     a plain matrix is one image of hw = n pixels. hw, b_row and b_img are multiples of 4.
 //   matmul_nt4: C[m, n] = A[m, k] B[n, k]^T, both row-major with k % 4 == 0 (vec4 along k).
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
@@ -75,16 +79,22 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     for (var i = 0u; i < TM; i++) {
         a_base[i] = min(row0 + i, p.m - 1u) * p.a_row;
     }
-    let nq = p.n / 4u;
-    var bq: array<u32, NV>;
+    // Each vec4 of columns lies in one image (hw % 4 == 0): its B and C offsets.
+    var b_off: array<u32, NV>;
+    var c_off: array<u32, NV>;
     for (var v = 0u; v < NV; v++) {
-        bq[v] = min(col0 / 4u + v, nq - 1u);
+        let col = min(col0 + 4u * v, p.n - 4u);
+        let img = col / p.hw;
+        let px = col % p.hw;
+        b_off[v] = (img * p.b_img + px) / 4u;
+        c_off[v] = img * p.c_img + px;
     }
+    let b_rowq = p.b_row / 4u;
     var acc: array<vec4<f32>, TM * NV>;
     for (var kk = 0u; kk < p.k; kk++) {
         var bv: array<vec4<f32>, NV>;
         for (var v = 0u; v < NV; v++) {
-            bv[v] = b4[kk * nq + bq[v]];
+            bv[v] = b4[kk * b_rowq + b_off[v]];
         }
         let acol = kk * p.a_col;
         for (var i = 0u; i < TM; i++) {
@@ -97,9 +107,12 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < p.n) {
-                c[row * p.n + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+        for (var v = 0u; v < NV; v++) {
+            if (col0 + 4u * v < p.n) {
+                let at = row * p.c_row + c_off[v];
+                for (var e = 0u; e < 4u; e++) {
+                    c[at + e] = acc[i * NV + v][e];
+                }
             }
         }
     }

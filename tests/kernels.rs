@@ -63,6 +63,9 @@ fn conv_awkward_shapes() {
         ConvShape { n: 5, cin: 13, h: 1, w: 1, cout: 6, groups: 1, k: 1, stride: 1 },
         // ... and with input channels in fours: the dense vec4 kernels
         ConvShape { n: 5, cin: 12, h: 1, w: 1, cout: 7, groups: 1, k: 1, stride: 1 },
+        // 1x1 convs on maps of 4 and 12 pixels: vec4 over each image's pixels, ragged channels
+        ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 7, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 1, cin: 9, h: 4, w: 3, cout: 13, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 2, cin: 10, h: 6, w: 6, cout: 22, groups: 1, k: 1, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
@@ -401,7 +404,7 @@ fn plain_matmul_with_transposed_operands() {
         for tile in [linear::DENSE_TILE, conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 16, nv: 2, wg: 8 }] {
             if n % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nn4");
-                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, &c)]).unwrap();
+                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, linear::Columns::matrix(n), &c)]).unwrap();
                 assert_close(&format!("matmul_nn4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
             }
             if k % 4 == 0 {

@@ -15,10 +15,31 @@ pub fn kernels() -> Vec<KernelSpec> {
     v
 }
 
-/// The GEMM uniform: sizes, A's and B's strides, and the BN epilogue's ReLU flag and eps.
-fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool) -> std::sync::Arc<wgpu::Buffer> {
+/// How matmul_nn4's n columns lie in memory: images of `hw` pixels each; column (image,
+/// pixel) of B in row k is at image * b_img + k * b_row + pixel, of C in row r at
+/// r * c_row + image * c_img + pixel. A 1x1 conv over NCHW tensors is such a GEMM.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    pub hw: usize,
+    pub b_row: usize,
+    pub b_img: usize,
+    pub c_row: usize,
+    pub c_img: usize,
+}
+
+impl Columns {
+    /// Plain row-major B [k, n] and C [m, n].
+    pub fn matrix(n: usize) -> Columns {
+        Columns { hw: n, b_row: n, b_img: 0, c_row: n, c_img: 0 }
+    }
+}
+
+/// The GEMM uniform: sizes, A's and B's strides, the BN epilogue's ReLU flag and eps, and
+/// matmul_nn4's column layout.
+fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool, cols: Columns) -> std::sync::Arc<wgpu::Buffer> {
     let v = [m, n, k, a.row, a.col, b.row, b.col, relu as usize].map(|x| x as u32);
-    gpu.params(&[&v[..], &[crate::gpu::f(super::batchnorm::EPS), 0, 0, 0]].concat())
+    let w = [cols.hw, cols.b_img, cols.c_img, cols.c_row, 0, 0, 0].map(|x| x as u32);
+    gpu.params(&[&v[..], &[crate::gpu::f(super::batchnorm::EPS)], &w[..]].concat())
 }
 
 /// How a matrix operand is addressed: element (r, c) is at r * row + c * col.
@@ -42,7 +63,7 @@ impl Strides {
 /// c[m, n] (row-major) = a[m, k] * b[k, n], with a given tile (benchmarks try several).
 pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
     let spec = tile.spec("matmul.wgsl", SOURCE, "matmul", BINDINGS);
-    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false), &[a.0, b.0, c], tile.grid(m, n, 1));
+    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false, Columns::matrix(n)), &[a.0, b.0, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -52,11 +73,12 @@ pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: 
 /// 2.2x faster than the conv kernels on the head's fc (forward + both gradients).
 pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 
-/// c[m, n] = a[m, k] * b[k, n] with b row-major and n % 4 == 0 (b read as vec4 rows);
-/// a is addressed through strides (read by uniform scalar loads).
-pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, c: &Tensor) -> Launch {
-    assert!(n % 4 == 0 && b.len() >= k * n && c.len() >= m * n, "matmul_nn4: n = {n} must be a multiple of 4");
-    let p = gemm_params(gpu, (m, n, k), a.1, Strides::rows(n), false);
+/// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
+/// as vec4); a is addressed through strides (read by uniform scalar loads).
+pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
+    let fours = [n, cols.hw, cols.b_row, cols.b_img].iter().all(|v| v % 4 == 0);
+    assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
+    let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, false, cols);
     let mut l = gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
@@ -65,7 +87,7 @@ pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&
 /// c[m, n] = a[m, k] * b[n, k]^T, both row-major with k % 4 == 0 (both read as vec4).
 pub fn matmul_nt4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, c: &Tensor) -> Launch {
     assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4: k = {k} must be a multiple of 4");
-    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), false);
+    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), false, Columns::matrix(n));
     let mut l = gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &p, &[a, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
@@ -74,7 +96,7 @@ pub fn matmul_nt4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &T
 /// Eval: c = BN(a b^T) (+ ReLU) with the running statistics per column (output channel).
 pub fn matmul_nt4_bn(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, bn: &conv::BnEval, c: &Tensor) -> Launch {
     assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4_bn: k = {k} must be a multiple of 4");
-    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), bn.relu);
+    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), bn.relu, Columns::matrix(n));
     let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS);
     let mut l = gpu.launch("dense.nt4_bn", &spec, &p, &[a, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
@@ -94,12 +116,12 @@ pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x:
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
 pub fn dense_backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    matmul_nn4(gpu, DENSE_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, dx)
+    matmul_nn4(gpu, DENSE_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)
 }
 
 /// dw[out, in] = dy[batch, out]^T x[batch, in]
 pub fn dense_backward_weight(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, x: &Tensor, dw: &Tensor) -> Launch {
-    matmul_nn4(gpu, DENSE_TILE, (fout, fin, batch), (dy, Strides::transposed(fout)), x, dw)
+    matmul_nn4(gpu, DENSE_TILE, (fout, fin, batch), (dy, Strides::transposed(fout)), x, Columns::matrix(fin), dw)
 }
 
 pub fn matmul(gpu: &Gpu, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
