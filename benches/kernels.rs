@@ -46,6 +46,16 @@ fn kernels(c: &mut Criterion) {
         let l = linear::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
         bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
     }
+    // The vec4 GEMMs (B, or A and B, read four values per load): the real ceiling.
+    let bt = gpu.zeros(&[n, k], "b^T");
+    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
+        let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &cc);
+        bench_launch(c, &gpu, &format!("gemm_nn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+    }
+    for tile in [Tile { tm: 4, nv: 1, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
+        let l = linear::matmul_nt4(&gpu, tile, (m, n, k), &a, &bt, &cc);
+        bench_launch(c, &gpu, &format!("gemm_nt4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+    }
 }
 
 criterion_group!(benches, kernels);

@@ -70,24 +70,23 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 
-@compute @workgroup_size(WG, 1, 1)
-fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * TM;  // uniform rows: A by scalar loads
-    let col0 = gid.x * TN;
-    if (col0 >= p.n) { return; }
+// Where the vec4 of columns starting at `col` lies in B (in vec4s) and in C (in floats).
+fn nn4_offsets(col: u32) -> vec2<u32> {
+    let img = col / p.hw;
+    let px = col % p.hw;
+    return vec2<u32>((img * p.b_img + px) / 4u, img * p.c_img + px);
+}
+
+// The accumulators of one lane's TM x TN tile of matmul_nn4.
+fn nn4_tile(row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
     var a_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
         a_base[i] = min(row0 + i, p.m - 1u) * p.a_row;
     }
-    // Each vec4 of columns lies in one image (hw % 4 == 0): its B and C offsets.
+    // Each vec4 of columns lies in one image (hw % 4 == 0).
     var b_off: array<u32, NV>;
-    var c_off: array<u32, NV>;
     for (var v = 0u; v < NV; v++) {
-        let col = min(col0 + 4u * v, p.n - 4u);
-        let img = col / p.hw;
-        let px = col % p.hw;
-        b_off[v] = (img * p.b_img + px) / 4u;
-        c_off[v] = img * p.c_img + px;
+        b_off[v] = nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
     }
     let b_rowq = p.b_row / 4u;
     var acc: array<vec4<f32>, TM * NV>;
@@ -98,21 +97,56 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
         }
         let acol = kk * p.a_col;
         for (var i = 0u; i < TM; i++) {
-            let av = vec4<f32>(a[a_base[i] + acol]);
+            let av = vec4<f32>(a[a_base[i] + acol]);  // uniform rows: one broadcast load
             for (var v = 0u; v < NV; v++) {
                 acc[i * NV + v] = fma(av, bv[v], acc[i * NV + v]);
             }
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = nn4_tile(row0, col0);
+    for (var v = 0u; v < NV; v++) {
+        if (col0 + 4u * v >= p.n) { break; }
+        let c_off = nn4_offsets(col0 + 4u * v).y;
+        for (var i = 0u; i < TM; i++) {
+            let row = row0 + i;
+            if (row >= p.m) { break; }
+            for (var e = 0u; e < 4u; e++) {
+                c[row * p.c_row + c_off + e] = acc[i * NV + v][e];
+            }
+        }
+    }
+}
+
+// matmul_nn4_bn (eval): a 1x1 conv's output with BatchNorm's running statistics, and a
+// ReLU when p.relu, per row (output channel) as batchnorm.wgsl's apply_eval does.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = nn4_tile(row0, col0);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
+        let mean = bn_mean[row];
+        let invstd = 1.0 / sqrt(bn_var[row] + p.eps);
+        let gamma = bn_gamma[row];
+        let beta = bn_beta[row];
         for (var v = 0u; v < NV; v++) {
-            if (col0 + 4u * v < p.n) {
-                let at = row * p.c_row + c_off[v];
-                for (var e = 0u; e < 4u; e++) {
-                    c[at + e] = acc[i * NV + v][e];
-                }
+            if (col0 + 4u * v >= p.n) { break; }
+            let c_off = nn4_offsets(col0 + 4u * v).y;
+            for (var e = 0u; e < 4u; e++) {
+                var y = (acc[i * NV + v][e] - mean) * invstd * gamma + beta;
+                if (p.relu != 0u) { y = max(y, 0.0); }
+                c[row * p.c_row + c_off + e] = y;
             }
         }
     }

@@ -473,4 +473,9 @@ fn conv_bn_eval_fused_with_channel_slices() {
     let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 13, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 8);
     check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 20, y_first: 7 }, true, 9);
+    // 1x1 convs on maps of 4k pixels take the pointwise vec4 GEMM with the BN epilogue
+    let s = ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 19, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 10);
+    let s = ConvShape { n: 2, cin: 9, h: 4, w: 3, cout: 6, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 11);
 }

@@ -194,6 +194,16 @@ pub fn forward_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &T
     l
 }
 
+/// Eval: the pointwise forward with BN (+ ReLU) applied per output channel.
+pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
+    use super::linear::{matmul_nn4_bn, Columns, Strides};
+    let hw = s.h * s.w;
+    let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
+    let mut l = matmul_nn4_bn(gpu, tile, (s.cout, s.n * hw, s.cin), (w, Strides::rows(s.cin)), x, cols, bn, y);
+    l.label = "conv1x1.forward_bn".into();
+    l
+}
+
 /// The pointwise input gradient: dx[n, ci, p] = sum over co of w[co, ci] dy[n, co, p].
 pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
     use super::linear::{matmul_nn4, Columns, Strides};
@@ -247,6 +257,9 @@ fn by_pixel_grid(s: &ConvShape, tile: Tile) -> [u32; 3] {
 pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
     if let (Some(d), true) = (dense(s), sl == Slices::whole(s)) {
         return super::linear::dense_forward_bn(gpu, d, x, w, bn, y);
+    }
+    if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
+        return forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y);
     }
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
     let (spec, grid) = match by_pixel(s) {

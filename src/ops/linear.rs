@@ -12,6 +12,7 @@ pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
     let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
+    v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
     v
 }
 
@@ -75,11 +76,27 @@ pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 
 /// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
 /// as vec4); a is addressed through strides (read by uniform scalar loads).
-pub fn matmul_nn4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
+pub fn matmul_nn4(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
+    nn4_launch(gpu, tile, mnk, a, b, cols, None, c)
+}
+
+/// Eval: c = BN(a b) (+ ReLU) with the running statistics per row (output channel).
+pub fn matmul_nn4_bn(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, bn: &conv::BnEval, c: &Tensor) -> Launch {
+    nn4_launch(gpu, tile, mnk, a, b, cols, Some(bn), c)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, bn: Option<&conv::BnEval>, c: &Tensor) -> Launch {
     let fours = [n, cols.hw, cols.b_row, cols.b_img].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
-    let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, false, cols);
-    let mut l = gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, 1));
+    let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols);
+    let mut l = match bn {
+        None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, 1)),
+        Some(bn) => {
+            let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS);
+            gpu.launch("dense.nn4_bn", &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
+        }
+    };
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
