@@ -223,6 +223,10 @@ struct TrainCli {
     /// Fraction of an image folder held out for testing when it has no train/ and val/
     #[arg(long, default_value_t = 0.1)]
     val_split: f32,
+    /// Start from the weights and BN statistics of this checkpoint (fine-tuning; same variant,
+    /// channels and classes) instead of the initialisation
+    #[arg(long, value_name = "WEIGHTS")]
+    init: Option<PathBuf>,
 }
 
 impl TrainCli {
@@ -251,6 +255,7 @@ impl TrainCli {
             crop_pad: self.crop_pad,
             decay_bn: !self.no_bn_decay,
             val_split: self.val_split,
+            init: self.init.clone(),
         })
     }
 }

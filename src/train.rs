@@ -44,6 +44,8 @@ pub struct TrainArgs {
     /// Decay BN gamma/beta too (the notebook); false decays conv/linear weights only.
     pub decay_bn: bool,
     pub val_split: f32,
+    /// Start from these weights (fine-tuning) instead of the initialisation.
+    pub init: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -114,6 +116,7 @@ impl TrainArgs {
         put("crop_pad", self.crop_pad.to_string());
         put("decay_bn", self.decay_bn.to_string());
         put("val_split", self.val_split.to_string());
+        put("init", self.init.as_ref().map_or("".into(), |p| p.display().to_string()));
         m
     }
 
@@ -144,6 +147,8 @@ impl TrainArgs {
             crop_pad: num(file, "crop_pad", get("crop_pad")?)?,
             decay_bn: num(file, "decay_bn", get("decay_bn")?)?,
             val_split: num(file, "val_split", get("val_split")?)?,
+            // absent from resume files written before --init existed
+            init: m.get("train.init").filter(|v| !v.is_empty()).map(PathBuf::from),
         })
     }
 }
@@ -311,6 +316,9 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         None => (args.expect("train needs arguments or --resume"), None),
     };
     args.validate()?;
+    if let Some(init) = args.init.as_ref().filter(|p| !p.is_file()) {
+        bail!("--init {}: no such file (give a .safetensors checkpoint, e.g. a run's best.safetensors)", init.display());
+    }
     check_writable(&args.out)?;
     let prep = prepare(&args)?;
     let in_ch = prep.channels;
@@ -341,7 +349,10 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
             history = read_metrics(&args.out.join("metrics.csv")).into_iter().filter(|r| r.epoch <= start_epoch).collect();
             load_prefixed(file, "state.", config.clone(), meta.clone())?
         }
-        None => Checkpoint::initialized(config.clone(), args.seed),
+        None => match &args.init {
+            Some(path) => initial_weights(path, &config)?,
+            None => Checkpoint::initialized(config.clone(), args.seed),
+        },
     };
     let size = (prep.size, prep.size);
     let trainer = Trainer::new(gpu, &ck, args.batch, size, opts)?;
@@ -462,6 +473,25 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         save_resume(gpu, &args, &trainer, ema.as_ref(), epoch + 1, best_acc)?;
     }
     Ok(Summary { epochs: history, best_acc, out: args.out.clone() })
+}
+
+/// `--init`: a checkpoint of the same architecture (variant, input channels, classes).
+fn initial_weights(path: &Path, config: &ModelConfig) -> Result<Checkpoint> {
+    let ck = checkpoint::load(path).map_err(|e| anyhow!("--init {}: {e:#}", path.display()))?;
+    let (have, want) = (&ck.config, config);
+    if (have.variant, have.in_channels, have.num_classes) != (want.variant, want.in_channels, want.num_classes) {
+        bail!(
+            "--init {}: holds {} with {} input channels and {} classes, but this run trains {} with {} and {}",
+            path.display(),
+            have.variant.name(),
+            have.in_channels,
+            have.num_classes,
+            want.variant.name(),
+            want.in_channels,
+            want.num_classes
+        );
+    }
+    Ok(Checkpoint { config: config.clone(), ..ck })
 }
 
 fn prefixed(file: &TensorFile, prefix: &str) -> Result<BTreeMap<String, Vec<f32>>> {

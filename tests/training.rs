@@ -35,7 +35,36 @@ fn args(out: &Path, epochs: usize, batch: usize, limit: usize) -> TrainArgs {
         crop_pad: 2,
         decay_bn: true,
         val_split: 0.1,
+        init: None,
     }
+}
+
+#[test]
+fn init_starts_from_a_checkpoint_of_the_same_model() {
+    let gpu = common::gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = RunControl::default();
+    let first = dir.path().join("first");
+    train::train(gpu, Some(args(&first, 1, 32, 64)), None, quiet).unwrap();
+    let start = checkpoint::load(&first.join("last.safetensors")).unwrap();
+    // A tiny learning rate and no decay: the weights must stay where --init put them.
+    let tuned = dir.path().join("tuned");
+    let a = TrainArgs { init: Some(first.join("last.safetensors")), lr: 1e-9, weight_decay: 0.0, ema: None, ..args(&tuned, 1, 32, 64) };
+    train::train(gpu, Some(a), None, quiet).unwrap();
+    let end = checkpoint::load(&tuned.join("last.safetensors")).unwrap();
+    for name in ["first_conv.0.conv.weight", "layers.7.conv1.conv.weight", "fc.weight", "linear.weight"] {
+        let diff = start.tensors[name].iter().zip(&end.tensors[name]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-6, "{name}: moved by {diff} from the --init weights");
+    }
+    let fresh = Checkpoint::initialized(start.config.clone(), 7);
+    assert_ne!(fresh.tensors["fc.weight"], end.tensors["fc.weight"], "the run must not start from the initialisation");
+    // Another architecture is refused in one line before training.
+    let other = TrainArgs { init: Some(first.join("last.safetensors")), version: Variant::S2P7, ..args(&dir.path().join("other"), 1, 32, 64) };
+    let e = match train::train(gpu, Some(other), None, quiet) {
+        Ok(_) => panic!("--init with another architecture must fail"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("--init") && e.contains("s2p6") && e.contains("s2p7") && !e.contains('\n'), "{e}");
 }
 
 #[test]
