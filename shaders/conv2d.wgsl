@@ -38,10 +38,7 @@ const TN: u32 = 4u * NV;
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
-@group(0) @binding(4) var<storage, read> fwd_mean: array<f32>;
-@group(0) @binding(5) var<storage, read> fwd_var: array<f32>;
-@group(0) @binding(6) var<storage, read> fwd_gamma: array<f32>;
-@group(0) @binding(7) var<storage, read> fwd_beta: array<f32>;
+// forward_bn binds the running statistics at 4-7 (bn_epilogue.wgsl, appended).
 
 // The accumulators of one invocation's tile: rows row0.. of group g, columns col0..
 fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
@@ -131,17 +128,10 @@ fn store_tile_bn(g: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cog) { break; }
-        // The same arithmetic, in the same order, as batchnorm.wgsl's apply_eval.
-        let c = g * p.cog + row;
-        let mean = fwd_mean[c];
-        let invstd = 1.0 / sqrt(fwd_var[c] + p.eps);
-        let gamma = fwd_gamma[c];
-        let beta = fwd_beta[c];
+        let q = bn_channel(g * p.cog + row, p.eps);
         for (var j = 0u; j < TN; j++) {
             if (col0 + j < ncol) {
-                var v = (acc[i * NV + j / 4u][j % 4u] - mean) * invstd * gamma + beta;
-                if (p.relu != 0u) { v = max(v, 0.0); }
-                fwd_y[y_index(g, col0 + j) + row * ohw] = v;
+                fwd_y[y_index(g, col0 + j) + row * ohw] = bn_apply(acc[i * NV + j / 4u][j % 4u], q, p.relu);
             }
         }
     }

@@ -136,17 +136,12 @@ fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
-        let mean = bn_mean[row];
-        let invstd = 1.0 / sqrt(bn_var[row] + p.eps);
-        let gamma = bn_gamma[row];
-        let beta = bn_beta[row];
+        let q = bn_channel(row, p.eps);
         for (var v = 0u; v < NV; v++) {
             if (col0 + 4u * v >= p.n) { break; }
             let c_off = nn4_offsets(col0 + 4u * v).y;
             for (var e = 0u; e < 4u; e++) {
-                var y = (acc[i * NV + v][e] - mean) * invstd * gamma + beta;
-                if (p.relu != 0u) { y = max(y, 0.0); }
-                c[row * p.c_row + c_off + e] = y;
+                c[row * p.c_row + c_off + e] = bn_apply(acc[i * NV + v][e], q, p.relu);
             }
         }
     }
@@ -198,11 +193,6 @@ fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
 
 // matmul_nt4_bn (eval): a dense layer's output with BatchNorm's running statistics, and a
 // ReLU when p.relu, applied per column (output channel) as batchnorm.wgsl's apply_eval does.
-@group(0) @binding(4) var<storage, read> bn_mean: array<f32>;
-@group(0) @binding(5) var<storage, read> bn_var: array<f32>;
-@group(0) @binding(6) var<storage, read> bn_gamma: array<f32>;
-@group(0) @binding(7) var<storage, read> bn_beta: array<f32>;
-
 @compute @workgroup_size(WG, 1, 1)
 fn matmul_nt4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TM;
@@ -212,16 +202,11 @@ fn matmul_nt4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     for (var j = 0u; j < TN; j++) {
         let col = col0 + j;
         if (col >= p.n) { break; }
-        let mean = bn_mean[col];
-        let invstd = 1.0 / sqrt(bn_var[col] + p.eps);
-        let gamma = bn_gamma[col];
-        let beta = bn_beta[col];
+        let q = bn_channel(col, p.eps);
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
-            var v = (acc[i * TN + j] - mean) * invstd * gamma + beta;
-            if (p.relu != 0u) { v = max(v, 0.0); }
-            c[row * p.n + col] = v;
+            c[row * p.n + col] = bn_apply(acc[i * TN + j], q, p.relu);
         }
     }
 }

@@ -4,7 +4,9 @@ use crate::gpu::{Access, Gpu, KernelSpec, Launch, Tensor};
 use std::sync::Arc;
 use Access::{Read, ReadWrite};
 
-const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
+/// The file, then the BN epilogue its *_bn entries share with matmul.wgsl (after it, so line
+/// numbers in errors stay true).
+const SOURCE: &str = concat!(include_str!("../../shaders/conv2d.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
 const FORWARD_BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 

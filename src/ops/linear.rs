@@ -4,7 +4,9 @@ use super::conv::{self, ConvShape, Tile};
 use crate::gpu::{Access, Gpu, KernelSpec, Launch, Tensor};
 use Access::{Read, ReadWrite};
 
-const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+/// The file, then the BN epilogue its *_bn entries share with conv2d.wgsl (after it, so line
+/// numbers in errors stay true).
+const SOURCE: &str = concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
 const BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 
