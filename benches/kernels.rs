@@ -10,9 +10,12 @@ use spgnet::ops::linear::{self, Strides};
 
 const REPEAT: usize = 10;
 
-fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, launch: Launch) {
-    let flops = launch.flops;
-    let launches: Vec<Launch> = (0..REPEAT).map(|_| Launch { label: launch.label.clone(), pipeline: launch.pipeline.clone(), bind_group: launch.bind_group.clone(), workgroups: launch.workgroups, params: launch.params.clone(), flops, layer: String::new() }).collect();
+/// Times `REPEAT` copies of a launch sequence (one conv may be a few launches: a weight
+/// expansion and a GEMM); its flops are the sequence's useful work.
+fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, seq: Vec<Launch>) {
+    let flops: f64 = seq.iter().map(|l| l.flops).sum();
+    let copy = |l: &Launch| Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new() };
+    let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().map(copy).collect::<Vec<_>>()).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
     g.sample_size(10).measurement_time(std::time::Duration::from_secs(4));
@@ -32,29 +35,40 @@ fn kernels(c: &mut Criterion) {
     bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_forward", conv::forward(&gpu, &s, &x, &w, &y));
     bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_data", conv::backward_data(&gpu, &s, &y, &w, &x));
     let wg = conv::backward_weight(&gpu, &s, &y, &x, &w);
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_weight", wg.into_iter().next().unwrap());
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_weight", vec![wg.into_iter().next().unwrap()]);
+    // Stage 2's grouped 3x3 at 32x32 input: 2x2 maps. The tiny-map GEMMs (weight expansion or
+    // fold included) beside the implicit-GEMM conv kernels they replace.
+    let t = ConvShape { n: 64, cin: 96, h: 2, w: 2, cout: 96, groups: 6, k: 3, stride: 1 };
+    let (tx, tw, ty) = (gpu.zeros(&t.input_shape(), "x"), gpu.zeros(&t.weight_shape(), "w"), gpu.zeros(&t.output_shape(), "y"));
+    assert!(conv::tiny_map(&t));
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_forward_tiny", conv::forward(&gpu, &t, &tx, &tw, &ty));
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_forward_conv", vec![conv::forward_tiled(&gpu, &t, Tile::for_forward(t.cog(), t.n * 4), &tx, &tw, &ty)]);
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_data_tiny", conv::backward_data(&gpu, &t, &ty, &tw, &tx));
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_data_conv", vec![conv::backward_data_tiled(&gpu, &t, Tile::for_backward_data(t.cig(), t.n * 4), &ty, &tw, &tx)]);
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_weight_tiny", conv::backward_weight(&gpu, &t, &ty, &tx, &tw));
+    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_weight_conv", conv::backward_weight_by_tap(&gpu, &t, Tile { tm: 2, nv: 2, wg: 8 }, &ty, &tx, &tw));
     let p = ConvShape { n: 64, cin: 192, h: 4, w: 4, cout: 96, groups: 1, k: 1, stride: 1 };
     let (px, pw, py) = (gpu.zeros(&p.input_shape(), "x"), gpu.zeros(&p.weight_shape(), "w"), gpu.zeros(&p.output_shape(), "y"));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_data", conv::backward_data(&gpu, &p, &py, &pw, &px));
     let pg = conv::backward_weight(&gpu, &p, &py, &px, &pw);
-    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", pg.into_iter().next().unwrap());
+    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", vec![pg.into_iter().next().unwrap()]);
     // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
         let l = linear::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
-        bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+        bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     // The vec4 GEMMs (B, or A and B, read four values per load): the real ceiling.
     let bt = gpu.zeros(&[n, k], "b^T");
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
         let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &cc);
-        bench_launch(c, &gpu, &format!("gemm_nn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+        bench_launch(c, &gpu, &format!("gemm_nn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     for tile in [Tile { tm: 4, nv: 1, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
         let l = linear::matmul_nt4(&gpu, tile, (m, n, k), &a, &bt, &cc);
-        bench_launch(c, &gpu, &format!("gemm_nt4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), l);
+        bench_launch(c, &gpu, &format!("gemm_nt4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
 }
 

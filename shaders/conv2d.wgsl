@@ -452,3 +452,58 @@ fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     ss_dw[i] = s;
 }
+
+// expand_tiny, fold_tiny: a conv on a tiny map as one dense matrix per group (conv.rs,
+// tiny_map): Wt[(g * cog + co) * ohw + op][ci * hw + q] = w[g * cog + co][ci][tap] for the
+// tap that joins output pixel op to input pixel q, 0 where none does. expand_tiny builds Wt
+// from w; fold_tiny sums the gradient of Wt back onto the taps (in a fixed order).
+@group(0) @binding(1) var<storage, read> tiny_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> tiny_dst: array<f32>;
+
+// The input pixel tap (ky, kx) of output pixel op reads, or -1 where that is padding.
+fn tiny_input_pixel(op: u32, ky: u32, kx: u32) -> i32 {
+    let qy = i32((op / p.ow) * p.stride + ky) - i32(p.pad);
+    let qx = i32((op % p.ow) * p.stride + kx) - i32(p.pad);
+    let inside = qy >= 0 && qy < i32(p.h) && qx >= 0 && qx < i32(p.w);
+    return select(-1, qy * i32(p.w) + qx, inside);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn expand_tiny(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let cols = p.cig * hw;
+    if (i >= p.cout * ohw * cols) { return; }
+    let co = i / (ohw * cols);
+    let op = (i / cols) % ohw;
+    let ci = (i % cols) / hw;
+    let q = i32(i % hw);
+    // The tap from q's offset to op's receptive field (may lie outside the kernel).
+    let ky = q / i32(p.w) - i32((op / p.ow) * p.stride) + i32(p.pad);
+    let kx = q % i32(p.w) - i32((op % p.ow) * p.stride) + i32(p.pad);
+    let live = ky >= 0 && ky < i32(p.k) && kx >= 0 && kx < i32(p.k);
+    let tap = select(0u, u32(ky) * p.k + u32(kx), live);
+    tiny_dst[i] = select(0.0, tiny_src[(co * p.cig + ci) * p.k * p.k + tap], live);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn fold_tiny(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    let kk = p.k * p.k;
+    if (i >= p.cout * p.cig * kk) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let cols = p.cig * hw;
+    let co = i / (p.cig * kk);
+    let ci = (i / kk) % p.cig;
+    let tap = i % kk;
+    var s = 0.0;
+    for (var op = 0u; op < ohw; op++) {
+        let q = tiny_input_pixel(op, tap / p.k, tap % p.k);
+        if (q >= 0) {
+            s += tiny_src[(co * ohw + op) * cols + ci * hw + u32(q)];
+        }
+    }
+    tiny_dst[i] = s;
+}

@@ -7,8 +7,12 @@ struct Mm {
     m: u32, n: u32, k: u32, a_row: u32,
     a_col: u32, b_row: u32, b_col: u32, relu: u32,
     eps: f32, hw: u32, b_img: u32, c_img: u32,
-    c_row: u32, _a: u32, _b: u32, _c: u32,
+    c_row: u32, a_z: u32, b_z: u32, c_z: u32,
+    a_off: u32, c_off: u32, _a: u32, _b: u32,
 }
+// The vec4 GEMMs are batched over workgroup_id.z (the groups of a grouped conv): batch z
+// reads A, B and writes C at z * a_z, z * b_z, z * c_z further on (in floats, multiples of
+// 4 where read as vec4); a_off and c_off shift A and C once (channel slices).
 
 const TN: u32 = 4u * NV;
 
@@ -66,7 +70,8 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
 //     of hw pixels each (a 1x1 conv over NCHW: column (image, pixel) of B is at
 //     image * b_img + k * b_row + pixel, of C at row * c_row + image * c_img + pixel);
 //     a plain matrix is one image of hw = n pixels. hw, b_row and b_img are multiples of 4.
-//   matmul_nt4: C[m, n] = A[m, k] B[n, k]^T, both row-major with k % 4 == 0 (vec4 along k).
+//   matmul_nt4: C[m, n] = A[m, k] B[n, k]^T with k % 4 == 0 (vec4 along k); rows of A are
+//     a_row apart, rows of B b_col apart, rows of C c_row apart (multiples of 4 but c_row).
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 
@@ -78,15 +83,15 @@ fn nn4_offsets(col: u32) -> vec2<u32> {
 }
 
 // The accumulators of one lane's TM x TN tile of matmul_nn4.
-fn nn4_tile(row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
+fn nn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
     var a_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
-        a_base[i] = min(row0 + i, p.m - 1u) * p.a_row;
+        a_base[i] = p.a_off + z * p.a_z + min(row0 + i, p.m - 1u) * p.a_row;
     }
     // Each vec4 of columns lies in one image (hw % 4 == 0).
     var b_off: array<u32, NV>;
     for (var v = 0u; v < NV; v++) {
-        b_off[v] = nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
+        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
     }
     let b_rowq = p.b_row / 4u;
     var acc: array<vec4<f32>, TM * NV>;
@@ -111,10 +116,10 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nn4_tile(row0, col0);
+    let acc = nn4_tile(row0, col0, wid.z);
     for (var v = 0u; v < NV; v++) {
         if (col0 + 4u * v >= p.n) { break; }
-        let c_off = nn4_offsets(col0 + 4u * v).y;
+        let c_off = p.c_off + wid.z * p.c_z + nn4_offsets(col0 + 4u * v).y;
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
@@ -132,7 +137,7 @@ fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nn4_tile(row0, col0);
+    let acc = nn4_tile(row0, col0, 0u);
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
@@ -148,15 +153,15 @@ fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
 }
 
 // The accumulators of one lane's TM x TN tile of matmul_nt4.
-fn nt4_tile(row0: u32, col0: u32) -> array<f32, TM * TN> {
+fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
     let kq = p.k / 4u;
     var a_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
-        a_base[i] = min(row0 + i, p.m - 1u) * kq;
+        a_base[i] = (p.a_off + z * p.a_z + min(row0 + i, p.m - 1u) * p.a_row) / 4u;
     }
     var b_base: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
-        b_base[j] = min(col0 + j, p.n - 1u) * kq;
+        b_base[j] = (z * p.b_z + min(col0 + j, p.n - 1u) * p.b_col) / 4u;
     }
     var acc: array<f32, TM * TN>;
     for (var q = 0u; q < kq; q++) {
@@ -179,34 +184,38 @@ fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nt4_tile(row0, col0);
+    let acc = nt4_tile(row0, col0, wid.z);
+    let c_base = p.c_off + wid.z * p.c_z;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
         for (var j = 0u; j < TN; j++) {
             if (col0 + j < p.n) {
-                c[row * p.n + col0 + j] = acc[i * TN + j];
+                c[c_base + row * p.c_row + col0 + j] = acc[i * TN + j];
             }
         }
     }
 }
 
 // matmul_nt4_bn (eval): a dense layer's output with BatchNorm's running statistics, and a
-// ReLU when p.relu, applied per column (output channel) as batchnorm.wgsl's apply_eval does.
+// ReLU when p.relu, per column as batchnorm.wgsl's apply_eval does. Column col of batch z
+// belongs to channel (z * n + col) / hw: a conv on a tiny map (conv.rs, tiny_map) has hw
+// output pixels per channel in its columns; a dense layer has hw = 1.
 @compute @workgroup_size(WG, 1, 1)
 fn matmul_nt4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nt4_tile(row0, col0);
+    let acc = nt4_tile(row0, col0, wid.z);
+    let c_base = p.c_off + wid.z * p.c_z;
     for (var j = 0u; j < TN; j++) {
         let col = col0 + j;
         if (col >= p.n) { break; }
-        let q = bn_channel(col, p.eps);
+        let q = bn_channel((wid.z * p.n + col) / p.hw, p.eps);
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
-            c[row * p.n + col] = bn_apply(acc[i * TN + j], q, p.relu);
+            c[c_base + row * p.c_row + col] = bn_apply(acc[i * TN + j], q, p.relu);
         }
     }
 }

@@ -241,7 +241,7 @@ impl ConvBn {
             return Self::forward_eval_untagged(b, def, (x, 0), (&y, 0));
         }
         let z = b.alloc(&conv.output_shape(), &def.weight);
-        b.forward.push(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
+        b.forward.extend(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
         let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
         let y = b.alloc(&conv.output_shape(), &def.bn);
@@ -270,7 +270,7 @@ impl ConvBn {
         let (mean, var) = (st.stat(&format!("{}.running_mean", def.bn)), st.stat(&format!("{}.running_var", def.bn)));
         let (gamma, beta) = (st.param(&format!("{}.weight", def.bn)), st.param(&format!("{}.bias", def.bn)));
         let bn_eval = conv::BnEval { mean: &mean, var: &var, gamma: &gamma, beta: &beta, relu: def.relu };
-        b.forward.push(conv::forward_bn(b.gpu, &conv, slices, x.0, &st.param(&def.weight), &bn_eval, y.0));
+        b.forward.extend(conv::forward_bn(b.gpu, &conv, slices, x.0, &st.param(&def.weight), &bn_eval, y.0));
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
         let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
         ConvBn { def: def.clone(), conv, bn, bn_params, x: x.0.clone(), z: y.0.clone(), saved: None, y: y.0.clone() }
@@ -303,7 +303,7 @@ impl ConvBn {
         b.backward.extend(conv::backward_weight(b.gpu, &self.conv, &dz, &self.x, &st.grad(&self.def.weight)));
         need_dx.then(|| {
             let dx = b.alloc(&self.x.shape, "dx");
-            b.backward.push(conv::backward_data(b.gpu, &self.conv, &dz, &st.param(&self.def.weight), &dx));
+            b.backward.extend(conv::backward_data(b.gpu, &self.conv, &dz, &st.param(&self.def.weight), &dx));
             dx
         })
     }
@@ -405,7 +405,7 @@ impl Head {
         b.forward.push(pool::gap_forward(g, &pool, x, &pooled));
         let fc_out = b.alloc(&[n, HEAD_WIDTH], "fc");
         if b.mode == Mode::Train {
-            b.forward.push(linear::forward(g, &pooled, &st.param("fc.weight"), &fc_out));
+            b.forward.extend(linear::forward(g, &pooled, &st.param("fc.weight"), &fc_out));
         }
         let bn = BnShape { n, c: HEAD_WIDTH, hw: 1 };
         let bn_params = batchnorm::params(g, &bn, true);
@@ -420,7 +420,7 @@ impl Head {
             }
             Mode::Eval => {
                 let bn_eval = conv::BnEval { mean: running.0, var: running.1, gamma: affine.0, beta: affine.1, relu: true };
-                b.forward.push(linear::forward_bn(g, &pooled, &st.param("fc.weight"), &bn_eval, &act));
+                b.forward.extend(linear::forward_bn(g, &pooled, &st.param("fc.weight"), &bn_eval, &act));
                 None
             }
         };
@@ -434,7 +434,7 @@ impl Head {
         };
         let classes = st.arch.config.num_classes;
         let logits = b.alloc(&[n, classes], "logits");
-        b.forward.push(linear::forward(g, &dropped, &st.param("linear.weight"), &logits));
+        b.forward.extend(linear::forward(g, &dropped, &st.param("linear.weight"), &logits));
         Head { pool, pooled, fc_out, bn, bn_params, saved, act, dropout, dropped, logits }
     }
 
@@ -443,7 +443,7 @@ impl Head {
         let st = b.state;
         b.backward.extend(linear::backward_weight(g, dlogits, &self.dropped, &st.grad("linear.weight")));
         let mut d_act = b.alloc(&self.act.shape, "d_dropped");
-        b.backward.push(linear::backward_data(g, dlogits, &st.param("linear.weight"), &d_act));
+        b.backward.extend(linear::backward_data(g, dlogits, &st.param("linear.weight"), &d_act));
         if let Some(p) = &self.dropout {
             let d = b.alloc(&self.act.shape, "d_act");
             b.backward.push(elementwise::dropout(g, p, &d_act, &d));
@@ -464,7 +464,7 @@ impl Head {
         ));
         b.backward.extend(linear::backward_weight(g, &d_fc, &self.pooled, &st.grad("fc.weight")));
         let d_pooled = b.alloc(&self.pooled.shape, "d_pooled");
-        b.backward.push(linear::backward_data(g, &d_fc, &st.param("fc.weight"), &d_pooled));
+        b.backward.extend(linear::backward_data(g, &d_fc, &st.param("fc.weight"), &d_pooled));
         let p = self.pool;
         let dx = b.alloc(&[p.n, p.c, p.h, p.w], "d_conv_last");
         b.backward.push(pool::gap_backward(g, &p, &d_pooled, &dx));

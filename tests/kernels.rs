@@ -35,7 +35,7 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dw = g.zeros(&s.weight_shape(), "dw");
     let dw_by_tap = g.zeros(&s.weight_shape(), "dw_by_tap");
     let y_by_pixel = g.zeros(&s.output_shape(), "y_by_pixel");
-    let mut launches = vec![conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)];
+    let mut launches = [conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)].into_iter().flatten().collect::<Vec<_>>();
     launches.push(conv::forward_by_pixel(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
     launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
@@ -86,6 +86,36 @@ fn conv_awkward_shapes() {
     for (i, s) in cases.into_iter().enumerate() {
         check_conv(s, i as u64);
     }
+}
+
+#[test]
+fn conv_on_tiny_maps_as_dense_gemms() {
+    let cases = [
+        // SPGNet's stage 2 at 32x32 input: 2x2 maps, G = 6, 16 channels per group, a batch
+        // that leaves a ragged row tile
+        ConvShape { n: 37, cin: 96, h: 2, w: 2, cout: 96, groups: 6, k: 3, stride: 1 },
+        // ragged output channels per group (rows of Wt not in fours), batch 1
+        ConvShape { n: 1, cin: 24, h: 2, w: 2, cout: 30, groups: 6, k: 3, stride: 1 },
+        // stage 3's first conv1: 2x2 -> 1x1 with stride 2 (4 of 9 taps live)
+        ConvShape { n: 3, cin: 16, h: 2, w: 2, cout: 12, groups: 2, k: 3, stride: 2 },
+        // no groups, 5 input channels; a 5x5 kernel; a 4x2 map
+        ConvShape { n: 2, cin: 5, h: 2, w: 2, cout: 3, groups: 1, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 8, h: 2, w: 2, cout: 4, groups: 2, k: 5, stride: 1 },
+        ConvShape { n: 3, cin: 8, h: 4, w: 2, cout: 6, groups: 2, k: 3, stride: 2 },
+    ];
+    for (i, s) in cases.into_iter().enumerate() {
+        assert!(conv::tiny_map(&s), "{s:?} should take the tiny-map GEMMs");
+        check_conv(s, 300 + i as u64);
+    }
+    // Eval with BN in the epilogue, reading and writing channel slices (conv1 / conv2 of an
+    // SPG block in stage 2 write into the concat buffer).
+    let s = ConvShape { n: 3, cin: 24, h: 2, w: 2, cout: 20, groups: 4, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 28, x_first: 4, y_channels: 44, y_first: 20 }, true, 310);
+    let s = ConvShape { n: 5, cin: 16, h: 2, w: 2, cout: 12, groups: 2, k: 3, stride: 2 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 311);
+    // Too little of Wt would be live taps (4x4 -> 2x2 with stride 2), or too few channels per group.
+    assert!(!conv::tiny_map(&ConvShape { n: 2, cin: 16, h: 4, w: 4, cout: 16, groups: 2, k: 3, stride: 2 }));
+    assert!(!conv::tiny_map(&ConvShape { n: 2, cin: 12, h: 2, w: 2, cout: 12, groups: 12, k: 3, stride: 1 }));
 }
 
 #[test]
@@ -318,7 +348,7 @@ fn linear_layer() {
         let dy = random(&mut r, batch * fout);
         let (xt, wt, dyt) = (up(&x, &[batch, fin]), up(&w, &[fout, fin]), up(&dy, &[batch, fout]));
         let (y, dx, dw) = (g.zeros(&[batch, fout], "y"), g.zeros(&[batch, fin], "dx"), g.zeros(&[fout, fin], "dw"));
-        let mut l = vec![linear::forward(g, &xt, &wt, &y), linear::backward_data(g, &dyt, &wt, &dx)];
+        let mut l = [linear::forward(g, &xt, &wt, &y), linear::backward_data(g, &dyt, &wt, &dx)].into_iter().flatten().collect::<Vec<_>>();
         l.extend(linear::backward_weight(g, &dyt, &xt, &dw));
         g.run(&l).unwrap();
         let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
@@ -432,7 +462,7 @@ fn check_conv_bn_eval(s: ConvShape, slices: conv::Slices, relu: bool, seed: u64)
     let (mt, vt, gt, bt) = (up(&mean, &[s.cout]), up(&var, &[s.cout]), up(&gamma, &[s.cout]), up(&beta, &[s.cout]));
     let bn = conv::BnEval { mean: &mt, var: &vt, gamma: &gt, beta: &bt, relu };
     let xt = up(&x_wide, &[n, slices.x_channels, h, w]);
-    g.run(&[conv::forward_bn(g, &s, slices, &xt, &up(&wt, &s.weight_shape()), &bn, &y)]).unwrap();
+    g.run(&conv::forward_bn(g, &s, slices, &xt, &up(&wt, &s.weight_shape()), &bn, &y)).unwrap();
 
     // Reference: cut x's slice, conv, BN with the given statistics, ReLU, paste into y.
     let (hw, ohw) = (h * w, oh * ow);

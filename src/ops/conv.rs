@@ -114,7 +114,7 @@ impl Tile {
 
 fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "sum_splits" => &[Read, ReadWrite],
+        "sum_splits" | "expand_tiny" | "fold_tiny" => &[Read, ReadWrite],
         "forward_bn" | "forward_by_pixel_bn" => FORWARD_BN_BINDINGS,
         _ => BINDINGS,
     };
@@ -123,7 +123,7 @@ fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["forward", "forward_by_pixel", "forward_bn", "forward_by_pixel_bn", "backward_data", "backward_weight", "backward_weight_by_tap", "sum_splits"].iter().map(|e| spec(t, e)).collect()
+    ["forward", "forward_by_pixel", "forward_bn", "forward_by_pixel_bn", "backward_data", "backward_weight", "backward_weight_by_tap", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
 }
 
 /// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
@@ -216,18 +216,106 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
     l
 }
 
+/// Convs on tiny maps (at most 16 input and 4 output pixels: SPGNet's 2x2 stage and the
+/// stride-2 convs into 1x1) run as dense GEMMs per group: such a conv is the matrix
+/// Wt[(co, op), (ci, q)] = w[co, ci, tap joining output pixel op to input pixel q] (0 where
+/// no tap does) applied to each image's (channel, pixel) vector. A small kernel expands Wt
+/// from w before each use; the weight gradient is dWt folded back onto the taps. The taps
+/// that only see padding (5 of 9 per pixel at 2x2) then cost nothing, and the vec4 GEMMs
+/// run near the adapter's best. Used where at least half of Wt is live taps and the
+/// channels per group (4 or more) fill the vec4s.
+pub fn tiny_map(s: &ConvShape) -> bool {
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    if s.k == 1 || hw > 16 || ohw > 4 || hw % 4 != 0 || s.cig() < 4 {
+        return false;
+    }
+    let live = (0..ohw).map(|op| (0..s.k * s.k).filter(|&t| tiny_input_pixel(s, op, t).is_some()).count()).sum::<usize>();
+    2 * live >= hw * ohw
+}
+
+/// The input pixel that tap t of output pixel op reads (None: padding).
+fn tiny_input_pixel(s: &ConvShape, op: usize, t: usize) -> Option<usize> {
+    let qy = ((op / s.ow()) * s.stride + t / s.k) as isize - s.pad() as isize;
+    let qx = ((op % s.ow()) * s.stride + t % s.k) as isize - s.pad() as isize;
+    (qy >= 0 && qy < s.h as isize && qx >= 0 && qx < s.w as isize).then_some(qy as usize * s.w + qx as usize)
+}
+
+/// Tiles of the tiny-map GEMMs (64 x 64 x 64 per group in stage 2 at batch 64), the best of
+/// six tried on that shape in benches/kernels.rs (16x8 was 1.2-1.6x slower in every direction).
+pub const TINY_FORWARD_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
+pub const TINY_GRADIENT_TILE: Tile = Tile { tm: 4, nv: 2, wg: 8 };
+
+/// Wt (see tiny_map) of one layer, expanded from w by the returned launch.
+fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    let wt = gpu.zeros(&[s.cout * ohw, s.cig() * hw], "conv weights as a matrix (tiny map)");
+    let t = Tile { tm: 1, nv: 1, wg: 64 };
+    let l = gpu.launch("conv.expand_tiny", &spec(t, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(wt.len(), 64));
+    (wt, l)
+}
+
+/// The tiny-map forward: y[n, (g, co, op)] = sum over (ci, q) of Wt[(g, co, op), (ci, q)]
+/// x[n, (g, ci, q)], an nt4 GEMM per group with the images as rows; BN in the epilogue in eval.
+pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
+    use super::linear::{matmul_nt4_strided, Batches};
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
+    let (wt, expand) = expand_tiny(gpu, s, w);
+    let z = Batches { count: s.groups, a_z: cols, b_z: rows * cols, c_z: rows, a_off: sl.x_first * hw, c_off: sl.y_first * ohw };
+    let bn = bn.map(|bn| (bn, ohw));
+    let mut l = matmul_nt4_strided(gpu, TINY_FORWARD_TILE, (s.n, rows, cols), (x, sl.x_channels * hw), (&wt, cols), (y, sl.y_channels * ohw), z, bn);
+    l.label = if bn.is_some() { "conv.tiny.forward_bn" } else { "conv.tiny.forward" }.into();
+    l.flops = 2.0 * s.macs();
+    vec![expand, l]
+}
+
+/// The tiny-map input gradient: dx[n, (g, ci, q)] = sum over (co, op) of
+/// dy[n, (g, co, op)] Wt[(g, co, op), (ci, q)], an nn4 GEMM per group.
+pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+    use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
+    let (wt, expand) = expand_tiny(gpu, s, w);
+    let z = Batches { count: s.groups, a_z: rows, b_z: rows * cols, c_z: cols, a_off: 0, c_off: 0 };
+    let layout = Columns { hw: cols, b_row: cols, b_img: 0, c_row: s.cin * hw, c_img: 0 };
+    let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (s.n, cols, rows), (dy, Strides::rows(s.cout * ohw)), &wt, layout, z, dx);
+    l.label = "conv.tiny.backward_data".into();
+    l.flops = 2.0 * s.macs();
+    vec![expand, l]
+}
+
+/// The tiny-map weight gradient: dWt[(g, co, op), (ci, q)] = sum over the batch of
+/// dy[n, (g, co, op)] x[n, (g, ci, q)] (an nn4 GEMM per group), folded onto the taps.
+pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
+    let dwt = gpu.zeros(&[s.cout * ohw, cols], "conv weight gradient as a matrix (tiny map)");
+    let z = Batches { count: s.groups, a_z: rows, b_z: cols, c_z: rows * cols, a_off: 0, c_off: 0 };
+    let layout = Columns { hw: cols, b_row: s.cin * hw, b_img: 0, c_row: cols, c_img: 0 };
+    let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
+    l.label = "conv.tiny.backward_weight".into();
+    l.flops = 2.0 * s.macs();
+    let t = Tile { tm: 1, nv: 1, wg: 64 };
+    let fold = gpu.launch("conv.fold_tiny", &spec(t, "fold_tiny"), &params(gpu, s, 1, s.n), &[&dwt, dw], crate::gpu::grid_1d(dw.len(), 64));
+    vec![l, fold]
+}
+
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
-pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
+pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
-        return super::linear::dense_forward(gpu, d, x, w, y);
+        return vec![super::linear::dense_forward(gpu, d, x, w, y)];
     }
     if pointwise(s).is_some() {
-        return forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y);
+        return vec![forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y)];
     }
     if let Some(tile) = by_pixel(s) {
-        return forward_by_pixel(gpu, s, tile, x, w, y);
+        return vec![forward_by_pixel(gpu, s, tile, x, w, y)];
     }
-    forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)
+    if tiny_map(s) {
+        return forward_tiny(gpu, s, Slices::whole(s), x, w, None, y);
+    }
+    vec![forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)]
 }
 
 pub fn forward_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
@@ -256,12 +344,15 @@ fn by_pixel_grid(s: &ConvShape, tile: Tile) -> [u32; 3] {
 }
 
 /// Eval: y = BN(conv(x, w)) (+ ReLU) in one pass, reading and writing channel slices.
-pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
+pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Vec<Launch> {
     if let (Some(d), true) = (dense(s), sl == Slices::whole(s)) {
-        return super::linear::dense_forward_bn(gpu, d, x, w, bn, y);
+        return vec![super::linear::dense_forward_bn(gpu, d, x, w, bn, y)];
     }
     if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
-        return forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y);
+        return vec![forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y)];
+    }
+    if tiny_map(s) {
+        return forward_tiny(gpu, s, sl, x, w, Some(bn), y);
     }
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
     let (spec, grid) = match by_pixel(s) {
@@ -274,18 +365,21 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
     let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
     let mut l = gpu.launch("conv.forward_bn", &spec, &p, &[x, w, y, bn.mean, bn.var, bn.gamma, bn.beta], grid);
     l.flops = 2.0 * s.macs();
-    l
+    vec![l]
 }
 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
-pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
+pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
-        return super::linear::dense_backward_data(gpu, d, dy, w, dx);
+        return vec![super::linear::dense_backward_data(gpu, d, dy, w, dx)];
     }
     if pointwise(s).is_some() {
-        return backward_data_pointwise(gpu, s, POINTWISE_TILE, dy, w, dx);
+        return vec![backward_data_pointwise(gpu, s, POINTWISE_TILE, dy, w, dx)];
     }
-    backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)
+    if tiny_map(s) {
+        return backward_data_tiny(gpu, s, dy, w, dx);
+    }
+    vec![backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)]
 }
 
 /// The columns (input pixels) one launch of backward_data covers, and the parity classes
@@ -319,6 +413,9 @@ pub fn weight_grad_splits(s: &ConvShape) -> usize {
 pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
         return vec![super::linear::dense_backward_weight(gpu, d, dy, x, dw)];
+    }
+    if tiny_map(s) {
+        return backward_weight_tiny(gpu, s, dy, x, dw);
     }
     // benches/tiles.rs: turning the roles around wins for grouped 3x3 convs with 16 or more
     // output channels per group (1.4x at 2x2 maps, 2.3x at 1x1), loses for 1x1 convs.

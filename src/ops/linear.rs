@@ -37,11 +37,30 @@ impl Columns {
     }
 }
 
-/// The GEMM uniform: sizes, A's and B's strides, the BN epilogue's ReLU flag and eps, and
-/// matmul_nn4's column layout.
-fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool, cols: Columns) -> std::sync::Arc<wgpu::Buffer> {
+/// The vec4 GEMMs batched over workgroup_id.z (the groups of a grouped conv): batch z reads
+/// A, B and writes C at z * a_z, z * b_z, z * c_z floats further on; a_off and c_off shift A
+/// and C once (channel slices of wider tensors). `Batches::one()` is a plain GEMM.
+#[derive(Clone, Copy, Debug)]
+pub struct Batches {
+    pub count: usize,
+    pub a_z: usize,
+    pub b_z: usize,
+    pub c_z: usize,
+    pub a_off: usize,
+    pub c_off: usize,
+}
+
+impl Batches {
+    pub fn one() -> Batches {
+        Batches { count: 1, a_z: 0, b_z: 0, c_z: 0, a_off: 0, c_off: 0 }
+    }
+}
+
+/// The GEMM uniform: sizes, A's and B's strides, the BN epilogue's ReLU flag and eps,
+/// matmul_nn4's column layout and the batch offsets.
+fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool, cols: Columns, z: Batches) -> std::sync::Arc<wgpu::Buffer> {
     let v = [m, n, k, a.row, a.col, b.row, b.col, relu as usize].map(|x| x as u32);
-    let w = [cols.hw, cols.b_img, cols.c_img, cols.c_row, 0, 0, 0].map(|x| x as u32);
+    let w = [cols.hw, cols.b_img, cols.c_img, cols.c_row, z.a_z, z.b_z, z.c_z, z.a_off, z.c_off, 0, 0].map(|x| x as u32);
     gpu.params(&[&v[..], &[crate::gpu::f(super::batchnorm::EPS)], &w[..]].concat())
 }
 
@@ -66,7 +85,7 @@ impl Strides {
 /// c[m, n] (row-major) = a[m, k] * b[k, n], with a given tile (benchmarks try several).
 pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
     let spec = tile.spec("matmul.wgsl", SOURCE, "matmul", BINDINGS);
-    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false, Columns::matrix(n)), &[a.0, b.0, c], tile.grid(m, n, 1));
+    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false, Columns::matrix(n), Batches::one()), &[a.0, b.0, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -79,46 +98,68 @@ pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 /// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
 /// as vec4); a is addressed through strides (read by uniform scalar loads).
 pub fn matmul_nn4(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
-    nn4_launch(gpu, tile, mnk, a, b, cols, None, c)
+    nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), None, c)
+}
+
+/// matmul_nn4 for each of `z.count` batches (see Batches).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn4_batched(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, c: &Tensor) -> Launch {
+    nn4_launch(gpu, tile, mnk, a, b, cols, z, None, c)
 }
 
 /// Eval: c = BN(a b) (+ ReLU) with the running statistics per row (output channel).
 pub fn matmul_nn4_bn(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, bn: &conv::BnEval, c: &Tensor) -> Launch {
-    nn4_launch(gpu, tile, mnk, a, b, cols, Some(bn), c)
+    nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), Some(bn), c)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, bn: Option<&conv::BnEval>, c: &Tensor) -> Launch {
-    let fours = [n, cols.hw, cols.b_row, cols.b_img].iter().all(|v| v % 4 == 0);
+fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, bn: Option<&conv::BnEval>, c: &Tensor) -> Launch {
+    let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
-    let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols);
+    assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
+    let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
     let mut l = match bn {
-        None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, 1)),
+        None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
             let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS);
             gpu.launch("dense.nn4_bn", &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
         }
     };
-    l.flops = 2.0 * (m * n * k) as f64;
+    l.flops = 2.0 * (m * n * k * z.count) as f64;
     l
 }
 
 /// c[m, n] = a[m, k] * b[n, k]^T, both row-major with k % 4 == 0 (both read as vec4).
 pub fn matmul_nt4(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, c: &Tensor) -> Launch {
-    assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4: k = {k} must be a multiple of 4");
-    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), false, Columns::matrix(n));
-    let mut l = gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &p, &[a, b, c], tile.grid(m, n, 1));
-    l.flops = 2.0 * (m * n * k) as f64;
-    l
+    assert!(a.len() >= m * k && b.len() >= n * k, "matmul_nt4: operands too short");
+    matmul_nt4_strided(gpu, tile, (m, n, k), (a, k), (b, k), (c, n), Batches::one(), None)
 }
 
 /// Eval: c = BN(a b^T) (+ ReLU) with the running statistics per column (output channel).
 pub fn matmul_nt4_bn(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, bn: &conv::BnEval, c: &Tensor) -> Launch {
-    assert!(k % 4 == 0 && a.len() >= m * k && b.len() >= n * k, "matmul_nt4_bn: k = {k} must be a multiple of 4");
-    let p = gemm_params(gpu, (m, n, k), Strides::rows(k), Strides::transposed(k), bn.relu, Columns::matrix(n));
-    let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS);
-    let mut l = gpu.launch("dense.nt4_bn", &spec, &p, &[a, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1));
-    l.flops = 2.0 * (m * n * k) as f64;
+    assert!(a.len() >= m * k && b.len() >= n * k, "matmul_nt4_bn: operands too short");
+    matmul_nt4_strided(gpu, tile, (m, n, k), (a, k), (b, k), (c, n), Batches::one(), Some((bn, 1)))
+}
+
+/// c[m, n] = a[m, k] * b[n, k]^T for each of `z.count` batches, each operand given with the
+/// distance between its rows; with `bn = Some((bn, hw))` BN (+ ReLU) is applied per column
+/// group of hw columns (one output channel's pixels).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, usize), b: (&Tensor, usize), c: (&Tensor, usize), z: Batches, bn: Option<(&conv::BnEval, usize)>) -> Launch {
+    let fours = [k, a.1, b.1, z.a_z, z.b_z, z.a_off].iter().all(|v| v % 4 == 0);
+    assert!(fours, "matmul_nt4: k = {k}, row strides and batch offsets must be multiples of 4");
+    let cols = Columns { hw: bn.map_or(1, |b| b.1), ..Columns::matrix(n) };
+    let cols = Columns { c_row: c.1, ..cols };
+    let p = gemm_params(gpu, (m, n, k), Strides::rows(a.1), Strides::transposed(b.1), bn.is_some_and(|b| b.0.relu), cols, z);
+    let grid = tile.grid(m, n, z.count);
+    let mut l = match bn {
+        None => gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &p, &[a.0, b.0, c.0], grid),
+        Some((bn, _)) => {
+            let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS);
+            gpu.launch("dense.nt4_bn", &spec, &p, &[a.0, b.0, c.0, bn.mean, bn.var, bn.gamma, bn.beta], grid)
+        }
+    };
+    l.flops = 2.0 * (m * n * k * z.count) as f64;
     l
 }
 
@@ -154,20 +195,20 @@ fn as_conv(batch: usize, fin: usize, fout: usize) -> ConvShape {
 }
 
 /// y[batch, out] = x[batch, in] * w[out, in]^T  (no bias)
-pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
+pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
     let s = as_conv(x.shape[0], x.shape[1], w.shape[0]);
     conv::forward(gpu, &s, &x.reshape(&s.input_shape()), &w.reshape(&s.weight_shape()), &y.reshape(&s.output_shape()))
 }
 
 /// Eval: y = BN1d(x w^T) (+ ReLU) in one pass (see conv::forward_bn).
-pub fn forward_bn(gpu: &Gpu, x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Launch {
+pub fn forward_bn(gpu: &Gpu, x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Vec<Launch> {
     let s = as_conv(x.shape[0], x.shape[1], w.shape[0]);
     let (xs, ws, ys) = (x.reshape(&s.input_shape()), w.reshape(&s.weight_shape()), y.reshape(&s.output_shape()));
     conv::forward_bn(gpu, &s, conv::Slices::whole(&s), &xs, &ws, bn, &ys)
 }
 
 /// dx[batch, in] = dy[batch, out] * w[out, in]
-pub fn backward_data(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
+pub fn backward_data(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     let s = as_conv(dy.shape[0], w.shape[1], w.shape[0]);
     conv::backward_data(gpu, &s, &dy.reshape(&s.output_shape()), &w.reshape(&s.weight_shape()), &dx.reshape(&s.input_shape()))
 }
