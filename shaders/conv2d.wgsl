@@ -456,54 +456,60 @@ fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // expand_tiny, fold_tiny: a conv on a tiny map as one dense matrix per group (conv.rs,
 // tiny_map): Wt[(g * cog + co) * ohw + op][ci * hw + q] = w[g * cog + co][ci][tap] for the
 // tap that joins output pixel op to input pixel q, 0 where none does. expand_tiny builds Wt
-// from w; fold_tiny sums the gradient of Wt back onto the taps (in a fixed order).
+// from w; fold_tiny sums the gradient of Wt back onto the taps (in a fixed order). One
+// invocation per (output channel, input channel of its group), loops over pixels and taps:
+// no per-lane divisions (scalarised on CPU adapters).
 @group(0) @binding(1) var<storage, read> tiny_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> tiny_dst: array<f32>;
-
-// The input pixel tap (ky, kx) of output pixel op reads, or -1 where that is padding.
-fn tiny_input_pixel(op: u32, ky: u32, kx: u32) -> i32 {
-    let qy = i32((op / p.ow) * p.stride + ky) - i32(p.pad);
-    let qx = i32((op % p.ow) * p.stride + kx) - i32(p.pad);
-    let inside = qy >= 0 && qy < i32(p.h) && qx >= 0 && qx < i32(p.w);
-    return select(-1, qy * i32(p.w) + qx, inside);
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn expand_tiny(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.cout * p.cig) { return; }
+    let co = i / p.cig;
+    let ci = i % p.cig;
     let hw = p.h * p.w;
-    let ohw = p.oh * p.ow;
     let cols = p.cig * hw;
-    if (i >= p.cout * ohw * cols) { return; }
-    let co = i / (ohw * cols);
-    let op = (i / cols) % ohw;
-    let ci = (i % cols) / hw;
-    let q = i32(i % hw);
-    // The tap from q's offset to op's receptive field (may lie outside the kernel).
-    let ky = q / i32(p.w) - i32((op / p.ow) * p.stride) + i32(p.pad);
-    let kx = q % i32(p.w) - i32((op % p.ow) * p.stride) + i32(p.pad);
-    let live = ky >= 0 && ky < i32(p.k) && kx >= 0 && kx < i32(p.k);
-    let tap = select(0u, u32(ky) * p.k + u32(kx), live);
-    tiny_dst[i] = select(0.0, tiny_src[(co * p.cig + ci) * p.k * p.k + tap], live);
+    let w0 = i * p.k * p.k;
+    for (var oy = 0u; oy < p.oh; oy++) {
+        for (var ox = 0u; ox < p.ow; ox++) {
+            let row = (co * p.oh + oy) * p.ow + ox;
+            for (var qy = 0u; qy < p.h; qy++) {
+                // The tap from (oy, ox)'s receptive field to (qy, qx); may lie outside the kernel.
+                let ky = i32(qy + p.pad) - i32(oy * p.stride);
+                for (var qx = 0u; qx < p.w; qx++) {
+                    let kx = i32(qx + p.pad) - i32(ox * p.stride);
+                    let live = ky >= 0 && ky < i32(p.k) && kx >= 0 && kx < i32(p.k);
+                    let tap = select(0u, u32(ky) * p.k + u32(kx), live);
+                    tiny_dst[row * cols + ci * hw + qy * p.w + qx] = select(0.0, tiny_src[w0 + tap], live);
+                }
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn fold_tiny(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    let kk = p.k * p.k;
-    if (i >= p.cout * p.cig * kk) { return; }
+    if (i >= p.cout * p.cig) { return; }
+    let co = i / p.cig;
+    let ci = i % p.cig;
     let hw = p.h * p.w;
-    let ohw = p.oh * p.ow;
     let cols = p.cig * hw;
-    let co = i / (p.cig * kk);
-    let ci = (i / kk) % p.cig;
-    let tap = i % kk;
-    var s = 0.0;
-    for (var op = 0u; op < ohw; op++) {
-        let q = tiny_input_pixel(op, tap / p.k, tap % p.k);
-        if (q >= 0) {
-            s += tiny_src[(co * ohw + op) * cols + ci * hw + u32(q)];
+    for (var ky = 0u; ky < p.k; ky++) {
+        for (var kx = 0u; kx < p.k; kx++) {
+            var s = 0.0;
+            for (var oy = 0u; oy < p.oh; oy++) {
+                let qy = i32(oy * p.stride + ky) - i32(p.pad);
+                if (qy < 0 || qy >= i32(p.h)) { continue; }
+                for (var ox = 0u; ox < p.ow; ox++) {
+                    let qx = i32(ox * p.stride + kx) - i32(p.pad);
+                    if (qx < 0 || qx >= i32(p.w)) { continue; }
+                    let row = (co * p.oh + oy) * p.ow + ox;
+                    s += tiny_src[row * cols + ci * hw + u32(qy) * p.w + u32(qx)];
+                }
+            }
+            tiny_dst[(i * p.k + ky) * p.k + kx] = s;
         }
     }
-    tiny_dst[i] = s;
 }

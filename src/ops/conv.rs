@@ -250,7 +250,7 @@ fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
     let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
     let wt = gpu.zeros(&[s.cout * ohw, s.cig() * hw], "conv weights as a matrix (tiny map)");
     let t = Tile { tm: 1, nv: 1, wg: 64 };
-    let l = gpu.launch("conv.expand_tiny", &spec(t, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(wt.len(), 64));
+    let l = gpu.launch("conv.expand_tiny", &spec(t, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(s.cout * s.cig(), 64));
     (wt, l)
 }
 
@@ -297,7 +297,7 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
     l.label = "conv.tiny.backward_weight".into();
     l.flops = 2.0 * s.macs();
     let t = Tile { tm: 1, nv: 1, wg: 64 };
-    let fold = gpu.launch("conv.fold_tiny", &spec(t, "fold_tiny"), &params(gpu, s, 1, s.n), &[&dwt, dw], crate::gpu::grid_1d(dw.len(), 64));
+    let fold = gpu.launch("conv.fold_tiny", &spec(t, "fold_tiny"), &params(gpu, s, 1, s.n), &[&dwt, dw], crate::gpu::grid_1d(s.cout * s.cig(), 64));
     vec![l, fold]
 }
 
