@@ -600,10 +600,10 @@ impl Trainer {
         let total = state.params.len();
         let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
         let w_end = w.div_ceil(align) * align;
-        let mut sgd = vec![sgd::step(gpu, &split(&state.grads, 0, w), &split(&state.params, 0, w), &split(&state.velocity, 0, w), 0.0, opts.momentum, opts.weight_decay)];
+        let mut sgd = sgd::step(gpu, &split(&state.grads, 0, w), &split(&state.params, 0, w), &split(&state.velocity, 0, w), 0.0, opts.momentum, opts.weight_decay);
         if w_end < total {
             let wd = if opts.decay_bn { opts.weight_decay } else { 0.0 };
-            sgd.push(sgd::step(gpu, &split(&state.grads, w_end, total), &split(&state.params, w_end, total), &split(&state.velocity, w_end, total), 0.0, opts.momentum, wd));
+            sgd.extend(sgd::step(gpu, &split(&state.grads, w_end, total), &split(&state.params, w_end, total), &split(&state.velocity, w_end, total), 0.0, opts.momentum, wd));
         }
         Ok(Trainer { state, graph, labels, metrics, loss, sgd, batch })
     }

@@ -5,8 +5,8 @@ use Access::{Read, ReadWrite};
 
 const SOURCE: &str = include_str!("../../shaders/sgd.wgsl");
 
-fn spec() -> KernelSpec {
-    KernelSpec::new("sgd.wgsl", SOURCE, "step", &[Read, ReadWrite, ReadWrite])
+fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec::new("sgd.wgsl", SOURCE, entry, &[Read, ReadWrite, ReadWrite])
 }
 
 fn ema_spec() -> KernelSpec {
@@ -14,7 +14,7 @@ fn ema_spec() -> KernelSpec {
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
-    vec![spec(), ema_spec()]
+    vec![spec("step"), spec("step4"), ema_spec()]
 }
 
 /// shadow = decay * shadow + (1 - decay) * value (an exponential moving average of weights).
@@ -23,11 +23,19 @@ pub fn ema(gpu: &Gpu, value: &Tensor, shadow: &Tensor, decay: f32) -> Launch {
     gpu.launch("sgd.ema", &ema_spec(), &p, &[value, shadow], grid_1d(value.len(), 64))
 }
 
-/// One update of every value of `param` (v = mu v + g + wd p; p -= lr v).
-/// The launch's uniform holds lr: change it per step with `set_lr`.
-pub fn step(gpu: &Gpu, grad: &Tensor, param: &Tensor, velocity: &Tensor, lr: f32, momentum: f32, weight_decay: f32) -> Launch {
+/// One update of every value of `param` (v = mu v + g + wd p; p -= lr v): the vec4s, then
+/// the len % 4 values after them when there are any. The launches share one uniform that
+/// holds lr: change it per step by writing at LR_OFFSET.
+pub fn step(gpu: &Gpu, grad: &Tensor, param: &Tensor, velocity: &Tensor, lr: f32, momentum: f32, weight_decay: f32) -> Vec<Launch> {
     let p = gpu.params(&[param.len() as u32, f(lr), f(momentum), f(weight_decay)]);
-    gpu.launch("sgd.step", &spec(), &p, &[grad, param, velocity], grid_1d(param.len(), 64))
+    let mut v = Vec::new();
+    if param.len() >= 4 {
+        v.push(gpu.launch("sgd.step", &spec("step4"), &p, &[grad, param, velocity], grid_1d(param.len() / 4, 64)));
+    }
+    if param.len() % 4 != 0 {
+        v.push(gpu.launch("sgd.step", &spec("step"), &p, &[grad, param, velocity], grid_1d(param.len() % 4, 64)));
+    }
+    v
 }
 
 /// Byte offset of lr in the step's parameters.
