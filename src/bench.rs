@@ -45,6 +45,8 @@ pub struct BenchReport {
     pub layers: Vec<KernelTime>,
     /// By layer and kernel.
     pub pairs: Vec<KernelTime>,
+    /// The inference pass (eval mode, BN fused into the convs) by kernel.
+    pub infer_profile: Vec<KernelTime>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -109,6 +111,7 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
     let peak = trainer.graph.activation_bytes() + evaluator.graph.activation_bytes() + 4 * (3 * trainer.state.params.len() + trainer.state.stats.len()) as u64;
     let [profile, layers, pairs] = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
+    let infer_profile = if a.profile { self::profile(gpu, evaluator.graph.forward.iter())?[0].clone() } else { Vec::new() };
     let t = median(train);
     Ok(BenchReport {
         adapter: gpu.describe(),
@@ -121,5 +124,6 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
         profile,
         layers,
         pairs,
+        infer_profile,
     })
 }

@@ -392,7 +392,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             if profile {
                 let total: f64 = r.profile.iter().map(|k| k.seconds).sum();
-                for (title, rows, limit) in [("kernel", &r.profile, usize::MAX), ("layer (forward + backward)", &r.layers, 20), ("layer and kernel", &r.pairs, 40)] {
+                let infer_total: f64 = r.infer_profile.iter().map(|k| k.seconds).sum();
+                let tables = [
+                    ("kernel (training step)", &r.profile, usize::MAX, total),
+                    ("layer (forward + backward)", &r.layers, 20, total),
+                    ("layer and kernel", &r.pairs, 40, total),
+                    ("kernel (inference pass)", &r.infer_profile, usize::MAX, infer_total),
+                ];
+                for (title, rows, limit, total) in tables {
                     println!("\n{:<36} {:>6} {:>10} {:>7} {:>9}", title, "calls", "ms", "share", "GFLOP/s");
                     for k in rows.iter().take(limit) {
                         let gf = if k.flops > 0.0 { format!("{:.2}", k.flops / k.seconds / 1e9) } else { "-".into() };

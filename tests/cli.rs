@@ -127,4 +127,13 @@ fn eval_grid_and_bench_on_real_data() {
     assert!(b["train_img_per_s"].as_f64().unwrap() > 0.0 && b["infer_img_per_s"].as_f64().unwrap() > 0.0);
     assert!(b["adapter"].as_str().unwrap().len() > 3);
     assert_eq!(b["buffers_after_first_step"], b["buffers_after_last_step"], "a training step must create no buffers");
+    // --profile: every kernel's time, share and GFLOP/s, for the training step and for inference
+    let (ok, out, err) = spgnet(&["bench", "--batch", "2", "--size", "32", "--steps", "1", "--profile"]);
+    assert!(ok, "{err}");
+    for title in ["kernel (training step)", "kernel (inference pass)"] {
+        let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with(title)).skip(1).take_while(|l| !l.trim().is_empty() && !l.starts_with('(')).collect();
+        let shares: f64 = table.iter().map(|l| l.split_whitespace().rev().nth(1).unwrap().trim_end_matches('%').parse::<f64>().unwrap()).sum();
+        assert!((shares - 100.0).abs() < 2.0, "{title}: shares add up to {shares}\n{out}");
+        assert!(table.iter().any(|l| l.starts_with("conv.tiny.forward")), "{title}: stage 2's convs should run on the tiny-map GEMMs\n{out}");
+    }
 }
