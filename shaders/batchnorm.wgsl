@@ -1,6 +1,7 @@
 // BatchNorm over NCHW (2-D) or NC (1-D, hw = 1), with an optional fused ReLU.
 // Statistics and gradient sums are per-channel tree reductions in one workgroup per
-// channel (WebGPU has no float atomics); the elementwise parts are flat grids.
+// channel (WebGPU has no float atomics), which then applies them to its channel; eval's
+// apply is a flat grid.
 // Semantics follow PyTorch: normalise with the biased batch variance, running_var gets the
 // unbiased one, running = (1 - momentum) * running + momentum * batch.
 
@@ -43,14 +44,20 @@ fn plane_len() -> u32 {
     return p.hw / VW;
 }
 
-// stats: saved = [mean; 1/sqrt(var + eps)] of the batch, running statistics updated.
-@group(0) @binding(1) var<storage, read> st_x: array<V>;
-@group(0) @binding(2) var<storage, read_write> st_saved: array<f32>;
-@group(0) @binding(3) var<storage, read_write> st_running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> st_running_var: array<f32>;
+// forward_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics, which
+// go to saved = [mean; 1/sqrt(var + eps)] (for the backward), and the running statistics
+// updated. One workgroup per channel reduces, then normalises the same channel: one dispatch,
+// and the channel's values are still in cache for the second and third pass.
+@group(0) @binding(1) var<storage, read> ft_x: array<V>;
+@group(0) @binding(2) var<storage, read_write> ft_saved: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ft_running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ft_running_var: array<f32>;
+@group(0) @binding(5) var<storage, read> ft_gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> ft_beta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ft_y: array<V>;
 
 @compute @workgroup_size(RW, 1, 1)
-fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+fn forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let c = wid.x;
     let lid = lid3.x;
     let m = p.n * p.hw;
@@ -58,7 +65,7 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
         for (var i = b; i < b + plane_len(); i++) {
-            s += st_x[i];
+            s += ft_x[i];
         }
     }
     red_a[lid] = total(s);
@@ -71,20 +78,30 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
         for (var i = b; i < b + plane_len(); i++) {
-            let d = st_x[i] - V(mean);
+            let d = ft_x[i] - V(mean);
             q += d * d;
         }
     }
     red_a[lid] = total(q);
     red_b[lid] = 0.0;
     reduce_pair(lid);
+    let var_b = red_a[0] / f32(m);
+    let invstd = 1.0 / sqrt(var_b + p.eps);
     if (lid == 0u) {
-        let var_b = red_a[0] / f32(m);
-        st_saved[c] = mean;
-        st_saved[p.c + c] = 1.0 / sqrt(var_b + p.eps);
+        ft_saved[c] = mean;
+        ft_saved[p.c + c] = invstd;
         let unbiased = select(var_b, var_b * f32(m) / f32(m - 1u), m > 1u);
-        st_running_mean[c] = (1.0 - p.momentum) * st_running_mean[c] + p.momentum * mean;
-        st_running_var[c] = (1.0 - p.momentum) * st_running_var[c] + p.momentum * unbiased;
+        ft_running_mean[c] = (1.0 - p.momentum) * ft_running_mean[c] + p.momentum * mean;
+        ft_running_var[c] = (1.0 - p.momentum) * ft_running_var[c] + p.momentum * unbiased;
+    }
+    let gamma = ft_gamma[c];
+    let beta = ft_beta[c];
+    for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (ft_x[i] - V(mean)) * invstd;
+            ft_y[i] = activate(xhat * gamma + V(beta));
+        }
     }
 }
 
@@ -92,31 +109,7 @@ fn activate(z: V) -> V {
     return select(z, max(z, V(0.0)), p.relu != 0u);
 }
 
-
-// apply_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics.
-@group(0) @binding(1) var<storage, read> at_x: array<V>;
-@group(0) @binding(2) var<storage, read> at_saved: array<f32>;
-@group(0) @binding(3) var<storage, read> at_gamma: array<f32>;
-@group(0) @binding(4) var<storage, read> at_beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> at_y: array<V>;
-
-@compute @workgroup_size(EW, 1, 1)
-fn apply_train(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n = gid.x;
-    let c = wid.y;
-    if (n >= p.n) { return; }
-    let mean = at_saved[c];
-    let invstd = at_saved[p.c + c];
-    let gamma = at_gamma[c];
-    let beta = at_beta[c];
-    let b = plane(n, c);
-    for (var i = b; i < b + plane_len(); i++) {
-        let xhat = (at_x[i] - V(mean)) * invstd;
-        at_y[i] = activate(xhat * gamma + V(beta));
-    }
-}
-
-// apply_eval: the same with the running statistics.
+// apply_eval: y = act((x - running_mean) / sqrt(running_var + eps) * gamma + beta).
 @group(0) @binding(1) var<storage, read> ev_x: array<V>;
 @group(0) @binding(2) var<storage, read> ev_running_mean: array<f32>;
 @group(0) @binding(3) var<storage, read> ev_running_var: array<f32>;
@@ -145,30 +138,32 @@ fn masked_grad(dy: V, xhat: V, gamma: f32, beta: f32) -> V {
     return select(dy, select(dy, V(0.0), dead), p.relu != 0u);
 }
 
-// backward_reduce: dgamma = sum(g * xhat), dbeta = sum(g), g the masked gradient.
-@group(0) @binding(1) var<storage, read> br_dy: array<V>;
-@group(0) @binding(2) var<storage, read> br_x: array<V>;
-@group(0) @binding(3) var<storage, read> br_saved: array<f32>;
-@group(0) @binding(4) var<storage, read> br_gamma: array<f32>;
-@group(0) @binding(5) var<storage, read> br_beta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> br_dgamma: array<f32>;
-@group(0) @binding(7) var<storage, read_write> br_dbeta: array<f32>;
+// backward: dgamma = sum(g * xhat), dbeta = sum(g) (g the masked gradient), then
+// dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma), in one workgroup per channel.
+@group(0) @binding(1) var<storage, read> bw_dy: array<V>;
+@group(0) @binding(2) var<storage, read> bw_x: array<V>;
+@group(0) @binding(3) var<storage, read> bw_saved: array<f32>;
+@group(0) @binding(4) var<storage, read> bw_gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> bw_beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bw_dgamma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bw_dbeta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> bw_dx: array<V>;
 
 @compute @workgroup_size(RW, 1, 1)
-fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let c = wid.x;
     let lid = lid3.x;
-    let mean = br_saved[c];
-    let invstd = br_saved[p.c + c];
-    let gamma = br_gamma[c];
-    let beta = br_beta[c];
+    let mean = bw_saved[c];
+    let invstd = bw_saved[p.c + c];
+    let gamma = bw_gamma[c];
+    let beta = bw_beta[c];
     var s1 = V(0.0);
     var s2 = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
         for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (br_x[i] - V(mean)) * invstd;
-            let g = masked_grad(br_dy[i], xhat, gamma, beta);
+            let xhat = (bw_x[i] - V(mean)) * invstd;
+            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
             s1 += g;
             s2 += g * xhat;
         }
@@ -176,38 +171,19 @@ fn backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     red_a[lid] = total(s1);
     red_b[lid] = total(s2);
     reduce_pair(lid);
+    let dbeta = red_a[0];
+    let dgamma = red_b[0];
     if (lid == 0u) {
-        br_dbeta[c] = red_a[0];
-        br_dgamma[c] = red_b[0];
+        bw_dbeta[c] = dbeta;
+        bw_dgamma[c] = dgamma;
     }
-}
-
-// backward_apply: dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma).
-@group(0) @binding(1) var<storage, read> ba_dy: array<V>;
-@group(0) @binding(2) var<storage, read> ba_x: array<V>;
-@group(0) @binding(3) var<storage, read> ba_saved: array<f32>;
-@group(0) @binding(4) var<storage, read> ba_gamma: array<f32>;
-@group(0) @binding(5) var<storage, read> ba_beta: array<f32>;
-@group(0) @binding(6) var<storage, read> ba_dgamma: array<f32>;
-@group(0) @binding(7) var<storage, read> ba_dbeta: array<f32>;
-@group(0) @binding(8) var<storage, read_write> ba_dx: array<V>;
-
-@compute @workgroup_size(EW, 1, 1)
-fn backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n = gid.x;
-    let c = wid.y;
-    if (n >= p.n) { return; }
     let m = f32(p.n * p.hw);
-    let mean = ba_saved[c];
-    let invstd = ba_saved[p.c + c];
-    let gamma = ba_gamma[c];
-    let beta = ba_beta[c];
-    let dgamma = ba_dgamma[c];
-    let dbeta = ba_dbeta[c];
-    let b = plane(n, c);
-    for (var i = b; i < b + plane_len(); i++) {
-        let xhat = (ba_x[i] - V(mean)) * invstd;
-        let g = masked_grad(ba_dy[i], xhat, gamma, beta);
-        ba_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+    for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (bw_x[i] - V(mean)) * invstd;
+            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
+            bw_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        }
     }
 }

@@ -32,11 +32,9 @@ fn vector_width(s: &BnShape) -> u32 {
 
 fn spec(entry: &'static str, vw: u32) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "stats" => &[Read, ReadWrite, ReadWrite, ReadWrite],
-        "apply_train" => &[Read, Read, Read, Read, ReadWrite],
+        "forward_train" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite],
         "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
-        "backward_reduce" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
-        "backward_apply" => &[Read, Read, Read, Read, Read, Read, Read, ReadWrite],
+        "backward" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
         _ => unreachable!("no batchnorm kernel {entry}"),
     };
     let (ty, total) = match vw {
@@ -49,7 +47,7 @@ fn spec(entry: &'static str, vw: u32) -> KernelSpec {
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
-    let entries = ["stats", "apply_train", "apply_eval", "backward_reduce", "backward_apply"];
+    let entries = ["forward_train", "apply_eval", "backward"];
     [1, 4].into_iter().flat_map(|vw| entries.into_iter().map(move |e| spec(e, vw))).collect()
 }
 
@@ -62,16 +60,8 @@ pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
     gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), 0, 0])
 }
 
-/// Batch statistics into `saved` ([2, c]: mean, 1/std) and the running-statistics update.
-pub fn stats(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, running_mean: &Tensor, running_var: &Tensor) -> Launch {
-    gpu.launch("bn.stats", &spec("stats", vector_width(s)), p, &[x, saved, running_mean, running_var], [s.c as u32, 1, 1])
-}
-
-pub fn apply_train(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, saved: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_train", &spec("apply_train", vector_width(s)), p, &[x, saved, gamma, beta, y], per_image_grid(s))
-}
-
-/// Training forward: statistics then normalisation (two launches).
+/// Training forward: batch statistics into `saved` ([2, c]: mean, 1/std), the running
+/// statistics updated, and the normalisation (one launch: a workgroup per channel).
 pub fn forward_train(
     gpu: &Gpu,
     p: &Arc<wgpu::Buffer>,
@@ -82,7 +72,8 @@ pub fn forward_train(
     affine: (&Tensor, &Tensor),
     y: &Tensor,
 ) -> Vec<Launch> {
-    vec![stats(gpu, p, s, x, saved, running.0, running.1), apply_train(gpu, p, s, x, saved, affine.0, affine.1, y)]
+    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y];
+    vec![gpu.launch("bn.forward_train", &spec("forward_train", vector_width(s)), p, &bindings, [s.c as u32, 1, 1])]
 }
 
 /// Eval forward with the running statistics.
@@ -90,7 +81,8 @@ pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, r
     gpu.launch("bn.apply_eval", &spec("apply_eval", vector_width(s)), p, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
 }
 
-/// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, dx.
+/// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, then dx
+/// (one launch: a workgroup per channel).
 pub fn backward(
     gpu: &Gpu,
     p: &Arc<wgpu::Buffer>,
@@ -104,8 +96,5 @@ pub fn backward(
 ) -> Vec<Launch> {
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
-    vec![
-        gpu.launch("bn.backward_reduce", &spec("backward_reduce", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta], [s.c as u32, 1, 1]),
-        gpu.launch("bn.backward_apply", &spec("backward_apply", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], per_image_grid(s)),
-    ]
+    vec![gpu.launch("bn.backward", &spec("backward", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], [s.c as u32, 1, 1])]
 }
