@@ -245,12 +245,29 @@ fn tiny_input_pixel(s: &ConvShape, op: usize, t: usize) -> Option<usize> {
 pub const TINY_FORWARD_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 pub const TINY_GRADIENT_TILE: Tile = Tile { tm: 4, nv: 2, wg: 8 };
 
+/// One value (or one channel pair) per lane, 64 lanes a workgroup, over a flat grid: the tile
+/// of sum_splits, expand_tiny and fold_tiny.
+const FLAT_TILE: Tile = Tile { tm: 1, nv: 1, wg: 64 };
+
+/// The sizes of a tiny-map conv's Wt: pixels in (hw) and out (ohw), and rows (cog * ohw) and
+/// columns (cig * hw) of each group's block.
+struct TinyDims {
+    hw: usize,
+    ohw: usize,
+    rows: usize,
+    cols: usize,
+}
+
+fn tiny_dims(s: &ConvShape) -> TinyDims {
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    TinyDims { hw, ohw, rows: s.cog() * ohw, cols: s.cig() * hw }
+}
+
 /// Wt (see tiny_map) of one layer, expanded from w by the returned launch.
 fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
-    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
-    let wt = gpu.zeros(&[s.cout * ohw, s.cig() * hw], "conv weights as a matrix (tiny map)");
-    let t = Tile { tm: 1, nv: 1, wg: 64 };
-    let l = gpu.launch("conv.expand_tiny", &spec(t, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(s.cout * s.cig(), 64));
+    let d = tiny_dims(s);
+    let wt = gpu.zeros(&[s.groups * d.rows, d.cols], "conv weights as a matrix (tiny map)");
+    let l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
     (wt, l)
 }
 
@@ -258,8 +275,7 @@ fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
 /// x[n, (g, ci, q)], an nt4 GEMM per group with the images as rows; BN in the epilogue in eval.
 pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
     use super::linear::{matmul_nt4_strided, Batches};
-    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
-    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
+    let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
     let z = Batches { count: s.groups, a_z: cols, b_z: rows * cols, c_z: rows, a_off: sl.x_first * hw, c_off: sl.y_first * ohw };
     let bn = bn.map(|bn| (bn, ohw));
@@ -273,8 +289,7 @@ pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor
 /// dy[n, (g, co, op)] Wt[(g, co, op), (ci, q)], an nn4 GEMM per group.
 pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
-    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
-    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
+    let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
     let z = Batches { count: s.groups, a_z: rows, b_z: rows * cols, c_z: cols, a_off: 0, c_off: 0 };
     let layout = Columns { hw: cols, b_row: cols, b_img: 0, c_row: s.cin * hw, c_img: 0 };
@@ -288,16 +303,14 @@ pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx:
 /// dy[n, (g, co, op)] x[n, (g, ci, q)] (an nn4 GEMM per group), folded onto the taps.
 pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
-    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
-    let (rows, cols) = (s.cog() * ohw, s.cig() * hw);
-    let dwt = gpu.zeros(&[s.cout * ohw, cols], "conv weight gradient as a matrix (tiny map)");
+    let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
+    let dwt = gpu.zeros(&[s.groups * rows, cols], "conv weight gradient as a matrix (tiny map)");
     let z = Batches { count: s.groups, a_z: rows, b_z: cols, c_z: rows * cols, a_off: 0, c_off: 0 };
     let layout = Columns { hw: cols, b_row: s.cin * hw, b_img: 0, c_row: cols, c_img: 0 };
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
     l.label = "conv.tiny.backward_weight".into();
     l.flops = 2.0 * s.macs();
-    let t = Tile { tm: 1, nv: 1, wg: 64 };
-    let fold = gpu.launch("conv.fold_tiny", &spec(t, "fold_tiny"), &params(gpu, s, 1, s.n), &[&dwt, dw], crate::gpu::grid_1d(s.cout * s.cig(), 64));
+    let fold = gpu.launch("conv.fold_tiny", &spec(FLAT_TILE, "fold_tiny"), &params(gpu, s, 1, s.n), &[&dwt, dw], crate::gpu::grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
     vec![l, fold]
 }
 
@@ -457,7 +470,6 @@ fn split_weight_grad(gpu: &Gpu, s: &ConvShape, entry: &'static str, tile: Tile, 
     let partial = gpu.zeros(&[splits, dw.len()], "conv.weight_grad_partial");
     let mut l = gpu.launch("conv.backward_weight", &spec(tile, entry), &p, &[dy, x, &partial], grid);
     l.flops = 2.0 * s.macs();
-    let sum_tile = Tile { tm: 1, nv: 1, wg: 64 };
-    let sum = gpu.launch("conv.sum_splits", &spec(sum_tile, "sum_splits"), &p, &[&partial, dw], crate::gpu::grid_1d(dw.len(), 64));
+    let sum = gpu.launch("conv.sum_splits", &spec(FLAT_TILE, "sum_splits"), &p, &[&partial, dw], crate::gpu::grid_1d(dw.len(), FLAT_TILE.wg));
     vec![l, sum]
 }

@@ -148,8 +148,7 @@ pub fn matmul_nt4_bn(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a:
 pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, usize), b: (&Tensor, usize), c: (&Tensor, usize), z: Batches, bn: Option<(&conv::BnEval, usize)>) -> Launch {
     let fours = [k, a.1, b.1, z.a_z, z.b_z, z.a_off].iter().all(|v| v % 4 == 0);
     assert!(fours, "matmul_nt4: k = {k}, row strides and batch offsets must be multiples of 4");
-    let cols = Columns { hw: bn.map_or(1, |b| b.1), ..Columns::matrix(n) };
-    let cols = Columns { c_row: c.1, ..cols };
+    let cols = Columns { hw: bn.map_or(1, |b| b.1), c_row: c.1, ..Columns::matrix(n) };
     let p = gemm_params(gpu, (m, n, k), Strides::rows(a.1), Strides::transposed(b.1), bn.is_some_and(|b| b.0.relu), cols, z);
     let grid = tile.grid(m, n, z.count);
     let mut l = match bn {
