@@ -22,6 +22,8 @@ fn main() {
     let gpu = Gpu::new().expect("needs an adapter");
     let n = 64;
     let shapes = [
+        // the reference shape for the grouped 3x3 kernels
+        ConvShape { n, cin: 96, h: 8, w: 8, cout: 96, groups: 6, k: 3, stride: 1 },
         ConvShape { n, cin: 24, h: 8, w: 8, cout: 48, groups: 1, k: 1, stride: 1 },
         ConvShape { n, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 2 },
         ConvShape { n, cin: 48, h: 4, w: 4, cout: 48, groups: 6, k: 3, stride: 1 },
@@ -46,6 +48,7 @@ fn main() {
         let dirs: &[&str] = match (dense, pointwise) {
             (true, _) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_d", "dn_w"],
             (_, true) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "pw_f", "pw_d"],
+            _ if s.k == 3 => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "bwd_w9"],
             _ => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"],
         };
         let d = (s.n, s.cin, s.cout);
@@ -66,6 +69,8 @@ fn main() {
                         "dn_f" => vec![linear::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],
                         "dn_d" => vec![linear::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, linear::Strides::rows(d.2)), &w, linear::Columns::matrix(d.1), &x)],
                         "dn_w" => vec![linear::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, linear::Strides::transposed(d.2)), &x, linear::Columns::matrix(d.1), &w)],
+                        // all nine taps per lane, tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
+                        "bwd_w9" => conv::backward_weight_3x3(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                         // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
                         _ => conv::backward_weight_by_tap(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                     };

@@ -437,6 +437,73 @@ fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     }
 }
 
+// backward_weight_3x3: backward_weight_by_tap's layout with all nine taps of a 3x3 kernel in
+// each lane: the dy values a lane gathers for a pixel feed 9 * TM * NV vec4 FMAs instead of
+// TM * NV (the x values are uniform scalar loads either way). The tap loop has a constant
+// bound, so it unrolls and the accumulators stay in registers.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let c0 = wid.y * TN;
+    let row0 = gid.x * TM;
+    if (row0 >= p.cog) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+
+    var x_plane: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
+    }
+
+    var acc: array<vec4<f32>, 9u * TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let pix = dy_img + oy * p.ow + ox;
+                var dv: array<vec4<f32>, TM>;
+                for (var i = 0u; i < TM; i++) {
+                    dv[i] = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                }
+                for (var t = 0u; t < 9u; t++) {
+                    let yy = i32(oy * p.stride + t / 3u) - i32(p.pad);
+                    let xx = i32(ox * p.stride + t % 3u) - i32(p.pad);
+                    if (yy < 0 || yy >= i32(p.h) || xx < 0 || xx >= i32(p.w)) { continue; }
+                    let at = x_img + u32(yy) * p.w + u32(xx);
+                    for (var v = 0u; v < NV; v++) {
+                        let j = 4u * v;
+                        let xv = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
+                                           wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                        for (var i = 0u; i < TM; i++) {
+                            acc[(t * TM + i) * NV + v] = fma(dv[i], xv, acc[(t * TM + i) * NV + v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * p.cig * 9u;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (c0 + j < p.cig) {
+                for (var t = 0u; t < 9u; t++) {
+                    wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * 9u + t] = acc[(t * TM + i) * NV + j / 4u][j % 4u];
+                }
+            }
+        }
+    }
+}
+
 // sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
 @group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;

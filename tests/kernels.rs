@@ -39,6 +39,14 @@ fn check_conv(s: ConvShape, seed: u64) {
     launches.push(conv::forward_by_pixel(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
     launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
+    // All nine taps per lane (3x3 only), with both of the tiles the host picks from.
+    let nine_tap_tiles = [conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 2, nv: 2, wg: 8 }];
+    let dw_nine_taps: Vec<Tensor> = nine_tap_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_nine_taps")).collect();
+    if s.k == 3 {
+        for (tile, dw) in nine_tap_tiles.iter().zip(&dw_nine_taps) {
+            launches.extend(conv::backward_weight_3x3(g, &s, *tile, &dyt, &xt, dw));
+        }
+    }
     g.run(&launches).unwrap();
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
     let y_ref = cpu::conv_forward(&s, &x64, &w64);
@@ -48,6 +56,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
     assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
     assert_close(&format!("conv backward_weight_by_tap {s:?}"), &read(&dw_by_tap), &dw_ref, REDUCTION_TOL);
+    if s.k == 3 {
+        for (tile, dw) in nine_tap_tiles.iter().zip(&dw_nine_taps) {
+            assert_close(&format!("conv backward_weight_3x3 {tile:?} {s:?}"), &read(dw), &dw_ref, REDUCTION_TOL);
+        }
+    }
 }
 
 #[test]

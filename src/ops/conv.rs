@@ -85,10 +85,12 @@ impl Tile {
         Tile { tm, nv, wg: 8 }
     }
     /// Measured on lavapipe over SPGNet's shapes (benches/tiles.rs, rows read as uniform
-    /// scalars): 8 x 8 tiles win the forward and input-gradient passes wherever there are
-    /// 8 rows; the weight gradient wants 16 x 8 once there are 16 rows, 8 x 4 below.
+    /// scalars): the forward wants at most 4 rows (4 x 8 beat 8 x 8 by 1.1-2x on every 3x3
+    /// shape, the stem's included), the input gradient 8 x 8 wherever there are 8 rows; the
+    /// weight gradient wants 16 x 8 once there are 16 rows, 8 x 4 below.
     pub fn for_forward(rows: usize, cols: usize) -> Tile {
-        Self::for_gemm(rows, cols)
+        let t = Self::for_gemm(rows, cols);
+        Tile { tm: t.tm.min(4), ..t }
     }
     pub fn for_backward_data(rows: usize, cols: usize) -> Tile {
         Self::for_gemm(rows, cols)
@@ -123,7 +125,7 @@ fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["forward", "forward_by_pixel", "forward_bn", "forward_by_pixel_bn", "backward_data", "backward_weight", "backward_weight_by_tap", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
+    ["forward", "forward_by_pixel", "forward_bn", "forward_by_pixel_bn", "backward_data", "backward_weight", "backward_weight_by_tap", "backward_weight_3x3", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
 }
 
 /// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
@@ -430,9 +432,14 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
     if tiny_map(s) {
         return backward_weight_tiny(gpu, s, dy, x, dw);
     }
-    // benches/tiles.rs: turning the roles around wins for grouped 3x3 convs with 16 or more
-    // output channels per group (1.4x at 2x2 maps, 2.3x at 1x1), loses for 1x1 convs.
-    if s.k > 1 && s.cog() >= 16 {
+    // benches/tiles.rs: with 16 or more output channels per group, turning the roles around
+    // (lanes over output channels) wins on maps of up to 4 output pixels (2.3x at 1x1 with
+    // all nine taps per lane, 1.4x at 2x2 with one), loses on larger maps (8x8: 16 x 8 tiles
+    // of the plain kernel are 1.3x faster) and for 1x1 convs.
+    if s.k > 1 && s.cog() >= 16 && s.oh() * s.ow() <= 4 {
+        if s.k == 3 {
+            return backward_weight_3x3(gpu, s, Tile { tm: 4, nv: 1, wg: 8 }, dy, x, dw);
+        }
         return backward_weight_by_tap(gpu, s, Tile { tm: 2, nv: 2, wg: 8 }, dy, x, dw);
     }
     backward_weight_tiled(gpu, s, Tile::for_backward_weight(s.cog(), s.cig() * s.k * s.k), dy, x, dw)
@@ -447,6 +454,17 @@ pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor,
     let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
     let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
     split_weight_grad(gpu, s, "backward_weight_by_tap", tile, splits, grid_for, dy, x, dw)
+}
+
+/// The weight gradient of a 3x3 conv with all nine taps in each lane (see the shader's
+/// backward_weight_3x3); tile.tm output channels per lane, 4 * tile.nv input channels per workgroup.
+pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    assert_eq!(s.k, 3, "backward_weight_3x3 on a {0}x{0} kernel", s.k);
+    let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), s.cig().div_ceil(tile.cols() as usize) as u32, (s.groups * splits) as u32];
+    let g1 = grid_for(1);
+    let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
+    let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
+    split_weight_grad(gpu, s, "backward_weight_3x3", tile, splits, grid_for, dy, x, dw)
 }
 
 pub fn backward_weight_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {

@@ -90,10 +90,11 @@ pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: 
     l
 }
 
-/// The dense kernels' tile, 16 rows x 8 columns per lane: best or within 10% of the best of
-/// seven tiles for the head's 1024x1024 and conv_last's 384->1024 (benches/tiles.rs dn_*),
-/// 2.2x faster than the conv kernels on the head's fc (forward + both gradients).
+/// The dense kernels' tiles (benches/tiles.rs dn_*, the head's 1024x1024 and conv_last's
+/// 384->1024 at batch 64): the forward (matmul_nt4) wants 16 rows x 8 columns per lane, the
+/// two gradients (matmul_nn4) 8 x 8, 1.3-2x faster there than 16 x 8.
 pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
+pub const DENSE_GRADIENT_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 
 /// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
 /// as vec4); a is addressed through strides (read by uniform scalar loads).
@@ -175,12 +176,12 @@ pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x:
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
 pub fn dense_backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    matmul_nn4(gpu, DENSE_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)
+    matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)
 }
 
 /// dw[out, in] = dy[batch, out]^T x[batch, in]
 pub fn dense_backward_weight(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, x: &Tensor, dw: &Tensor) -> Launch {
-    matmul_nn4(gpu, DENSE_TILE, (fout, fin, batch), (dy, Strides::transposed(fout)), x, Columns::matrix(fin), dw)
+    matmul_nn4(gpu, DENSE_GRADIENT_TILE, (fout, fin, batch), (dy, Strides::transposed(fout)), x, Columns::matrix(fin), dw)
 }
 
 pub fn matmul(gpu: &Gpu, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
