@@ -105,6 +105,53 @@ fn forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
+// forward_train_by_channel: the same with one lane per channel and no workgroup memory: each
+// lane sums its channel image by image (a V per plane, then the planes in order). Layers with
+// many channels and small planes (stage 3's 1x1 maps) are dominated by per-workgroup cost
+// (barriers, launch) in forward_train; here eight channels share a workgroup without barriers.
+@compute @workgroup_size(EW, 1, 1)
+fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let m = p.n * p.hw;
+    var s = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        var sp = V(0.0);
+        for (var i = b; i < b + plane_len(); i++) {
+            sp += ft_x[i];
+        }
+        s += total(sp);
+    }
+    let mean = s / f32(m);
+    var q = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        var qp = V(0.0);
+        for (var i = b; i < b + plane_len(); i++) {
+            let d = ft_x[i] - V(mean);
+            qp += d * d;
+        }
+        q += total(qp);
+    }
+    let var_b = q / f32(m);
+    let invstd = 1.0 / sqrt(var_b + p.eps);
+    ft_saved[c] = mean;
+    ft_saved[p.c + c] = invstd;
+    let unbiased = select(var_b, var_b * f32(m) / f32(m - 1u), m > 1u);
+    ft_running_mean[c] = (1.0 - p.momentum) * ft_running_mean[c] + p.momentum * mean;
+    ft_running_var[c] = (1.0 - p.momentum) * ft_running_var[c] + p.momentum * unbiased;
+    let gamma = ft_gamma[c];
+    let beta = ft_beta[c];
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (ft_x[i] - V(mean)) * invstd;
+            ft_y[i] = activate(xhat * gamma + V(beta));
+        }
+    }
+}
+
 fn activate(z: V) -> V {
     return select(z, max(z, V(0.0)), p.relu != 0u);
 }
@@ -179,6 +226,43 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     }
     let m = f32(p.n * p.hw);
     for (var n = lid; n < p.n; n += RW) {
+        let b = plane(n, c);
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (bw_x[i] - V(mean)) * invstd;
+            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
+            bw_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        }
+    }
+}
+
+// backward_by_channel: backward with one lane per channel (see forward_train_by_channel).
+@compute @workgroup_size(EW, 1, 1)
+fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let mean = bw_saved[c];
+    let invstd = bw_saved[p.c + c];
+    let gamma = bw_gamma[c];
+    let beta = bw_beta[c];
+    var dbeta = 0.0;
+    var dgamma = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        var s1 = V(0.0);
+        var s2 = V(0.0);
+        for (var i = b; i < b + plane_len(); i++) {
+            let xhat = (bw_x[i] - V(mean)) * invstd;
+            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
+            s1 += g;
+            s2 += g * xhat;
+        }
+        dbeta += total(s1);
+        dgamma += total(s2);
+    }
+    bw_dbeta[c] = dbeta;
+    bw_dgamma[c] = dgamma;
+    let m = f32(p.n * p.hw);
+    for (var n = 0u; n < p.n; n++) {
         let b = plane(n, c);
         for (var i = b; i < b + plane_len(); i++) {
             let xhat = (bw_x[i] - V(mean)) * invstd;

@@ -224,7 +224,13 @@ fn batchnorm_2d_and_1d() {
         (BnShape { n: 37, c: 5, hw: 4 }, false),
         (BnShape { n: 19, c: 3, hw: 16 }, true),
         (BnShape { n: 1, c: 2, hw: 4 }, true),
+        // more than BY_CHANNEL_MAX values per channel (8x24x256 above too): a workgroup per
+        // channel with a tree reduction, scalar and vec4; the smaller ones take a lane per channel
+        (BnShape { n: 40, c: 3, hw: 49 }, true),
+        (BnShape { n: 21, c: 5, hw: 64 }, false),
     ];
+    assert!(cases.iter().any(|(s, _)| s.n * s.hw > batchnorm::BY_CHANNEL_MAX && s.hw % 4 != 0));
+    assert!(cases.iter().any(|(s, _)| s.n * s.hw <= batchnorm::BY_CHANNEL_MAX && s.c > 8));
     for (i, (s, relu)) in cases.into_iter().enumerate() {
         check_batchnorm(s, relu, 300 + i as u64);
     }

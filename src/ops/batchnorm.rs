@@ -32,9 +32,9 @@ fn vector_width(s: &BnShape) -> u32 {
 
 fn spec(entry: &'static str, vw: u32) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "forward_train" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite],
+        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite],
         "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
-        "backward" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+        "backward" | "backward_by_channel" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
         _ => unreachable!("no batchnorm kernel {entry}"),
     };
     let (ty, total) = match vw {
@@ -47,7 +47,7 @@ fn spec(entry: &'static str, vw: u32) -> KernelSpec {
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
-    let entries = ["forward_train", "apply_eval", "backward"];
+    let entries = ["forward_train", "forward_train_by_channel", "apply_eval", "backward", "backward_by_channel"];
     [1, 4].into_iter().flat_map(|vw| entries.into_iter().map(move |e| spec(e, vw))).collect()
 }
 
@@ -73,7 +73,22 @@ pub fn forward_train(
     y: &Tensor,
 ) -> Vec<Launch> {
     let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y];
-    vec![gpu.launch("bn.forward_train", &spec("forward_train", vector_width(s)), p, &bindings, [s.c as u32, 1, 1])]
+    let (entry, grid) = layout("forward_train", s);
+    vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), p, &bindings, grid)]
+}
+
+/// Which of a training kernel's two layouts runs `s`: a workgroup per channel (a tree
+/// reduction over its lanes), or a lane per channel, eight channels to a workgroup, when
+/// a channel holds at most BY_CHANNEL_MAX values (per-workgroup cost dominates there).
+pub const BY_CHANNEL_MAX: usize = 1024;
+
+fn layout(entry: &'static str, s: &BnShape) -> (&'static str, [u32; 3]) {
+    if s.n * s.hw <= BY_CHANNEL_MAX {
+        let by_channel = if entry == "backward" { "backward_by_channel" } else { "forward_train_by_channel" };
+        (by_channel, [(s.c as u32).div_ceil(8), 1, 1])
+    } else {
+        (entry, [s.c as u32, 1, 1])
+    }
 }
 
 /// Eval forward with the running statistics.
@@ -96,5 +111,6 @@ pub fn backward(
 ) -> Vec<Launch> {
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
-    vec![gpu.launch("bn.backward", &spec("backward", vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], [s.c as u32, 1, 1])]
+    let (entry, grid) = layout("backward", s);
+    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], grid)]
 }
