@@ -26,50 +26,73 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     rf_y[i] = max(rf_x[i], 0.0);
 }
 
+// relu_backward, add, add_relu and copy_channels read and write V: vec4<f32> when the length
+// (for copy_channels, every plane) is a multiple of 4 (VW = 4), else f32 (VW = 1); the host
+// appends V and VW. Each lane handles PER_LANE values of V: lavapipe pays per workgroup and per
+// loaded element (a vec4 load costs what a scalar one does), so fewer, wider lanes win.
+const PER_LANE: u32 = 4u;
+
+// The first of the PER_LANE consecutive V a lane owns, and how many V there are.
+fn first_v(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return flat(gid, nwg) * PER_LANE;
+}
+fn len_v() -> u32 {
+    return p.len / VW;
+}
+
 // relu_backward: dx = dy where y > 0 (y may be the ReLU's input or output: same sign)
-@group(0) @binding(1) var<storage, read> rb_dy: array<f32>;
-@group(0) @binding(2) var<storage, read> rb_y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> rb_dx: array<f32>;
+@group(0) @binding(1) var<storage, read> rb_dy: array<V>;
+@group(0) @binding(2) var<storage, read> rb_y: array<V>;
+@group(0) @binding(3) var<storage, read_write> rb_dx: array<V>;
 
 @compute @workgroup_size(EW, 1, 1)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.len) { return; }
-    rb_dx[i] = select(0.0, rb_dy[i], rb_y[i] > 0.0);
+    let i0 = first_v(gid, nwg);
+    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
+        rb_dx[i] = select(V(0.0), rb_dy[i], rb_y[i] > V(0.0));
+    }
 }
 
 // add: out = a + b;  add_relu: out = max(a + b, 0) (the end of a residual block)
-@group(0) @binding(1) var<storage, read> ad_a: array<f32>;
-@group(0) @binding(2) var<storage, read> ad_b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ad_out: array<f32>;
+@group(0) @binding(1) var<storage, read> ad_a: array<V>;
+@group(0) @binding(2) var<storage, read> ad_b: array<V>;
+@group(0) @binding(3) var<storage, read_write> ad_out: array<V>;
 
 @compute @workgroup_size(EW, 1, 1)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.len) { return; }
-    ad_out[i] = ad_a[i] + ad_b[i];
+    let i0 = first_v(gid, nwg);
+    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
+        ad_out[i] = ad_a[i] + ad_b[i];
+    }
 }
 
 @compute @workgroup_size(EW, 1, 1)
 fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.len) { return; }
-    ad_out[i] = max(ad_a[i] + ad_b[i], 0.0);
+    let i0 = first_v(gid, nwg);
+    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
+        ad_out[i] = max(ad_a[i] + ad_b[i], V(0.0));
+    }
 }
 
 // copy_channels: dst[n, dst_offset + c, :] = src[n, src_offset + c, :] for c < channels.
 // Concat is two copies into one buffer; its backward (split) is two copies out of it.
-@group(0) @binding(1) var<storage, read> cc_src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> cc_dst: array<f32>;
+// A lane per channel (workgroups of CW along x), the image from workgroup_id.y: a plane is a
+// contiguous run of hw / VW values of V, and no lane divides an index.
+const CW: u32 = 8u;
+@group(0) @binding(1) var<storage, read> cc_src: array<V>;
+@group(0) @binding(2) var<storage, read_write> cc_dst: array<V>;
 
-@compute @workgroup_size(EW, 1, 1)
-fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.len) { return; }
-    let block = p.channels * p.hw;
-    let n = i / block;
-    let r = i % block;
-    cc_dst[(n * p.dst_total + p.dst_offset) * p.hw + r] = cc_src[(n * p.src_total + p.src_offset) * p.hw + r];
+@compute @workgroup_size(CW, 1, 1)
+fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let c = gid.x;
+    let n = wid.y;
+    if (c >= p.channels) { return; }
+    let plane = p.hw / VW;
+    let s = (n * p.src_total + p.src_offset + c) * plane;
+    let d = (n * p.dst_total + p.dst_offset + c) * plane;
+    for (var i = 0u; i < plane; i++) {
+        cc_dst[d + i] = cc_src[s + i];
+    }
 }
 
 // dropout: out = in * keep(seed, i) / (1 - drop_p). The mask is a hash of (seed, index), so the

@@ -238,9 +238,16 @@ fn batchnorm_2d_and_1d() {
 
 #[test]
 fn relu_add_concat_split() {
+    // Planes of 9 and 1 pixel (odd lengths: the scalar kernels), of 16 and 4 pixels (vec4),
+    // with a last lane that owns fewer than its four values.
+    for (i, dims) in [(3, 5, 7, 9), (3, 5, 7, 16), (2, 3, 1, 4), (1, 3, 2, 1)].into_iter().enumerate() {
+        check_relu_add_concat_split(dims, 400 + i as u64);
+    }
+}
+
+fn check_relu_add_concat_split((n, ca, cb, hw): (usize, usize, usize, usize), seed: u64) {
     let g = gpu();
-    let mut r = rng(400);
-    let (n, ca, cb, hw) = (3, 5, 7, 9);
+    let mut r = rng(seed);
     let a = random(&mut r, n * ca * hw);
     let b = random(&mut r, n * cb * hw);
     let c = random(&mut r, n * ca * hw);
@@ -269,14 +276,16 @@ fn relu_add_concat_split() {
 
 #[test]
 fn elementwise_grid_beyond_one_dimension() {
-    // 65535 workgroups of 64 cover 4.19 M values; this needs a second grid row.
+    // 65535 workgroups of 64 lanes, 4 values each, cover 16.8 M values; an odd length (the
+    // scalar kernel) past that needs a second grid row.
     let g = gpu();
-    let len = 4_500_001;
+    let len = 16_777_221;
     let a: Vec<f32> = (0..len).map(|i| (i % 1000) as f32).collect();
     let b: Vec<f32> = (0..len).map(|i| -((i % 7) as f32)).collect();
     let (at, bt, out) = (up(&a, &[len]), up(&b, &[len]), g.zeros(&[len], "out"));
-    assert!(spgnet::gpu::grid_1d(len, 64)[1] > 1);
-    g.run(&[elementwise::add(g, &at, &bt, &out)]).unwrap();
+    let add = elementwise::add(g, &at, &bt, &out);
+    assert!(add.workgroups[1] > 1, "grid {:?} should have a second row", add.workgroups);
+    g.run(&[add]).unwrap();
     assert_close("add on a 2-D grid", &read(&out), &cpu::add(&f64s(&a), &f64s(&b)), 0.0);
 }
 

@@ -6,17 +6,28 @@ use Access::{Read, ReadWrite};
 
 const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
 
-fn spec(entry: &'static str) -> KernelSpec {
+/// The kernels that read V (vec4 or f32, see the shader) take the vector width; the rest 1.
+fn spec(entry: &'static str, vw: usize) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
         "relu_forward" | "copy_channels" | "dropout" | "dropout_mask" => &[Read, ReadWrite],
         "relu_backward" | "add" | "add_relu" => &[Read, Read, ReadWrite],
         _ => unreachable!("no elementwise kernel {entry}"),
     };
-    KernelSpec::new("elementwise.wgsl", SOURCE, entry, bindings)
+    let ty = if vw == 4 { "vec4<f32>" } else { "f32" };
+    KernelSpec::new("elementwise.wgsl", SOURCE, entry, bindings).with_const("VW", vw as u32).with_decl(&format!("alias V = {ty};"))
 }
 
+/// Values per lane in the vectorised kernels (PER_LANE in the shader).
+const PER_LANE: usize = 4;
+/// Lanes per workgroup of the flat kernels (EW) and of copy_channels (CW).
+const EW: u32 = 64;
+const CW: u32 = 8;
+
+const VECTORISED: [&str; 4] = ["relu_backward", "add", "add_relu", "copy_channels"];
+
 pub fn kernels() -> Vec<KernelSpec> {
-    ["relu_forward", "relu_backward", "add", "add_relu", "copy_channels", "dropout", "dropout_mask"].into_iter().map(spec).collect()
+    let scalar = ["relu_forward", "dropout", "dropout_mask"].into_iter().map(|e| spec(e, 1));
+    scalar.chain([1, 4].into_iter().flat_map(|vw| VECTORISED.into_iter().map(move |e| spec(e, vw)))).collect()
 }
 
 fn len_params(gpu: &Gpu, len: usize) -> Arc<wgpu::Buffer> {
@@ -25,7 +36,14 @@ fn len_params(gpu: &Gpu, len: usize) -> Arc<wgpu::Buffer> {
 
 fn flat(gpu: &Gpu, entry: &'static str, p: &Arc<wgpu::Buffer>, tensors: &[&Tensor]) -> Launch {
     let len = tensors.last().unwrap().len();
-    gpu.launch(entry, &spec(entry), p, tensors, grid_1d(len, 64))
+    gpu.launch(entry, &spec(entry, 1), p, tensors, grid_1d(len, EW))
+}
+
+/// A vectorised flat kernel: PER_LANE values of vec4 (or f32 when len % 4 != 0) per lane.
+fn flat_v(gpu: &Gpu, entry: &'static str, tensors: &[&Tensor]) -> Launch {
+    let len = tensors.last().unwrap().len();
+    let vw = if len % 4 == 0 { 4 } else { 1 };
+    gpu.launch(entry, &spec(entry, vw), &len_params(gpu, len), tensors, grid_1d((len / vw).div_ceil(PER_LANE), EW))
 }
 
 pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Launch {
@@ -34,16 +52,16 @@ pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Launch {
 
 /// dx = dy where y > 0; y is the ReLU's output (or input).
 pub fn relu_backward(gpu: &Gpu, dy: &Tensor, y: &Tensor, dx: &Tensor) -> Launch {
-    flat(gpu, "relu_backward", &len_params(gpu, dx.len()), &[dy, y, dx])
+    flat_v(gpu, "relu_backward", &[dy, y, dx])
 }
 
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
-    flat(gpu, "add", &len_params(gpu, out.len()), &[a, b, out])
+    flat_v(gpu, "add", &[a, b, out])
 }
 
 /// out = relu(a + b); its backward is `relu_backward` with out as the mask.
 pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
-    flat(gpu, "add_relu", &len_params(gpu, out.len()), &[a, b, out])
+    flat_v(gpu, "add_relu", &[a, b, out])
 }
 
 /// A channel range of an NCHW tensor: `channels` channels from `offset` out of `total`.
@@ -60,7 +78,8 @@ pub fn copy_channels(gpu: &Gpu, n: usize, channels: usize, hw: usize, src: (&Ten
         len as u32, 0, hw as u32, channels as u32,
         src.1.total as u32, src.1.offset as u32, dst.1.total as u32, dst.1.offset as u32, 0, 0, 0, 0,
     ]);
-    gpu.launch("copy_channels", &spec("copy_channels"), &p, &[src.0, dst.0], grid_1d(len, 64))
+    let vw = if hw % 4 == 0 { 4 } else { 1 };
+    gpu.launch("copy_channels", &spec("copy_channels", vw), &p, &[src.0, dst.0], [(channels as u32).div_ceil(CW), n as u32, 1])
 }
 
 /// out = concat(a, b) along channels: two launches.
