@@ -369,8 +369,9 @@ fn pooling() {
 fn linear_layer() {
     let g = gpu();
     let mut r = rng(700);
-    // inputs in fours take the vec4 dense kernels, the others the conv kernels
-    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1), (7, 20, 9), (37, 12, 50)] {
+    // inputs in fours take the vec4 dense kernels, the others the conv kernels; outputs in
+    // fours or not, ragged batches
+    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1), (7, 20, 9), (37, 12, 50), (7, 44, 12), (64, 128, 256)] {
         let x = random(&mut r, batch * fin);
         let w = random(&mut r, fout * fin);
         let dy = random(&mut r, batch * fout);
@@ -536,6 +537,11 @@ fn conv_bn_eval_fused_with_channel_slices() {
     let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 13, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 8);
     check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 20, y_first: 7 }, true, 9);
+    // ... and outputs in fours
+    let s = ConvShape { n: 5, cin: 36, h: 1, w: 1, cout: 72, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 12);
+    let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 16, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 13);
     // 1x1 convs on maps of 4k pixels take the pointwise vec4 GEMM with the BN epilogue
     let s = ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 19, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 10);
