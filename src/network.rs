@@ -138,7 +138,7 @@ impl DeviceState {
 
     /// Launches that move this (shadow) state towards `live` by an EMA step.
     pub fn ema_from(&self, gpu: &Gpu, live: &DeviceState, decay: f32) -> Vec<Launch> {
-        vec![sgd::ema(gpu, &live.params, &self.params, decay), sgd::ema(gpu, &live.stats, &self.stats, decay)]
+        [sgd::ema(gpu, &live.params, &self.params, decay), sgd::ema(gpu, &live.stats, &self.stats, decay)].into_iter().flatten().collect()
     }
 
     /// Momentum buffers by tensor name (saved for resuming).

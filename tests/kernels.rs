@@ -418,7 +418,7 @@ fn softmax_cross_entropy() {
 }
 
 #[test]
-fn sgd_momentum_weight_decay() {
+fn sgd_momentum_weight_decay_and_ema() {
     let g = gpu();
     let mut r = rng(900);
     // vec4s and a tail of 3; vec4s only; a tail only
@@ -439,6 +439,13 @@ fn sgd_momentum_weight_decay() {
         }
         assert_close(&format!("sgd params, {len} values"), &read(&pt), &p, ELEMENTWISE_TOL);
         assert_close(&format!("sgd velocity, {len} values"), &read(&vt), &v, ELEMENTWISE_TOL);
+        // The weight EMA over the same lengths: shadow = d * shadow + (1 - d) * value.
+        let shadow0 = random(&mut r, len);
+        let shadow = up(&shadow0, &[len]);
+        g.run(&sgd::ema(g, &pt, &shadow, 0.9)).unwrap();
+        let d = 0.9f32 as f64;
+        let want: Vec<f64> = f64s(&shadow0).iter().zip(&p).map(|(s, v)| d * s + (1.0 - d) * v).collect();
+        assert_close(&format!("ema, {len} values"), &read(&shadow), &want, ELEMENTWISE_TOL);
     }
 }
 
