@@ -93,6 +93,9 @@ fn conv_awkward_shapes() {
         // stride 2 on a 1x1 map (3 of 4 parity classes empty), a strided 1x1 kernel
         ConvShape { n: 2, cin: 4, h: 1, w: 1, cout: 4, groups: 2, k: 3, stride: 2 },
         ConvShape { n: 2, cin: 3, h: 5, w: 4, cout: 5, groups: 1, k: 1, stride: 2 },
+        // 3x3 stride 1 on maps of 4 and 8 columns, ragged output channels, a map taller than wide
+        ConvShape { n: 3, cin: 12, h: 4, w: 4, cout: 18, groups: 3, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 6, h: 5, w: 8, cout: 10, groups: 2, k: 3, stride: 1 },
         // stride 3 (the general division path of backward_data)
         ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];
@@ -529,6 +532,9 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // reading a middle slice, stride 2, odd sizes, no ReLU
     let s = ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 10, groups: 2, k: 3, stride: 2 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 11, x_first: 3, y_channels: 13, y_first: 1 }, false, 3);
+    // grouped 3x3, stride 1, on a 4x4 map, writing a slice
+    let s = ConvShape { n: 3, cin: 12, h: 4, w: 4, cout: 12, groups: 3, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 12, x_first: 0, y_channels: 24, y_first: 12 }, true, 14);
     // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
     let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);
