@@ -368,6 +368,24 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
     }
 }
 
+// The weight-gradient kernels with lanes over output channels: where, within an image, the
+// planes of input channels c0.. and output channels row0.. of group g start (clamped to the
+// group's last channel; those lanes are never stored).
+fn input_planes(g: u32, c0: u32, hw: u32) -> array<u32, TN> {
+    var x_plane: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
+    }
+    return x_plane;
+}
+fn output_planes(g: u32, row0: u32, ohw: u32) -> array<u32, TM> {
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
+    }
+    return dy_plane;
+}
+
 // backward_weight_by_tap: the same sums with the roles turned around for layers with many
 // output channels per group: lanes own TM output channels each, while the tap and a block
 // of 4 * NV input channels come from workgroup_id. The input pixel a tap reads, its bounds
@@ -389,14 +407,8 @@ fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let n_begin = split * p.n_per_split;
     let n_end = min(n_begin + p.n_per_split, p.n);
 
-    var x_plane: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
-    }
-    var dy_plane: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
-    }
+    let x_plane = input_planes(g, c0, hw);
+    let dy_plane = output_planes(g, row0, ohw);
 
     var acc: array<vec4<f32>, TM * NV>;
     for (var n = n_begin; n < n_end; n++) {
@@ -453,14 +465,8 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     let n_begin = split * p.n_per_split;
     let n_end = min(n_begin + p.n_per_split, p.n);
 
-    var x_plane: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
-    }
-    var dy_plane: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
-    }
+    let x_plane = input_planes(g, c0, hw);
+    let dy_plane = output_planes(g, row0, ohw);
 
     var acc: array<vec4<f32>, 9u * TM * NV>;
     for (var n = n_begin; n < n_end; n++) {
