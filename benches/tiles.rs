@@ -46,7 +46,7 @@ fn main() {
         let dense = s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin % 4 == 0;
         let pointwise = s.k == 1 && s.groups == 1 && s.h * s.w % 4 == 0;
         let dirs: &[&str] = match (dense, pointwise) {
-            (true, _) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_d", "dn_w"],
+            (true, _) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_ft", "dn_d", "dn_w"],
             (_, true) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "pw_f", "pw_d"],
             _ if s.k == 3 => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "bwd_w9"],
             _ => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"],
@@ -67,6 +67,12 @@ fn main() {
                         "pw_d" => vec![conv::backward_data_pointwise(&gpu, &s, t, &y, &w, &x)],
                         // dense (1x1 on 1x1 maps) as the vec4 GEMMs of ops::linear
                         "dn_f" => vec![linear::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],
+                        // the forward against a transposed weight: the transpose, then matmul_nn4
+                        "dn_ft" => {
+                            let wt = gpu.zeros(&[d.1, d.2], "wt");
+                            let f = linear::matmul_nn4(&gpu, t, (d.0, d.2, d.1), (&x, linear::Strides::rows(d.1)), &wt, linear::Columns::matrix(d.2), &y);
+                            vec![linear::transpose(&gpu, (d.2, d.1), &w, &wt), f]
+                        }
                         "dn_d" => vec![linear::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, linear::Strides::rows(d.2)), &w, linear::Columns::matrix(d.1), &x)],
                         "dn_w" => vec![linear::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, linear::Strides::transposed(d.2)), &x, linear::Columns::matrix(d.1), &w)],
                         // all nine taps per lane, tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here

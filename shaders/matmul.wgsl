@@ -152,6 +152,53 @@ fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     }
 }
 
+// matmul_nn4_bn_cols (eval): like matmul_nn4_bn, but BatchNorm per column: a dense layer
+// y[batch, out] = x[batch, in] wt[in, out] whose output channels are its columns.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4_bn_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = nn4_tile(row0, col0, 0u);
+    for (var v = 0u; v < NV; v++) {
+        if (col0 + 4u * v >= p.n) { break; }
+        var q: array<BnChannel, 4>;
+        for (var e = 0u; e < 4u; e++) {
+            q[e] = bn_channel(col0 + 4u * v + e, p.eps);
+        }
+        for (var i = 0u; i < TM; i++) {
+            let row = row0 + i;
+            if (row >= p.m) { break; }
+            for (var e = 0u; e < 4u; e++) {
+                c[row * p.c_row + col0 + 4u * v + e] = bn_apply(acc[i * NV + v][e], q[e], p.relu);
+            }
+        }
+    }
+}
+
+// transpose4: c[j, i] = a[i, j] for a row-major [m, n] with m and n multiples of 4; each
+// lane moves one 4x4 block as four vec4 loads and four vec4 stores. A dense layer's forward
+// reads its weight transposed: matmul_nn4 on [in, out] runs 1.3x faster than matmul_nt4.
+@group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nq = p.n / 4u;
+    let block = gid.x + gid.y * nwg.x * WG;  // gpu.rs grid_1d
+    if (block >= (p.m / 4u) * nq) { return; }
+    let bi = block / nq;
+    let bj = block % nq;
+    let r0 = a4[(4u * bi) * nq + bj];
+    let r1 = a4[(4u * bi + 1u) * nq + bj];
+    let r2 = a4[(4u * bi + 2u) * nq + bj];
+    let r3 = a4[(4u * bi + 3u) * nq + bj];
+    let mq = p.m / 4u;
+    c4[(4u * bj) * mq + bi] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+    c4[(4u * bj + 1u) * mq + bi] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+    c4[(4u * bj + 2u) * mq + bi] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+    c4[(4u * bj + 3u) * mq + bi] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+}
+
 // The accumulators of one lane's TM x TN tile of matmul_nt4.
 fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
     let kq = p.k / 4u;

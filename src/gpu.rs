@@ -100,6 +100,9 @@ pub struct Launch {
     pub flops: f64,
     /// The network layer it belongs to ("" outside a network), for per-layer profiles.
     pub layer: String,
+    /// It only re-lays out weights (a transposed copy): an eval graph runs it once per
+    /// change of the weights instead of in every pass (network.rs, Evaluator).
+    pub weight_layout: bool,
 }
 
 pub struct Gpu {
@@ -425,7 +428,7 @@ impl Gpu {
                 t.bytes() >> 20,
                 max_binding >> 20
             ));
-            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0, layer: String::new() };
+            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0, layer: String::new(), weight_layout: false };
         }
         let pipeline = self.pipeline(spec);
         let layout = self.layout(spec.bindings);
@@ -438,7 +441,7 @@ impl Gpu {
             layout: &layout.0,
             entries: &entries,
         });
-        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0, layer: String::new() }
+        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0, layer: String::new(), weight_layout: false }
     }
 
     /// A bind group that satisfies the layout with tiny buffers (for launches that never run).

@@ -477,6 +477,10 @@ pub struct Graph {
     pub mode: Mode,
     pub input: Tensor,
     pub logits: Tensor,
+    /// Eval graphs: launches that only re-lay out weights (Launch::weight_layout), to run
+    /// before the forward whenever the weights have changed; training graphs keep them in
+    /// `forward`, since every step changes the weights.
+    pub prepare: Vec<Launch>,
     pub forward: Vec<Launch>,
     pub backward: Vec<Launch>,
     /// Gradient of the loss with respect to the logits (training graphs).
@@ -532,11 +536,16 @@ impl Graph {
         }
         // Problems too big for the adapter (grid or binding limits) surface here, before any step.
         gpu.check().map_err(|e| anyhow!("batch {batch} at {}x{}: {e}", size.0, size.1))?;
+        let (prepare, forward) = match mode {
+            Mode::Eval => b.forward.into_iter().partition(|l| l.weight_layout),
+            Mode::Train => (Vec::new(), b.forward),
+        };
         Ok(Graph {
             mode,
             input,
             logits: head.logits.clone(),
-            forward: b.forward,
+            prepare,
+            forward,
             backward: b.backward,
             dlogits,
             dropout: head.dropout.clone(),
@@ -652,12 +661,15 @@ impl Trainer {
 }
 
 /// Forward passes in eval mode (running statistics, no dropout), with the loss per sample.
+/// Whoever changes the weights it reads (a training step, an EMA update) calls
+/// `weights_changed` before its next pass, which then re-lays them out (Graph::prepare).
 pub struct Evaluator {
     pub graph: Graph,
     labels: Tensor,
     per_sample: Tensor,
     loss: Vec<Launch>,
     batch: usize,
+    stale: std::cell::Cell<bool>,
 }
 
 impl Evaluator {
@@ -668,7 +680,19 @@ impl Evaluator {
         let dlogits = gpu.zeros(&graph.logits.shape, "unused_dlogits");
         let metrics = gpu.zeros(&[2], "metrics");
         let loss = loss::softmax_xent(gpu, label_smoothing, &graph.logits, &labels, &dlogits, &per_sample, &metrics);
-        Ok(Evaluator { graph, labels, per_sample, loss, batch })
+        Ok(Evaluator { graph, labels, per_sample, loss, batch, stale: std::cell::Cell::new(true) })
+    }
+
+    /// The weights were written since the last pass: the next one re-lays them out first.
+    pub fn weights_changed(&self) {
+        self.stale.set(true);
+    }
+
+    /// Runs Graph::prepare when the weights changed since it last ran.
+    fn prepare(&self, gpu: &Gpu) {
+        if self.stale.replace(false) {
+            gpu.submit(&self.graph.prepare);
+        }
     }
 
     pub fn batch(&self) -> usize {
@@ -681,6 +705,7 @@ impl Evaluator {
             bail!("evaluation: expected {} input values, got {}", self.graph.input.len(), input.len());
         }
         gpu.write(&self.graph.input, input);
+        self.prepare(gpu);
         gpu.submit(&self.graph.forward);
         gpu.read(&self.graph.logits)
     }
@@ -692,6 +717,7 @@ impl Evaluator {
         }
         gpu.write(&self.graph.input, input);
         gpu.queue.write_buffer(&self.labels.buffer, 0, bytemuck::cast_slice(labels));
+        self.prepare(gpu);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());

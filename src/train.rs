@@ -275,6 +275,7 @@ fn check_space(out: &Path, config: &ModelConfig) -> Result<()> {
 
 /// Evaluate `state` on a dataset: (mean loss, accuracy).
 pub fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Arc<Dataset>, pre: &Arc<Preprocess>, seed: u64) -> Result<(f64, f64)> {
+    eval.weights_changed(); // training or the EMA wrote them since the last evaluation
     let (mut loss, mut correct, mut n) = (0f64, 0f64, 0usize);
     for b in augment::batches(ds.clone(), pre.clone(), eval.batch(), seed, 0, false)? {
         let (l, c, _) = eval.evaluate(gpu, &b.input, &b.labels)?;

@@ -90,4 +90,17 @@ fn fused_eval_graph_matches_a_plain_cpu_forward() {
     let act = c.bn("bn", &fc, width, 1, true);
     let want = cpu::linear_forward(n, width, 10, &act, &c.get("linear.weight"));
     assert_close("eval logits", &got, &want, 1e-4);
+
+    // Weights written on the device (as a training step or the EMA does): after
+    // weights_changed the evaluator re-lays them out (its dense layers read a transposed copy)
+    // and agrees with a fresh one.
+    let mut params = g.read(&state.params).unwrap();
+    params.iter_mut().enumerate().for_each(|(i, v)| *v *= 1.0 + 0.2 * ((i % 7) as f32 - 3.0) / 3.0);
+    g.write(&state.params, &params);
+    eval.weights_changed();
+    let again = eval.logits(g, &input).unwrap();
+    let fresh = Evaluator::new(g, &state, n, (size, size), 0.0).unwrap().logits(g, &input).unwrap();
+    assert!(!eval.graph.prepare.is_empty(), "the dense layers should read transposed weights");
+    assert_eq!(again, fresh, "logits after weights_changed");
+    assert_ne!(again, got, "the new weights should change the logits");
 }

@@ -293,6 +293,22 @@ fn elementwise_grid_beyond_one_dimension() {
 }
 
 #[test]
+fn transpose_in_4x4_blocks() {
+    // Dense forwards read their weight transposed. A small non-square matrix, and one of
+    // 524,800 blocks: more than 65535 workgroups of 8 lanes, so the grid has a second row.
+    let g = gpu();
+    for (rows, cols) in [(12, 8), (4, 4), (8, 2_099_200)] {
+        let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let t = g.zeros(&[cols, rows], "t");
+        let l = linear::transpose(g, (rows, cols), &up(&a, &[rows, cols]), &t);
+        assert_eq!(l.workgroups[1] > 1, rows * cols > 65535 * 8 * 16, "grid {:?}", l.workgroups);
+        g.run(&[l]).unwrap();
+        let expected: Vec<f64> = (0..cols * rows).map(|i| a[(i % rows) * cols + i / rows] as f64).collect();
+        assert_close(&format!("transpose {rows}x{cols}"), &read(&t), &expected, 0.0);
+    }
+}
+
+#[test]
 fn dropout_mask_is_seeded_and_shared_by_backward() {
     let g = gpu();
     let mut r = rng(500);

@@ -361,7 +361,7 @@ fn by_pixel_grid(s: &ConvShape, tile: Tile) -> [u32; 3] {
 /// Eval: y = BN(conv(x, w)) (+ ReLU) in one pass, reading and writing channel slices.
 pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Vec<Launch> {
     if let (Some(d), true) = (dense(s), sl == Slices::whole(s)) {
-        return vec![super::linear::dense_forward_bn(gpu, d, x, w, bn, y)];
+        return super::linear::dense_forward_bn(gpu, d, x, w, bn, y);
     }
     if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
         return vec![forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y)];
