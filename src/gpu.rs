@@ -110,7 +110,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(String, &'static str, String), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(String, &'static str, String, Vec<Access>), Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
     errors: Arc<Mutex<Vec<String>>>,
     /// Set by the device-lost callback.
@@ -365,12 +365,26 @@ impl Gpu {
 
     /// The compiled pipeline of a kernel; each (file, entry, constants) compiles once.
     pub fn pipeline(&self, spec: &KernelSpec) -> Arc<wgpu::ComputePipeline> {
-        let key = (spec.file.to_string(), spec.entry, spec.constants.clone());
+        self.pipeline_with(spec, spec.bindings)
+    }
+
+    /// The pipeline of `spec` with its bindings declared as `bindings` (see `launch`).
+    fn pipeline_with(&self, spec: &KernelSpec, bindings: &[Access]) -> Arc<wgpu::ComputePipeline> {
+        let key = (spec.file.to_string(), spec.entry, spec.constants.clone(), bindings.to_vec());
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
-        let layout = self.layout(spec.bindings);
-        let desc = wgpu::ShaderModuleDescriptor { label: Some(spec.file), source: wgpu::ShaderSource::Wgsl(spec.full_source().into()) };
+        let layout = self.layout(bindings);
+        // WebGPU wants the shader's access mode to match the layout's: declare the bindings
+        // that `launch` made read-write (aliased buffers) read_write in the source as well.
+        let mut source = spec.full_source();
+        for (i, (&declared, &bound)) in spec.bindings.iter().zip(bindings).enumerate() {
+            if declared != bound {
+                let (read, read_write) = (format!("@binding({}) var<storage, read>", i + 1), format!("@binding({}) var<storage, read_write>", i + 1));
+                source = source.replace(&read, &read_write);
+            }
+        }
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(spec.file), source: wgpu::ShaderSource::Wgsl(source.into()) };
         // SAFETY: every kernel clamps or masks its own indices (loads use min()/select(),
         // stores are guarded), which tests/kernels.rs proves against the CPU reference on
         // ragged shapes; without wgpu's injected bounds and loop checks lavapipe runs them
@@ -430,8 +444,20 @@ impl Gpu {
             ));
             return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0, layer: String::new(), weight_layout: false };
         }
-        let pipeline = self.pipeline(spec);
-        let layout = self.layout(spec.bindings);
+        // A tensor read from a buffer that the same dispatch also writes (a conv reading one
+        // channel slice of the concat buffer and writing another) is bound read-write as well:
+        // WebGPU forbids a buffer in one dispatch as both read-only and writable storage.
+        let bindings: Vec<Access> = spec
+            .bindings
+            .iter()
+            .zip(tensors)
+            .map(|(&a, t)| {
+                let written_too = tensors.iter().zip(spec.bindings).any(|(u, &b)| b == Access::ReadWrite && Arc::ptr_eq(&u.buffer, &t.buffer));
+                if written_too { Access::ReadWrite } else { a }
+            })
+            .collect();
+        let pipeline = self.pipeline_with(spec, &bindings);
+        let layout = self.layout(&bindings);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });

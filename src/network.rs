@@ -324,15 +324,15 @@ impl Block {
     fn forward(b: &mut Builder, def: &BlockDef, x: &Tensor) -> Block {
         let conv_in = ConvBn::forward(b, &def.conv_in, x);
         let (conv1, conv2, cat) = if b.mode == Mode::Eval {
-            // conv2 writes its half of the concat buffer directly; conv1's half is one copy
-            // (conv2 reads conv1's output, and a dispatch cannot read and write one buffer).
-            let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
-            let [n, mid, h, w] = dims4(&conv1.y);
-            let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
-            let conv2 = ConvBn::forward_eval(b, &def.conv2, (&conv1.y, 0), (&cat, mid));
-            let whole = elementwise::Channels { total: mid, offset: 0 };
-            let first_half = elementwise::Channels { total: 2 * mid, offset: 0 };
-            b.forward.push(elementwise::copy_channels(b.gpu, n, mid, h * w, (&conv1.y, whole), (&cat, first_half)));
+            // No concat copies: conv1 writes the first half of the concat buffer, conv2 reads
+            // it there and writes the second half (gpu.rs binds that buffer read-write twice).
+            let [n, cin, h, w] = dims4(&conv_in.y);
+            let d = &def.conv1;
+            let s1 = ConvShape { n, cin, h, w, cout: d.cout, groups: d.groups, k: d.k, stride: d.stride };
+            let mid = d.cout;
+            let cat = b.alloc(&[n, 2 * mid, s1.oh(), s1.ow()], "concat");
+            let conv1 = ConvBn::forward_eval(b, d, (&conv_in.y, 0), (&cat, 0));
+            let conv2 = ConvBn::forward_eval(b, &def.conv2, (&cat, 0), (&cat, mid));
             (conv1, conv2, cat)
         } else {
             let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);

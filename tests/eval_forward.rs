@@ -39,7 +39,13 @@ impl Cpu<'_> {
 
 #[test]
 fn fused_eval_graph_matches_a_plain_cpu_forward() {
-    let (n, size) = (3, 12);
+    // 12x12: stage 1 on 2x2 maps (the tiny-map GEMMs), stages 2 and 3 on 1x1; 32x32: stage 1
+    // on 4x4 maps (the tiled and lanes-over-channels kernels), stage 2 tiny, stage 3 dense.
+    check_eval_graph(3, 12);
+    check_eval_graph(2, 32);
+}
+
+fn check_eval_graph(n: usize, size: usize) {
     let config = ModelConfig::new(Variant::S2P6, 3, 10);
     let mut ck = Checkpoint::initialized(config, 5);
     let mut r = rng(9);
@@ -89,7 +95,7 @@ fn fused_eval_graph_matches_a_plain_cpu_forward() {
     let fc = cpu::linear_forward(n, ch, width, &pooled, &fc_w);
     let act = c.bn("bn", &fc, width, 1, true);
     let want = cpu::linear_forward(n, width, 10, &act, &c.get("linear.weight"));
-    assert_close("eval logits", &got, &want, 1e-4);
+    assert_close(&format!("eval logits at {size}x{size}"), &got, &want, 1e-4);
 
     // Weights written on the device (as a training step or the EMA does): after
     // weights_changed the evaluator re-lays them out (its dense layers read a transposed copy)

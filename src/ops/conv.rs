@@ -269,7 +269,8 @@ fn tiny_dims(s: &ConvShape) -> TinyDims {
 fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
     let d = tiny_dims(s);
     let wt = gpu.zeros(&[s.groups * d.rows, d.cols], "conv weights as a matrix (tiny map)");
-    let l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    let mut l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, "expand_tiny"), &params(gpu, s, 1, s.n), &[w, &wt], crate::gpu::grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    l.weight_layout = true; // eval graphs expand once per change of the weights
     (wt, l)
 }
 
