@@ -109,7 +109,9 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     };
     infer(0)?;
     let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
-    let peak = trainer.graph.activation_bytes() + evaluator.graph.activation_bytes() + 4 * (3 * trainer.state.params.len() + trainer.state.stats.len()) as u64;
+    // Every buffer made so far (parameters and their arenas, both graphs' activations, the ops'
+    // scratch such as split-K partial sums and transposed weights, staging); none is freed.
+    let peak = gpu.bytes_created();
     let [profile, layers, pairs] = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
     let infer_profile = if a.profile { self::profile(gpu, evaluator.graph.forward.iter())?[0].clone() } else { Vec::new() };
     let t = median(train);

@@ -117,6 +117,7 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     staging: Mutex<Vec<wgpu::Buffer>>,
     created: std::sync::atomic::AtomicUsize,
+    created_bytes: std::sync::atomic::AtomicU64,
 }
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a Vulkan, Metal or DX12 driver; \
@@ -210,6 +211,7 @@ impl Gpu {
             lost,
             staging: Mutex::default(),
             created: Default::default(),
+            created_bytes: Default::default(),
         })
     }
 
@@ -236,8 +238,15 @@ impl Gpu {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Bytes of all buffers this context has created so far; none is freed while a model's
+    /// graphs live, so after a step and a pass this is the peak (bench).
+    pub fn bytes_created(&self) -> u64 {
+        self.created_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
         self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.created_bytes.fetch_add(desc.size, std::sync::atomic::Ordering::Relaxed);
         self.device.create_buffer(desc)
     }
 
