@@ -105,12 +105,15 @@ pub struct Launch {
     pub weight_layout: bool,
 }
 
+/// A compiled pipeline: (file, entry, appended constants, the bindings' declared access).
+type PipelineKey = (String, &'static str, String, Vec<Access>);
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(String, &'static str, String, Vec<Access>), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
     errors: Arc<Mutex<Vec<String>>>,
     /// Set by the device-lost callback.

@@ -182,7 +182,6 @@ struct Builder<'a> {
     mode: Mode,
     forward: Vec<Launch>,
     backward: Vec<Launch>,
-    tensors: Vec<Tensor>,
 }
 
 impl Builder<'_> {
@@ -198,10 +197,9 @@ impl Builder<'_> {
     fn mark(&self) -> (usize, usize) {
         (self.forward.len(), self.backward.len())
     }
-    fn alloc(&mut self, shape: &[usize], label: &str) -> Tensor {
-        let t = self.gpu.zeros(shape, label);
-        self.tensors.push(t.clone());
-        t
+    /// A graph tensor; the launches' bind groups keep its buffer alive.
+    fn alloc(&self, shape: &[usize], label: &str) -> Tensor {
+        self.gpu.zeros(shape, label)
     }
 }
 
@@ -226,6 +224,12 @@ impl ConvBn {
         def.weight.strip_suffix(".conv.weight").or(def.weight.strip_suffix(".weight")).unwrap_or(&def.weight)
     }
 
+    /// The conv of `def` on the images of x (x may hold more channels than it reads: a slice).
+    fn shape(def: &ConvBnDef, x: &Tensor) -> ConvShape {
+        let [n, _, h, w] = dims4(x);
+        ConvShape { n, cin: def.cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride }
+    }
+
     fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
         let m = b.mark();
         let c = Self::forward_untagged(b, def, x);
@@ -234,8 +238,8 @@ impl ConvBn {
     }
 
     fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
-        let [n, cin, h, w] = dims4(x);
-        let conv = ConvShape { n, cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
+        let conv = Self::shape(def, x);
+        let n = conv.n;
         if b.mode == Mode::Eval {
             let y = b.alloc(&conv.output_shape(), &def.bn);
             return Self::forward_eval_untagged(b, def, (x, 0), (&y, 0));
@@ -263,8 +267,8 @@ impl ConvBn {
     }
 
     fn forward_eval_untagged(b: &mut Builder, def: &ConvBnDef, x: (&Tensor, usize), y: (&Tensor, usize)) -> ConvBn {
-        let [n, _, h, w] = dims4(x.0);
-        let conv = ConvShape { n, cin: def.cin, h, w, cout: def.cout, groups: def.groups, k: def.k, stride: def.stride };
+        let conv = Self::shape(def, x.0);
+        let n = conv.n;
         let slices = conv::Slices { x_channels: x.0.shape[1], x_first: x.1, y_channels: y.0.shape[1], y_first: y.1 };
         let st = b.state;
         let (mean, var) = (st.stat(&format!("{}.running_mean", def.bn)), st.stat(&format!("{}.running_var", def.bn)));
@@ -326,12 +330,10 @@ impl Block {
         let (conv1, conv2, cat) = if b.mode == Mode::Eval {
             // No concat copies: conv1 writes the first half of the concat buffer, conv2 reads
             // it there and writes the second half (gpu.rs binds that buffer read-write twice).
-            let [n, cin, h, w] = dims4(&conv_in.y);
-            let d = &def.conv1;
-            let s1 = ConvShape { n, cin, h, w, cout: d.cout, groups: d.groups, k: d.k, stride: d.stride };
-            let mid = d.cout;
-            let cat = b.alloc(&[n, 2 * mid, s1.oh(), s1.ow()], "concat");
-            let conv1 = ConvBn::forward_eval(b, d, (&conv_in.y, 0), (&cat, 0));
+            let s1 = ConvBn::shape(&def.conv1, &conv_in.y);
+            let mid = s1.cout;
+            let cat = b.alloc(&[s1.n, 2 * mid, s1.oh(), s1.ow()], "concat");
+            let conv1 = ConvBn::forward_eval(b, &def.conv1, (&conv_in.y, 0), (&cat, 0));
             let conv2 = ConvBn::forward_eval(b, &def.conv2, (&cat, 0), (&cat, mid));
             (conv1, conv2, cat)
         } else {
@@ -486,7 +488,6 @@ pub struct Graph {
     /// Gradient of the loss with respect to the logits (training graphs).
     pub dlogits: Option<Tensor>,
     dropout: Option<Arc<wgpu::Buffer>>,
-    tensors: Vec<Tensor>,
 }
 
 impl Graph {
@@ -502,7 +503,7 @@ impl Graph {
                 bail!("batch 1 cannot train at {}x{}: the last stage's maps are 1x1, so BatchNorm would see one value per channel; use a batch of at least 2", size.0, size.1);
             }
         }
-        let mut b = Builder { gpu, state, mode, forward: Vec::new(), backward: Vec::new(), tensors: Vec::new() };
+        let mut b = Builder { gpu, state, mode, forward: Vec::new(), backward: Vec::new() };
         let input = b.alloc(&[batch, cfg.in_channels, size.0, size.1], "input");
         let arch = &state.arch;
         let stem0 = ConvBn::forward(&mut b, &arch.stem[0], &input);
@@ -549,13 +550,7 @@ impl Graph {
             backward: b.backward,
             dlogits,
             dropout: head.dropout.clone(),
-            tensors: b.tensors,
         })
-    }
-
-    /// Bytes of every activation and gradient buffer the graph owns.
-    pub fn activation_bytes(&self) -> u64 {
-        self.tensors.iter().map(|t| t.bytes()).sum()
     }
 
     /// Dropout draws a new mask each step from this seed.
