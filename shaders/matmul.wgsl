@@ -111,15 +111,45 @@ fn nn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
     return acc;
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
-    if (col0 >= p.n) { return; }
-    let acc = nn4_tile(row0, col0, wid.z);
+// The tile of matmul_tn4: A stored transposed (a_row == 1: rows contiguous), read as vec4s
+// of four rows. Every load in a loop costs lavapipe a lane-by-lane loop, uniform address or
+// not (GALLIVM_DEBUG=ir), so reading TM / 4 vec4s per k instead of TM scalars is what counts.
+// Needs TM, m, a_col, a_z and a_off in fours.
+fn tn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
+    var a_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        a_q[q] = (p.a_off + z * p.a_z) / 4u + min(row0 / 4u + q, p.m / 4u - 1u);
+    }
+    var b_off: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
+    }
+    let b_rowq = p.b_row / 4u;
+    let a_colq = p.a_col / 4u;
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        var bv: array<vec4<f32>, NV>;
+        for (var v = 0u; v < NV; v++) {
+            bv[v] = b4[kk * b_rowq + b_off[v]];
+        }
+        for (var q = 0u; q < TM / 4u; q++) {
+            let a_rows = a4[kk * a_colq + a_q[q]];
+            for (var e = 0u; e < 4u; e++) {
+                let av = vec4<f32>(a_rows[e]);
+                for (var v = 0u; v < NV; v++) {
+                    acc[(4u * q + e) * NV + v] = fma(av, bv[v], acc[(4u * q + e) * NV + v]);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+// Writes one lane's tile of matmul_nn4 / matmul_tn4 (columns laid out as nn4_offsets says).
+fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32) {
     for (var v = 0u; v < NV; v++) {
         if (col0 + 4u * v >= p.n) { break; }
-        let c_off = p.c_off + wid.z * p.c_z + nn4_offsets(col0 + 4u * v).y;
+        let c_off = p.c_off + z * p.c_z + nn4_offsets(col0 + 4u * v).y;
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
@@ -128,6 +158,23 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
             }
         }
     }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    store_nn4(nn4_tile(row0, col0, wid.z), row0, col0, wid.z);
+}
+
+// matmul_tn4: C = A B like matmul_nn4, with A given transposed ([k, m], a_row == 1).
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    store_nn4(tn4_tile(row0, col0, wid.z), row0, col0, wid.z);
 }
 
 // matmul_nn4_bn (eval): a 1x1 conv's output with BatchNorm's running statistics, and a

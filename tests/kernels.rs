@@ -80,6 +80,10 @@ fn conv_awkward_shapes() {
         ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 7, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 1, cin: 9, h: 4, w: 3, cout: 13, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 2, cin: 10, h: 6, w: 6, cout: 22, groups: 1, k: 1, stride: 1 },
+        // channels in fours: the input gradient (1x1) and weight gradient (dense) read their
+        // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
+        ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },
@@ -472,7 +476,7 @@ fn sgd_momentum_weight_decay_and_ema() {
 fn plain_matmul_with_transposed_operands() {
     let g = gpu();
     let mut r = rng(750);
-    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5)] {
+    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5), (36, 68, 5), (12, 8, 33)] {
         let a = random(&mut r, m * k);
         let b = random(&mut r, k * n);
         let (a64, b64) = (f64s(&a), f64s(&b));
@@ -496,6 +500,10 @@ fn plain_matmul_with_transposed_operands() {
                 let c = g.zeros(&[m, n], "c_nn4");
                 g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, linear::Columns::matrix(n), &c)]).unwrap();
                 assert_close(&format!("matmul_nn4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
+                // A given transposed: matmul_tn4 (vec4s of four rows) where m comes in fours
+                let c = g.zeros(&[m, n], "c_tn4");
+                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&att, linear::Strides::transposed(m)), &bt, linear::Columns::matrix(n), &c)]).unwrap();
+                assert_close(&format!("matmul_nn4 with A transposed {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
             }
             if k % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nt4");

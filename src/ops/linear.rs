@@ -12,7 +12,7 @@ const BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
+    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn_cols", BN_BINDINGS));
@@ -115,6 +115,14 @@ pub fn matmul_nn4_bn(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Ten
     nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), Some(bn), c)
 }
 
+/// Whether matmul_nn4's A can be read as vec4s of four rows (matmul_tn4): A stored
+/// transposed (rows contiguous) with rows, tile rows, k stride and batch offsets in fours.
+/// lavapipe pays per load instruction, so this reads A with 4x fewer loads (1.3-1.6x on the
+/// GEMM, benches/tiles.rs).
+fn a_in_row_fours(tile: Tile, m: usize, a: Strides, z: Batches) -> bool {
+    a.row == 1 && [tile.tm as usize, m, a.col, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, bn: Option<&conv::BnEval>, c: &Tensor) -> Launch {
     let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
@@ -122,6 +130,7 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
     let mut l = match bn {
+        None if a_in_row_fours(tile, m, a.1, z) => gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
             let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS);
