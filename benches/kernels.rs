@@ -14,7 +14,7 @@ const REPEAT: usize = 10;
 /// expansion and a GEMM); its flops are the sequence's useful work.
 fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, seq: Vec<Launch>) {
     let flops: f64 = seq.iter().map(|l| l.flops).sum();
-    let copy = |l: &Launch| Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new() };
+    let copy = |l: &Launch| Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new(), weight_layout: l.weight_layout };
     let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().map(copy).collect::<Vec<_>>()).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
@@ -65,6 +65,11 @@ fn kernels(c: &mut Criterion) {
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
         let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &cc);
         bench_launch(c, &gpu, &format!("gemm_nn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
+    }
+    // A stored transposed ([k, m]), read as vec4s of four rows (matmul_tn4): the fewest loads
+    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
+        let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::transposed(m)), &b, linear::Columns::matrix(n), &cc);
+        bench_launch(c, &gpu, &format!("gemm_tn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     for tile in [Tile { tm: 4, nv: 1, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
         let l = linear::matmul_nt4(&gpu, tile, (m, n, k), &a, &bt, &cc);

@@ -63,7 +63,7 @@ fn main() {
                         "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],
                         "bwd_w" => conv::backward_weight_tiled(&gpu, &s, t, &y, &x, &w),
                         // 1x1 convs as vec4 GEMMs over each image's pixels
-                        "pw_f" => vec![conv::forward_pointwise(&gpu, &s, t, &x, &w, &y)],
+                        "pw_f" => conv::forward_pointwise(&gpu, &s, t, &x, &w, &y),
                         "pw_d" => vec![conv::backward_data_pointwise(&gpu, &s, t, &y, &w, &x)],
                         // dense (1x1 on 1x1 maps) as the vec4 GEMMs of ops::linear
                         "dn_f" => vec![linear::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],

@@ -184,7 +184,19 @@ fn matmul_nn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nn4_tile(row0, col0, 0u);
+    store_nn4_bn(nn4_tile(row0, col0, 0u), row0, col0);
+}
+
+// matmul_tn4_bn (eval): matmul_nn4_bn with A given transposed, as matmul_tn4.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    store_nn4_bn(tn4_tile(row0, col0, 0u), row0, col0);
+}
+
+fn store_nn4_bn(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }

@@ -188,24 +188,39 @@ fn pointwise(s: &ConvShape) -> Option<usize> {
 /// 1x1 convs of stages 1 and 2 (1.2-1.6x over the scalar conv kernels' best there).
 pub const POINTWISE_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 
-/// The pointwise forward: y[n, co, p] = sum over ci of w[co, ci] x[n, ci, p].
-pub fn forward_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
-    use super::linear::{matmul_nn4, Columns, Strides};
-    let hw = s.h * s.w;
-    let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
-    let mut l = matmul_nn4(gpu, tile, (s.cout, s.n * hw, s.cin), (w, Strides::rows(s.cin)), x, cols, y);
-    l.label = "conv1x1.forward".into();
-    l
+/// The pointwise forward: y[n, co, p] = sum over ci of w[co, ci] x[n, ci, p]. With channels
+/// in fours it reads a transposed copy of w (matmul_tn4: 4x fewer loads of the weights); the
+/// transpose is a `weight_layout` launch, which eval graphs run once per change of the weights.
+pub fn forward_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
+    pointwise_forward_launches(gpu, s, tile, x, w, None, y)
 }
 
 /// Eval: the pointwise forward with BN (+ ReLU) applied per output channel.
-pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Launch {
-    use super::linear::{matmul_nn4_bn, Columns, Strides};
+pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: &BnEval, y: &Tensor) -> Vec<Launch> {
+    pointwise_forward_launches(gpu, s, tile, x, w, Some(bn), y)
+}
+
+fn pointwise_forward_launches(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
+    use super::linear::{matmul_nn4, matmul_nn4_bn, transpose, Columns, Strides};
     let hw = s.h * s.w;
     let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
-    let mut l = matmul_nn4_bn(gpu, tile, (s.cout, s.n * hw, s.cin), (w, Strides::rows(s.cin)), x, cols, bn, y);
-    l.label = "conv1x1.forward_bn".into();
-    l
+    let mnk = (s.cout, s.n * hw, s.cin);
+    let mut launches = vec![];
+    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0).then(|| gpu.zeros(&[s.cin, s.cout], "1x1 conv weight transposed"));
+    let a = match &wt {
+        Some(wt) => {
+            launches.push(transpose(gpu, (s.cout, s.cin), w, wt));
+            (wt, Strides::transposed(s.cout))
+        }
+        None => (w, Strides::rows(s.cin)),
+    };
+    let mut l = match bn {
+        None => matmul_nn4(gpu, tile, mnk, a, x, cols, y),
+        Some(bn) => matmul_nn4_bn(gpu, tile, mnk, a, x, cols, bn, y),
+    };
+    l.label = if bn.is_some() { "conv1x1.forward_bn" } else { "conv1x1.forward" }.into();
+    launches.push(l);
+    launches
 }
 
 /// The pointwise input gradient: dx[n, ci, p] = sum over co of w[co, ci] dy[n, co, p].
@@ -323,7 +338,7 @@ pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> 
         return vec![super::linear::dense_forward(gpu, d, x, w, y)];
     }
     if pointwise(s).is_some() {
-        return vec![forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y)];
+        return forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y);
     }
     if let Some(tile) = by_pixel(s) {
         return vec![forward_by_pixel(gpu, s, tile, x, w, y)];
@@ -365,7 +380,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
         return super::linear::dense_forward_bn(gpu, d, x, w, bn, y);
     }
     if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
-        return vec![forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y)];
+        return forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y);
     }
     if tiny_map(s) {
         return forward_tiny(gpu, s, sl, x, w, Some(bn), y);

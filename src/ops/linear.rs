@@ -15,6 +15,7 @@ pub fn kernels() -> Vec<KernelSpec> {
     let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
+    v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn_cols", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v
@@ -133,8 +134,9 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
         None if a_in_row_fours(tile, m, a.1, z) => gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
-            let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS);
-            gpu.launch("dense.nn4_bn", &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
+            let entry = if a_in_row_fours(tile, m, a.1, z) { "matmul_tn4_bn" } else { "matmul_nn4_bn" };
+            let spec = tile.spec("matmul.wgsl", SOURCE, entry, BN_BINDINGS);
+            gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
         }
     };
     l.flops = 2.0 * (m * n * k * z.count) as f64;
