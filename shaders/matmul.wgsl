@@ -218,7 +218,19 @@ fn matmul_nn4_bn_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nn4_tile(row0, col0, 0u);
+    store_bn_cols(nn4_tile(row0, col0, 0u), row0, col0);
+}
+
+// matmul_tn4_bn_cols (eval): matmul_nn4_bn_cols with A (the layer's input) given transposed.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_bn_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    store_bn_cols(tn4_tile(row0, col0, 0u), row0, col0);
+}
+
+fn store_bn_cols(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
     for (var v = 0u; v < NV; v++) {
         if (col0 + 4u * v >= p.n) { break; }
         var q: array<BnChannel, 4>;
@@ -236,8 +248,8 @@ fn matmul_nn4_bn_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
 }
 
 // transpose4: c[j, i] = a[i, j] for a row-major [m, n] with m and n multiples of 4; each
-// lane moves one 4x4 block as four vec4 loads and four vec4 stores. A dense layer's forward
-// reads its weight transposed: matmul_nn4 on [in, out] runs 1.3x faster than matmul_nt4.
+// lane moves one 4x4 block as four vec4 loads and four vec4 stores. It gives matmul_tn4 its
+// transposed operands (weights, and a dense layer's input or output gradient).
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
 
 @compute @workgroup_size(WG, 1, 1)

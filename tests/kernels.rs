@@ -84,6 +84,8 @@ fn conv_awkward_shapes() {
         // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
+        // and a batch in fours: the dense forward and input gradient transpose their operands
+        ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },
@@ -579,9 +581,15 @@ fn conv_bn_eval_fused_with_channel_slices() {
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 12);
     let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 16, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 13);
+    // ... and the batch in fours too: the input transposed, matmul_tn4_bn_cols
+    let s = ConvShape { n: 12, cin: 36, h: 1, w: 1, cout: 72, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 15);
     // 1x1 convs on maps of 4k pixels take the pointwise vec4 GEMM with the BN epilogue
     let s = ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 19, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 10);
     let s = ConvShape { n: 2, cin: 9, h: 4, w: 3, cout: 6, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 11);
+    // channels in fours: the weights transposed, matmul_tn4_bn (a ragged row tile of 12)
+    let s = ConvShape { n: 3, cin: 8, h: 2, w: 2, cout: 12, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 16);
 }

@@ -201,17 +201,18 @@ pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w:
 }
 
 fn pointwise_forward_launches(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
-    use super::linear::{matmul_nn4, matmul_nn4_bn, transpose, Columns, Strides};
+    use super::linear::{matmul_nn4, matmul_nn4_bn, transposed_weight, Columns, Strides};
     let hw = s.h * s.w;
     let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
     let mnk = (s.cout, s.n * hw, s.cin);
     let mut launches = vec![];
-    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0).then(|| gpu.zeros(&[s.cin, s.cout], "1x1 conv weight transposed"));
+    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0).then(|| {
+        let (wt, l) = transposed_weight(gpu, (s.cout, s.cin), w);
+        launches.push(l);
+        wt
+    });
     let a = match &wt {
-        Some(wt) => {
-            launches.push(transpose(gpu, (s.cout, s.cin), w, wt));
-            (wt, Strides::transposed(s.cout))
-        }
+        Some(wt) => (wt, Strides::transposed(s.cout)),
         None => (w, Strides::rows(s.cin)),
     };
     let mut l = match bn {
@@ -335,7 +336,7 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
-        return vec![super::linear::dense_forward(gpu, d, x, w, y)];
+        return super::linear::dense_forward(gpu, d, x, w, y);
     }
     if pointwise(s).is_some() {
         return forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y);
@@ -402,7 +403,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
 pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
-        return vec![super::linear::dense_backward_data(gpu, d, dy, w, dx)];
+        return super::linear::dense_backward_data(gpu, d, dy, w, dx);
     }
     if pointwise(s).is_some() {
         return vec![backward_data_pointwise(gpu, s, POINTWISE_TILE, dy, w, dx)];

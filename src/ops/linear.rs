@@ -17,6 +17,7 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn_cols", BN_BINDINGS));
+    v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn_cols", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v
 }
@@ -178,26 +179,43 @@ pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize
 
 /// A dense layer y[batch, out] = x[batch, in] w[out, in]^T with in % 4 == 0: its forward,
 /// input gradient and weight gradient as vec4 GEMMs (a 1x1 conv on 1x1 maps is one too).
-pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
-    matmul_nt4(gpu, DENSE_TILE, (batch, fout, fin), x, w, y)
+/// Where batch, in and out come in fours, every one of them runs as matmul_tn4 (A read as
+/// vec4s of four rows), the forward and input gradient after transposing their operands
+/// (4x4-block copies, a few percent of the GEMM); otherwise as matmul_nt4 / matmul_nn4.
+pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
+    if ![batch, fin, fout].iter().all(|v| v % 4 == 0) {
+        return vec![matmul_nt4(gpu, DENSE_TILE, (batch, fout, fin), x, w, y)];
+    }
+    let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
+    let (xt, lx) = transposed(gpu, (batch, fin), x, "dense input transposed");
+    vec![lw, lx, matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fout, fin), (&xt, Strides::transposed(batch)), &wt, Columns::matrix(fout), y)]
 }
 
-/// Eval: y = BN(x w^T) (+ ReLU) with BN per output channel (column). With out % 4 == 0 it
-/// reads a transposed copy of w and runs matmul_nn4 on [in, out], 1.2-1.3x faster than
-/// matmul_nt4 (benches/tiles.rs dn_f vs dn_d); the transpose (as slow as that gain: dn_ft)
-/// is marked `weight_layout`, so eval graphs run it only when the weights change. Training
-/// keeps matmul_nt4, as it would pay the transpose at every step.
+/// Eval: y = BN(x w^T) (+ ReLU) with BN per output channel (column), reading a transposed
+/// copy of w (the transpose is marked `weight_layout`: eval graphs run it once per change of
+/// the weights) and, where the batch comes in fours, a transposed x (matmul_tn4_bn_cols).
 pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Vec<Launch> {
     if fout % 4 != 0 {
         return vec![matmul_nt4_bn(gpu, DENSE_TILE, (batch, fout, fin), x, w, bn, y)];
     }
-    let wt = gpu.zeros(&[fin, fout], "dense weight transposed");
+    let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
+    let mut launches = vec![lw];
     let tile = DENSE_GRADIENT_TILE;
-    let p = gemm_params(gpu, (batch, fout, fin), Strides::rows(fin), Strides { row: fout, col: 1 }, bn.relu, Columns::matrix(fout), Batches::one());
-    let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn_cols", BN_BINDINGS);
-    let mut forward = gpu.launch("dense.nn4_bn", &spec, &p, &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(batch, fout, 1));
+    let xt = (batch % 4 == 0).then(|| {
+        let (xt, lx) = transposed(gpu, (batch, fin), x, "dense input transposed");
+        launches.push(lx);
+        xt
+    });
+    let (a, entry) = match &xt {
+        Some(xt) => ((xt, Strides::transposed(batch)), "matmul_tn4_bn_cols"),
+        None => ((x, Strides::rows(fin)), "matmul_nn4_bn_cols"),
+    };
+    let p = gemm_params(gpu, (batch, fout, fin), a.1, Strides { row: fout, col: 1 }, bn.relu, Columns::matrix(fout), Batches::one());
+    let spec = tile.spec("matmul.wgsl", SOURCE, entry, BN_BINDINGS);
+    let mut forward = gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(batch, fout, 1));
     forward.flops = 2.0 * (batch * fin * fout) as f64;
-    vec![transpose(gpu, (fout, fin), w, &wt), forward]
+    launches.push(forward);
+    launches
 }
 
 /// t[cols, rows] = a[rows, cols]^T, both dimensions multiples of 4.
@@ -205,14 +223,31 @@ pub fn transpose(gpu: &Gpu, (rows, cols): (usize, usize), a: &Tensor, t: &Tensor
     assert!(rows % 4 == 0 && cols % 4 == 0 && a.len() >= rows * cols && t.len() >= rows * cols, "transpose4: {rows}x{cols} is not in fours");
     let tile = Tile { tm: 1, nv: 1, wg: 8 };
     let p = gemm_params(gpu, (rows, cols, 0), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
-    let mut l = gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS), &p, &[a, a, t], crate::gpu::grid_1d(rows * cols / 16, tile.wg));
+    gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS), &p, &[a, a, t], crate::gpu::grid_1d(rows * cols / 16, tile.wg))
+}
+
+/// A new tensor holding a[rows, cols]^T, and the launch that fills it.
+fn transposed(gpu: &Gpu, (rows, cols): (usize, usize), a: &Tensor, label: &str) -> (Tensor, Launch) {
+    let t = gpu.zeros(&[cols, rows], label);
+    let l = transpose(gpu, (rows, cols), a, &t);
+    (t, l)
+}
+
+/// A weight's transposed copy: its launch is marked `weight_layout`, so eval graphs run it
+/// once per change of the weights (training runs it at every step, before the forward).
+pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) -> (Tensor, Launch) {
+    let (t, mut l) = transposed(gpu, (rows, cols), w, "weight transposed");
     l.weight_layout = true;
-    l
+    (t, l)
 }
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
-pub fn dense_backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
-    matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)
+pub fn dense_backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+    if batch % 4 == 0 && fout % 4 == 0 {
+        let (dyt, l) = transposed(gpu, (batch, fout), dy, "dense output gradient transposed");
+        return vec![l, matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (&dyt, Strides::transposed(batch)), w, Columns::matrix(fin), dx)];
+    }
+    vec![matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)]
 }
 
 /// dw[out, in] = dy[batch, out]^T x[batch, in]
