@@ -247,27 +247,29 @@ fn store_bn_cols(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
     }
 }
 
-// transpose4: c[j, i] = a[i, j] for a row-major [m, n] with m and n multiples of 4; each
+// transpose4: c[z, j, i] = a[z, i, j] for p.k row-major [m, n] matrices, m and n multiples of 4; each
 // lane moves one 4x4 block as four vec4 loads and four vec4 stores. It gives matmul_tn4 its
 // transposed operands (weights, and a dense layer's input or output gradient).
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // p.k matrices one after the other (the images of an NCHW tensor: [c, hw] -> [hw, c]).
+    let mq = p.m / 4u;
     let nq = p.n / 4u;
     let block = gid.x + gid.y * nwg.x * WG;  // gpu.rs grid_1d
-    if (block >= (p.m / 4u) * nq) { return; }
-    let bi = block / nq;
+    if (block >= mq * nq * p.k) { return; }
+    let base = (block / (mq * nq)) * mq * nq * 4u;
+    let bi = (block % (mq * nq)) / nq;
     let bj = block % nq;
-    let r0 = a4[(4u * bi) * nq + bj];
-    let r1 = a4[(4u * bi + 1u) * nq + bj];
-    let r2 = a4[(4u * bi + 2u) * nq + bj];
-    let r3 = a4[(4u * bi + 3u) * nq + bj];
-    let mq = p.m / 4u;
-    c4[(4u * bj) * mq + bi] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
-    c4[(4u * bj + 1u) * mq + bi] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
-    c4[(4u * bj + 2u) * mq + bi] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
-    c4[(4u * bj + 3u) * mq + bi] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+    let r0 = a4[base + (4u * bi) * nq + bj];
+    let r1 = a4[base + (4u * bi + 1u) * nq + bj];
+    let r2 = a4[base + (4u * bi + 2u) * nq + bj];
+    let r3 = a4[base + (4u * bi + 3u) * nq + bj];
+    c4[base + (4u * bj) * mq + bi] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+    c4[base + (4u * bj + 1u) * mq + bi] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+    c4[base + (4u * bj + 2u) * mq + bi] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+    c4[base + (4u * bj + 3u) * mq + bi] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
 }
 
 // The accumulators of one lane's TM x TN tile of matmul_nt4.

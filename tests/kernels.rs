@@ -83,6 +83,8 @@ fn conv_awkward_shapes() {
         // channels in fours: the input gradient (1x1) and weight gradient (dense) read their
         // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
+        // ... and out in fours: the weight gradient from NHWC copies of dy and x (matmul_tn4)
+        ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // and a batch in fours: the dense forward and input gradient transpose their operands
         ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
@@ -312,6 +314,18 @@ fn transpose_in_4x4_blocks() {
         let expected: Vec<f64> = (0..cols * rows).map(|i| a[(i % rows) * cols + i / rows] as f64).collect();
         assert_close(&format!("transpose {rows}x{cols}"), &read(&t), &expected, 0.0);
     }
+    // Each image of an NCHW tensor on its own ([c, hw] -> [hw, c]), as the 1x1 weight gradient does.
+    let (count, rows, cols) = (3, 12, 20);
+    let a: Vec<f32> = (0..count * rows * cols).map(|i| i as f32).collect();
+    let t = g.zeros(&[count, cols, rows], "t");
+    g.run(&[linear::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();
+    let expected: Vec<f64> = (0..count * cols * rows)
+        .map(|i| {
+            let (z, r) = (i / (rows * cols), i % (rows * cols));
+            a[z * rows * cols + (r % rows) * cols + r / rows] as f64
+        })
+        .collect();
+    assert_close("transpose each of 3 images", &read(&t), &expected, 0.0);
 }
 
 #[test]

@@ -234,6 +234,19 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
     l
 }
 
+/// The pointwise weight gradient dw[co, ci] = sum over (n, p) of dy[n, co, p] x[n, ci, p]:
+/// dy and x transposed image by image to [n, p, channel], then one matmul_tn4 over k = (n, p)
+/// that reads both four channels per load (the conv kernel's gathers cost 1.5-2x more).
+pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    use super::linear::{matmul_nn4, transposed_each, Columns, Strides};
+    let hw = s.h * s.w;
+    let (dyt, ldy) = transposed_each(gpu, (s.n, s.cout, hw), dy, "1x1 conv output gradient, NHWC");
+    let (xt, lx) = transposed_each(gpu, (s.n, s.cin, hw), x, "1x1 conv input, NHWC");
+    let mut l = matmul_nn4(gpu, POINTWISE_TILE, (s.cout, s.cin, s.n * hw), (&dyt, Strides::transposed(s.cout)), &xt, Columns::matrix(s.cin), dw);
+    l.label = "conv1x1.backward_weight".into();
+    vec![ldy, lx, l]
+}
+
 /// Convs on tiny maps (at most 16 input and 4 output pixels: SPGNet's 2x2 stage and the
 /// stride-2 convs into 1x1) run as dense GEMMs per group: such a conv is the matrix
 /// Wt[(co, op), (ci, q)] = w[co, ci, tap joining output pixel op to input pixel q] (0 where
@@ -445,6 +458,9 @@ pub fn weight_grad_splits(s: &ConvShape) -> usize {
 pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
         return vec![super::linear::dense_backward_weight(gpu, d, dy, x, dw)];
+    }
+    if pointwise(s).is_some() && s.cin % 4 == 0 && s.cout % 4 == 0 {
+        return backward_weight_pointwise(gpu, s, dy, x, dw);
     }
     if tiny_map(s) {
         return backward_weight_tiny(gpu, s, dy, x, dw);

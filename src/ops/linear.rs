@@ -220,16 +220,27 @@ pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x:
 
 /// t[cols, rows] = a[rows, cols]^T, both dimensions multiples of 4.
 pub fn transpose(gpu: &Gpu, (rows, cols): (usize, usize), a: &Tensor, t: &Tensor) -> Launch {
-    assert!(rows % 4 == 0 && cols % 4 == 0 && a.len() >= rows * cols && t.len() >= rows * cols, "transpose4: {rows}x{cols} is not in fours");
+    transpose_each(gpu, (1, rows, cols), a, t)
+}
+
+/// t[z, cols, rows] = a[z, rows, cols]^T for z < count (an NCHW tensor's images to NHWC).
+pub fn transpose_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a: &Tensor, t: &Tensor) -> Launch {
+    let len = count * rows * cols;
+    assert!(rows % 4 == 0 && cols % 4 == 0 && a.len() >= len && t.len() >= len, "transpose4: {rows}x{cols} is not in fours");
     let tile = Tile { tm: 1, nv: 1, wg: 8 };
-    let p = gemm_params(gpu, (rows, cols, 0), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
-    gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS), &p, &[a, a, t], crate::gpu::grid_1d(rows * cols / 16, tile.wg))
+    let p = gemm_params(gpu, (rows, cols, count), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
+    gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS), &p, &[a, a, t], crate::gpu::grid_1d(len / 16, tile.wg))
 }
 
 /// A new tensor holding a[rows, cols]^T, and the launch that fills it.
 fn transposed(gpu: &Gpu, (rows, cols): (usize, usize), a: &Tensor, label: &str) -> (Tensor, Launch) {
-    let t = gpu.zeros(&[cols, rows], label);
-    let l = transpose(gpu, (rows, cols), a, &t);
+    transposed_each(gpu, (1, rows, cols), a, label)
+}
+
+/// A new tensor holding each of a's `count` [rows, cols] matrices transposed, and its launch.
+pub fn transposed_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a: &Tensor, label: &str) -> (Tensor, Launch) {
+    let t = gpu.zeros(&[count, cols, rows], label);
+    let l = transpose_each(gpu, (count, rows, cols), a, &t);
     (t, l)
 }
 
