@@ -40,58 +40,118 @@ const TN: u32 = 4u * NV;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
 // forward_bn binds the running statistics at 4-7 (bn_epilogue.wgsl, appended).
 
-// The accumulators of one invocation's tile: rows row0.. of group g, columns col0..
-fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
+// Per column of a forward tile: where its receptive field starts. Columns past the end are
+// clamped to the last one (loads stay in bounds) and never stored.
+struct FwdColumns {
+    x_base: array<u32, TN>,
+    y0: array<i32, TN>,
+    x0: array<i32, TN>,
+}
+
+fn forward_columns(g: u32, col0: u32) -> FwdColumns {
     let ohw = p.oh * p.ow;
     let ncol = p.n * ohw;
-    let hw = p.h * p.w;
-    let kk = p.k * p.k;
-
-    // Per column: where its receptive field starts. Columns past the end are clamped to
-    // the last one (loads stay in bounds) and never stored.
-    var x_base: array<u32, TN>;
-    var y0: array<i32, TN>;
-    var x0: array<i32, TN>;
+    var f: FwdColumns;
     for (var j = 0u; j < TN; j++) {
         let c = min(col0 + j, ncol - 1u);
         let n = c / ohw;
         let r = c % ohw;
-        y0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
-        x0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
-        x_base[j] = (n * p.x_channels + p.x_first + g * p.cig) * hw;
+        f.y0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
+        f.x0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
+        f.x_base[j] = (n * p.x_channels + p.x_first + g * p.cig) * p.h * p.w;
     }
+    return f;
+}
+
+// Where each column reads x through tap (ky, kx) of input channel 0 (0 with inside false
+// where that is padding).
+struct FwdTap {
+    off: array<u32, TN>,
+    inside: array<bool, TN>,
+}
+
+fn forward_tap(f: FwdColumns, ky: u32, kx: u32) -> FwdTap {
+    var t: FwdTap;
+    for (var j = 0u; j < TN; j++) {
+        let yy = f.y0[j] + i32(ky);
+        let xx = f.x0[j] + i32(kx);
+        t.inside[j] = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+        t.off[j] = select(0u, f.x_base[j] + u32(yy) * p.w + u32(xx), t.inside[j]);
+    }
+    return t;
+}
+
+// The TN x values of a tap in the input channel plane at `plane`, as NV vec4s.
+fn forward_x(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
+    var xv: array<vec4<f32>, NV>;
+    for (var v = 0u; v < NV; v++) {
+        let j = 4u * v;
+        xv[v] = vec4<f32>(
+            select(0.0, fwd_x[t.off[j] + plane], t.inside[j]),
+            select(0.0, fwd_x[t.off[j + 1u] + plane], t.inside[j + 1u]),
+            select(0.0, fwd_x[t.off[j + 2u] + plane], t.inside[j + 2u]),
+            select(0.0, fwd_x[t.off[j + 3u] + plane], t.inside[j + 3u]));
+    }
+    return xv;
+}
+
+// The accumulators of one invocation's tile: rows row0.. of group g, columns col0..
+fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
+    let hw = p.h * p.w;
+    let kk = p.k * p.k;
+    let f = forward_columns(g, col0);
     var w_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
         w_base[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * p.cig * kk;
     }
-
     var acc: array<vec4<f32>, TM * NV>;
     for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
         for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
-            var off: array<u32, TN>;
-            var inside: array<bool, TN>;
-            for (var j = 0u; j < TN; j++) {
-                let yy = y0[j] + i32(ky);
-                let xx = x0[j] + i32(kx);
-                inside[j] = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
-                off[j] = select(0u, x_base[j] + u32(yy) * p.w + u32(xx), inside[j]);
-            }
+            let t = forward_tap(f, ky, kx);
             let tap = ky * p.k + kx;
             for (var ci = 0u; ci < p.cig; ci++) {
-                let plane = ci * hw;
-                var xv: array<vec4<f32>, NV>;
-                for (var v = 0u; v < NV; v++) {
-                    let j = 4u * v;
-                    xv[v] = vec4<f32>(
-                        select(0.0, fwd_x[off[j] + plane], inside[j]),
-                        select(0.0, fwd_x[off[j + 1u] + plane], inside[j + 1u]),
-                        select(0.0, fwd_x[off[j + 2u] + plane], inside[j + 2u]),
-                        select(0.0, fwd_x[off[j + 3u] + plane], inside[j + 3u]));
-                }
+                let xv = forward_x(t, ci * hw);
                 for (var i = 0u; i < TM; i++) {
                     let wv = vec4<f32>(fwd_w[w_base[i] + ci * kk + tap]);
                     for (var v = 0u; v < NV; v++) {
                         acc[i * NV + v] = fma(wv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+// forward_tile with the weights transposed per group to [g][ci][tap][co] (conv.rs) and
+// read as vec4s of four output channels: TM / 4 loads per (ci, tap) instead of TM, and
+// lavapipe pays per load. Needs TM and cog in fours.
+@group(0) @binding(2) var<storage, read> fwd_wt4: array<vec4<f32>>;
+
+fn forward_tile_wt(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
+    let hw = p.h * p.w;
+    let kk = p.k * p.k;
+    let cogq = p.cog / 4u;
+    let f = forward_columns(g, col0);
+    var w_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        w_q[q] = g * p.cig * kk * cogq + min(row0 / 4u + q, cogq - 1u);
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
+        for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
+            let t = forward_tap(f, ky, kx);
+            let tap = ky * p.k + kx;
+            for (var ci = 0u; ci < p.cig; ci++) {
+                let xv = forward_x(t, ci * hw);
+                let w_row = (ci * kk + tap) * cogq;
+                for (var q = 0u; q < TM / 4u; q++) {
+                    let w4 = fwd_wt4[w_q[q] + w_row];
+                    for (var e = 0u; e < 4u; e++) {
+                        let wv = vec4<f32>(w4[e]);
+                        for (var v = 0u; v < NV; v++) {
+                            acc[(4u * q + e) * NV + v] = fma(wv, xv[v], acc[(4u * q + e) * NV + v]);
+                        }
                     }
                 }
             }
@@ -151,6 +211,21 @@ fn forward_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let col0 = gid.x * TN;
     if (col0 >= p.n * p.oh * p.ow) { return; }
     store_tile_bn(wid.z, wid.y * TM, col0, forward_tile(wid.z, wid.y * TM, col0));
+}
+
+// forward_wt and forward_wt_bn: forward and forward_bn reading transposed weights.
+@compute @workgroup_size(WG, 1, 1)
+fn forward_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = gid.x * TN;
+    if (col0 >= p.n * p.oh * p.ow) { return; }
+    store_tile(wid.z, wid.y * TM, col0, forward_tile_wt(wid.z, wid.y * TM, col0));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = gid.x * TN;
+    if (col0 >= p.n * p.oh * p.ow) { return; }
+    store_tile_bn(wid.z, wid.y * TM, col0, forward_tile_wt(wid.z, wid.y * TM, col0));
 }
 
 // forward_by_pixel, forward_by_pixel_bn: the same two passes with the roles turned around,

@@ -80,6 +80,10 @@ fn conv_awkward_shapes() {
         ConvShape { n: 3, cin: 5, h: 2, w: 2, cout: 7, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 1, cin: 9, h: 4, w: 3, cout: 13, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 2, cin: 10, h: 6, w: 6, cout: 22, groups: 1, k: 1, stride: 1 },
+        // output channels per group and each output channel's weights in fours: the forward
+        // reads transposed weights (forward_wt), stride 1 and 2, ragged columns
+        ConvShape { n: 3, cin: 8, h: 5, w: 7, cout: 8, groups: 2, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 16, h: 7, w: 6, cout: 16, groups: 2, k: 3, stride: 2 },
         // channels in fours: the input gradient (1x1) and weight gradient (dense) read their
         // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
@@ -575,6 +579,9 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // grouped 3x3, stride 1, on a 4x4 map, writing a slice
     let s = ConvShape { n: 3, cin: 12, h: 4, w: 4, cout: 12, groups: 3, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 12, x_first: 0, y_channels: 24, y_first: 12 }, true, 14);
+    // transposed weights (forward_wt_bn) writing a slice
+    let s = ConvShape { n: 3, cin: 8, h: 5, w: 5, cout: 8, groups: 2, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 16, y_first: 8 }, true, 17);
     // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
     let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);
