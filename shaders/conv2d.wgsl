@@ -252,99 +252,136 @@ fn forward_by_pixel_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
 @group(0) @binding(2) var<storage, read> bwd_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 
-@compute @workgroup_size(WG, 1, 1)
-fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    // Stride 2: the input pixels are split into 4 parity classes (z = group * 4 + class).
-    // In class (py, px) only taps with ky = py + pad, kx = px + pad (mod 2) reach an output
-    // pixel, so each class walks just those taps instead of masking 3/4 of the work away.
-    let s = i32(p.stride);
+// Stride 2: the input pixels are split into 4 parity classes (z = group * 4 + class).
+// In class (py, px) only taps with ky = py + pad, kx = px + pad (mod 2) reach an output
+// pixel, so each class walks just those taps instead of masking 3/4 of the work away.
+struct BwdColumns {
+    g: u32,
+    col0: u32,
+    ncol: u32,
+    step: u32,
+    ky_first: u32,
+    kx_first: u32,
+    dy_base: array<u32, TN>,
+    ty0: array<i32, TN>,
+    tx0: array<i32, TN>,
+    dx_index: array<u32, TN>,
+}
+
+fn backward_data_columns(gid: vec3<u32>, wid: vec3<u32>) -> BwdColumns {
     let parity = p.stride == 2u;
-    var g = wid.z;
+    var b: BwdColumns;
+    b.g = wid.z;
     var py = 0u;
     var px = 0u;
-    var step = 1u;
+    b.step = 1u;
     if (parity) {
-        g = wid.z / 4u;
+        b.g = wid.z / 4u;
         py = (wid.z / 2u) % 2u;
         px = wid.z % 2u;
-        step = 2u;
+        b.step = 2u;
     }
     // This class's pixels: rows py, py + step, ... and columns px, px + step, ...
-    let ch = (p.h - py + step - 1u) / step;
-    let cw = (p.w - px + step - 1u) / step;
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
+    let ch = (p.h - py + b.step - 1u) / b.step;
+    let cw = (p.w - px + b.step - 1u) / b.step;
+    b.col0 = gid.x * TN;
+    b.ncol = p.n * ch * cw;
     let hw = p.h * p.w;
-    let ncol = p.n * ch * cw;
-    if (col0 >= ncol) { return; }
     let ohw = p.oh * p.ow;
-    let kk = p.k * p.k;
-
-    var dy_base: array<u32, TN>;
-    var ty0: array<i32, TN>;
-    var tx0: array<i32, TN>;
-    var dx_index: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
-        let c = min(col0 + j, ncol - 1u);
+        let c = min(b.col0 + j, b.ncol - 1u);
         let n = c / (ch * cw);
         let r = c % (ch * cw);
-        let iy = py + step * (r / cw);
-        let ix = px + step * (r % cw);
-        ty0[j] = i32(iy + p.pad);
-        tx0[j] = i32(ix + p.pad);
-        dy_base[j] = (n * p.cout + g * p.cog) * ohw;
-        dx_index[j] = (n * p.cin + g * p.cig) * hw + iy * p.w + ix;
+        let iy = py + b.step * (r / cw);
+        let ix = px + b.step * (r % cw);
+        b.ty0[j] = i32(iy + p.pad);
+        b.tx0[j] = i32(ix + p.pad);
+        b.dy_base[j] = (n * p.cout + b.g * p.cog) * ohw;
+        b.dx_index[j] = (n * p.cin + b.g * p.cig) * hw + iy * p.w + ix;
     }
     // First live tap of the class's parity (every tap when not split by parity).
-    var ky_first = p.ky_lo;
-    var kx_first = p.kx_lo;
+    b.ky_first = p.ky_lo;
+    b.kx_first = p.kx_lo;
     if (parity) {
-        ky_first += (p.ky_lo + py + p.pad) % 2u;
-        kx_first += (p.kx_lo + px + p.pad) % 2u;
+        b.ky_first += (p.ky_lo + py + p.pad) % 2u;
+        b.kx_first += (p.kx_lo + px + p.pad) % 2u;
     }
+    return b;
+}
+
+// Where each column reads dy through tap (ky, kx) of output channel 0 (FwdTap's layout).
+fn backward_data_tap(b: BwdColumns, ky: u32, kx: u32) -> FwdTap {
+    // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
+    // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
+    // Strides 1 and 2 avoid the per-lane division (scalarised on CPU adapters).
+    let s = i32(p.stride);
+    var t: FwdTap;
+    for (var j = 0u; j < TN; j++) {
+        let ty = b.ty0[j] - i32(ky);
+        let tx = b.tx0[j] - i32(kx);
+        var oy = ty;
+        var ox = tx;
+        var even = true;
+        if (p.stride == 2u) {
+            // even by the choice of class and taps
+            oy = ty >> 1u;
+            ox = tx >> 1u;
+        } else if (s != 1) {
+            oy = ty / s;
+            ox = tx / s;
+            even = oy * s == ty && ox * s == tx;
+        }
+        t.inside[j] = ty >= 0 && tx >= 0 && even && oy < i32(p.oh) && ox < i32(p.ow);
+        t.off[j] = select(0u, b.dy_base[j] + u32(oy) * p.ow + u32(ox), t.inside[j]);
+    }
+    return t;
+}
+
+// The TN dy values of a tap in the output channel plane at `plane`, as NV vec4s.
+fn backward_data_dy(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
+    var dv: array<vec4<f32>, NV>;
+    for (var v = 0u; v < NV; v++) {
+        let j = 4u * v;
+        dv[v] = vec4<f32>(
+            select(0.0, bwd_dy[t.off[j] + plane], t.inside[j]),
+            select(0.0, bwd_dy[t.off[j + 1u] + plane], t.inside[j + 1u]),
+            select(0.0, bwd_dy[t.off[j + 2u] + plane], t.inside[j + 2u]),
+            select(0.0, bwd_dy[t.off[j + 3u] + plane], t.inside[j + 3u]));
+    }
+    return dv;
+}
+
+fn backward_data_store(b: BwdColumns, row0: u32, acc: array<vec4<f32>, TM * NV>) {
+    let hw = p.h * p.w;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cig) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (b.col0 + j < b.ncol) {
+                bwd_dx[b.dx_index[j] + row * hw] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = backward_data_columns(gid, wid);
+    if (b.col0 >= b.ncol) { return; }
+    let row0 = wid.y * TM;
+    let ohw = p.oh * p.ow;
+    let kk = p.k * p.k;
     var w_base: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
-        w_base[i] = g * p.cog * p.cig * kk + min(row0 + i, p.cig - 1u) * kk;
+        w_base[i] = b.g * p.cog * p.cig * kk + min(row0 + i, p.cig - 1u) * kk;
     }
-
     var acc: array<vec4<f32>, TM * NV>;
-    for (var ky = ky_first; ky < p.ky_hi; ky += step) {
-        for (var kx = kx_first; kx < p.kx_hi; kx += step) {
-            // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
-            // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
-            // Strides 1 and 2 avoid the per-lane division (scalarised on CPU adapters).
-            var off: array<u32, TN>;
-            var inside: array<bool, TN>;
-            for (var j = 0u; j < TN; j++) {
-                let ty = ty0[j] - i32(ky);
-                let tx = tx0[j] - i32(kx);
-                var oy = ty;
-                var ox = tx;
-                var even = true;
-                if (parity) {
-                    // even by the choice of class and taps
-                    oy = ty >> 1u;
-                    ox = tx >> 1u;
-                } else if (s != 1) {
-                    oy = ty / s;
-                    ox = tx / s;
-                    even = oy * s == ty && ox * s == tx;
-                }
-                inside[j] = ty >= 0 && tx >= 0 && even && oy < i32(p.oh) && ox < i32(p.ow);
-                off[j] = select(0u, dy_base[j] + u32(oy) * p.ow + u32(ox), inside[j]);
-            }
+    for (var ky = b.ky_first; ky < p.ky_hi; ky += b.step) {
+        for (var kx = b.kx_first; kx < p.kx_hi; kx += b.step) {
+            let t = backward_data_tap(b, ky, kx);
             let tap = ky * p.k + kx;
             for (var co = 0u; co < p.cog; co++) {
-                let plane = co * ohw;
-                var dv: array<vec4<f32>, NV>;
-                for (var v = 0u; v < NV; v++) {
-                    let j = 4u * v;
-                    dv[v] = vec4<f32>(
-                        select(0.0, bwd_dy[off[j] + plane], inside[j]),
-                        select(0.0, bwd_dy[off[j + 1u] + plane], inside[j + 1u]),
-                        select(0.0, bwd_dy[off[j + 2u] + plane], inside[j + 2u]),
-                        select(0.0, bwd_dy[off[j + 3u] + plane], inside[j + 3u]));
-                }
+                let dv = backward_data_dy(t, co * ohw);
                 let w_co = co * p.cig * kk + tap;
                 for (var i = 0u; i < TM; i++) {
                     let wv = vec4<f32>(bwd_w[w_base[i] + w_co]);
@@ -355,15 +392,46 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
             }
         }
     }
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
-        if (row >= p.cig) { break; }
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < ncol) {
-                bwd_dx[dx_index[j] + row * hw] = acc[i * NV + j / 4u][j % 4u];
+    backward_data_store(b, row0, acc);
+}
+
+// backward_data_wt: the weights transposed to [g][co][tap][ci] (conv.rs) and read as vec4s
+// of four input channels, as forward_wt does for output channels. Needs TM and cig in fours.
+@group(0) @binding(2) var<storage, read> bwd_wt4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = backward_data_columns(gid, wid);
+    if (b.col0 >= b.ncol) { return; }
+    let row0 = wid.y * TM;
+    let ohw = p.oh * p.ow;
+    let kk = p.k * p.k;
+    let cigq = p.cig / 4u;
+    var w_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        w_q[q] = b.g * p.cog * kk * cigq + min(row0 / 4u + q, cigq - 1u);
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = b.ky_first; ky < p.ky_hi; ky += b.step) {
+        for (var kx = b.kx_first; kx < p.kx_hi; kx += b.step) {
+            let t = backward_data_tap(b, ky, kx);
+            let tap = ky * p.k + kx;
+            for (var co = 0u; co < p.cog; co++) {
+                let dv = backward_data_dy(t, co * ohw);
+                let w_row = (co * kk + tap) * cigq;
+                for (var q = 0u; q < TM / 4u; q++) {
+                    let w4 = bwd_wt4[w_q[q] + w_row];
+                    for (var e = 0u; e < 4u; e++) {
+                        let wv = vec4<f32>(w4[e]);
+                        for (var v = 0u; v < NV; v++) {
+                            acc[(4u * q + e) * NV + v] = fma(wv, dv[v], acc[(4u * q + e) * NV + v]);
+                        }
+                    }
+                }
             }
         }
     }
+    backward_data_store(b, row0, acc);
 }
 
 // backward_weight: dw[s] = sum over the pixels of batch slice s of dy * x (s = split index).

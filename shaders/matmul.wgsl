@@ -272,6 +272,16 @@ fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     c4[base + (4u * bj + 3u) * mq + bi] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
 }
 
+// transpose1: transpose4 for any sizes, one value per lane (small tensors: weights).
+@compute @workgroup_size(WG, 1, 1)
+fn transpose1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;  // gpu.rs grid_1d
+    let per = p.m * p.n;
+    if (i >= per * p.k) { return; }
+    let r = i % per;
+    c[i] = a[i - r + (r % p.m) * p.n + r / p.m];
+}
+
 // The accumulators of one lane's TM x TN tile of matmul_nt4.
 fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
     let kq = p.k / 4u;

@@ -318,18 +318,20 @@ fn transpose_in_4x4_blocks() {
         let expected: Vec<f64> = (0..cols * rows).map(|i| a[(i % rows) * cols + i / rows] as f64).collect();
         assert_close(&format!("transpose {rows}x{cols}"), &read(&t), &expected, 0.0);
     }
-    // Each image of an NCHW tensor on its own ([c, hw] -> [hw, c]), as the 1x1 weight gradient does.
-    let (count, rows, cols) = (3, 12, 20);
-    let a: Vec<f32> = (0..count * rows * cols).map(|i| i as f32).collect();
-    let t = g.zeros(&[count, cols, rows], "t");
-    g.run(&[linear::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();
-    let expected: Vec<f64> = (0..count * cols * rows)
-        .map(|i| {
-            let (z, r) = (i / (rows * cols), i % (rows * cols));
-            a[z * rows * cols + (r % rows) * cols + r / rows] as f64
-        })
-        .collect();
-    assert_close("transpose each of 3 images", &read(&t), &expected, 0.0);
+    // Each image of an NCHW tensor on its own ([c, hw] -> [hw, c]), as the 1x1 weight gradient
+    // does; and sizes not in fours (one value per lane), as conv weights [co][ci][tap] need.
+    for (count, rows, cols) in [(3, 12, 20), (5, 3, 9)] {
+        let a: Vec<f32> = (0..count * rows * cols).map(|i| i as f32).collect();
+        let t = g.zeros(&[count, cols, rows], "t");
+        g.run(&[linear::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();
+        let expected: Vec<f64> = (0..count * cols * rows)
+            .map(|i| {
+                let (z, r) = (i / (rows * cols), i % (rows * cols));
+                a[z * rows * cols + (r % rows) * cols + r / rows] as f64
+            })
+            .collect();
+        assert_close(&format!("transpose each of {count} {rows}x{cols}"), &read(&t), &expected, 0.0);
+    }
 }
 
 #[test]
