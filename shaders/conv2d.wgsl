@@ -439,66 +439,48 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
 @group(0) @binding(2) var<storage, read> wg_x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
 
-@compute @workgroup_size(WG, 1, 1)
-fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z % p.groups;
-    let split = wid.z / p.groups;
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
+// Per column (input channel, tap) of a weight-gradient tile: its input plane and tap offset.
+struct WgColumns {
+    x_plane: array<u32, TN>,
+    ky: array<i32, TN>,
+    kx: array<i32, TN>,
+}
+
+fn weight_grad_columns(g: u32, col0: u32) -> WgColumns {
     let kk = p.k * p.k;
     let ncol = p.cig * kk;
-    if (col0 >= ncol) { return; }
     let hw = p.h * p.w;
-    let ohw = p.oh * p.ow;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
-
-    var x_plane: array<u32, TN>;
-    var ky: array<i32, TN>;
-    var kx: array<i32, TN>;
+    var f: WgColumns;
     for (var j = 0u; j < TN; j++) {
         let c = min(col0 + j, ncol - 1u);
         let tap = c % kk;
-        x_plane[j] = (g * p.cig + c / kk) * hw;
-        ky[j] = i32(tap / p.k) - i32(p.pad);
-        kx[j] = i32(tap % p.k) - i32(p.pad);
+        f.x_plane[j] = (g * p.cig + c / kk) * hw;
+        f.ky[j] = i32(tap / p.k) - i32(p.pad);
+        f.kx[j] = i32(tap % p.k) - i32(p.pad);
     }
-    var dy_plane: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
-    }
+    return f;
+}
 
-    var acc: array<vec4<f32>, TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
-        let dy_img = n * p.cout * ohw;
-        let x_img = n * p.cin * hw;
-        for (var oy = 0u; oy < p.oh; oy++) {
-            let iy = i32(oy * p.stride);
-            for (var ox = 0u; ox < p.ow; ox++) {
-                let ix = i32(ox * p.stride);
-                var xv: array<vec4<f32>, NV>;
-                for (var v = 0u; v < NV; v++) {
-                    var q: vec4<f32>;
-                    for (var e = 0u; e < 4u; e++) {
-                        let j = 4u * v + e;
-                        let yy = iy + ky[j];
-                        let xx = ix + kx[j];
-                        let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
-                        let o = select(0u, x_img + x_plane[j] + u32(yy) * p.w + u32(xx), inside);
-                        q[e] = select(0.0, wg_x[o], inside);
-                    }
-                    xv[v] = q;
-                }
-                let pix = dy_img + oy * p.ow + ox;
-                for (var i = 0u; i < TM; i++) {
-                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
-                    for (var v = 0u; v < NV; v++) {
-                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
-                    }
-                }
-            }
+// The TN x values the columns see from input pixel (iy, ix) of the image at x_img.
+fn weight_grad_x(f: WgColumns, x_img: u32, iy: i32, ix: i32) -> array<vec4<f32>, NV> {
+    var xv: array<vec4<f32>, NV>;
+    for (var v = 0u; v < NV; v++) {
+        var q: vec4<f32>;
+        for (var e = 0u; e < 4u; e++) {
+            let j = 4u * v + e;
+            let yy = iy + f.ky[j];
+            let xx = ix + f.kx[j];
+            let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+            let o = select(0u, x_img + f.x_plane[j] + u32(yy) * p.w + u32(xx), inside);
+            q[e] = select(0.0, wg_x[o], inside);
         }
+        xv[v] = q;
     }
+    return xv;
+}
+
+fn weight_grad_store(g: u32, split: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
+    let ncol = p.cig * p.k * p.k;
     let total = p.cout * ncol;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
@@ -509,6 +491,83 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
             }
         }
     }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.cig * p.k * p.k) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+    let f = weight_grad_columns(g, col0);
+    let dy_plane = output_planes(g, row0, ohw);
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
+                let pix = dy_img + oy * p.ow + ox;
+                for (var i = 0u; i < TM; i++) {
+                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    weight_grad_store(g, split, row0, col0, acc);
+}
+
+// backward_weight_dyt: dy transposed image by image to [n][pixel][cout] (conv.rs) and read
+// as vec4s of four output channels: TM / 4 loads per pixel instead of TM. Needs TM and cog
+// in fours.
+@group(0) @binding(1) var<storage, read> wg_dyt4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.cig * p.k * p.k) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let coutq = p.cout / 4u;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+    let f = weight_grad_columns(g, col0);
+    var dy_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        dy_q[q] = (g * p.cog) / 4u + min(row0 / 4u + q, p.cog / 4u - 1u);
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
+                let pix = (n * ohw + oy * p.ow + ox) * coutq;
+                for (var q = 0u; q < TM / 4u; q++) {
+                    let d4 = wg_dyt4[pix + dy_q[q]];
+                    for (var e = 0u; e < 4u; e++) {
+                        let dv = vec4<f32>(d4[e]);
+                        for (var v = 0u; v < NV; v++) {
+                            acc[(4u * q + e) * NV + v] = fma(dv, xv[v], acc[(4u * q + e) * NV + v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    weight_grad_store(g, split, row0, col0, acc);
 }
 
 // The weight-gradient kernels with lanes over output channels: where, within an image, the

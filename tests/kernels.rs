@@ -84,6 +84,9 @@ fn conv_awkward_shapes() {
         // reads transposed weights (forward_wt), stride 1 and 2, ragged columns
         ConvShape { n: 3, cin: 8, h: 5, w: 7, cout: 8, groups: 2, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 16, h: 7, w: 6, cout: 16, groups: 2, k: 3, stride: 2 },
+        // the weight gradient from dy transposed to NHWC (backward_weight_dyt), split over
+        // the batch into 4 slices
+        ConvShape { n: 9, cin: 8, h: 12, w: 11, cout: 16, groups: 2, k: 3, stride: 1 },
         // channels in fours: the input gradient (1x1) and weight gradient (dense) read their
         // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
