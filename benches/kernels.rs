@@ -12,9 +12,12 @@ const REPEAT: usize = 10;
 
 /// Times `REPEAT` copies of a launch sequence (one conv may be a few launches: a weight
 /// expansion and a GEMM); its flops are the sequence's useful work.
+fn copy(l: &Launch) -> Launch {
+    Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new(), weight_layout: l.weight_layout }
+}
+
 fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, seq: Vec<Launch>) {
     let flops: f64 = seq.iter().map(|l| l.flops).sum();
-    let copy = |l: &Launch| Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new(), weight_layout: l.weight_layout };
     let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().map(copy).collect::<Vec<_>>()).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
@@ -32,10 +35,17 @@ fn kernels(c: &mut Criterion) {
     let x = gpu.zeros(&s.input_shape(), "x");
     let w = gpu.zeros(&s.weight_shape(), "w");
     let y = gpu.zeros(&s.output_shape(), "y");
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_forward", conv::forward(&gpu, &s, &x, &w, &y));
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_data", conv::backward_data(&gpu, &s, &y, &w, &x));
-    let wg = conv::backward_weight(&gpu, &s, &y, &x, &w);
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_8x8_backward_weight", vec![wg.into_iter().next().unwrap()]);
+    // Each direction as the training step runs it (with the transposes of weights or dy that
+    // let the kernels read four channels per load), then the conv kernel alone.
+    for (dir, seq) in [
+        ("forward", conv::forward(&gpu, &s, &x, &w, &y)),
+        ("backward_data", conv::backward_data(&gpu, &s, &y, &w, &x)),
+        ("backward_weight", conv::backward_weight(&gpu, &s, &y, &x, &w)),
+    ] {
+        let kernel: Vec<Launch> = seq.iter().filter(|l| l.flops > 0.0).map(copy).collect();
+        bench_launch(c, &gpu, &format!("conv3x3_g6_n64_c96_8x8_{dir}"), seq);
+        bench_launch(c, &gpu, &format!("conv3x3_g6_n64_c96_8x8_{dir}_kernel_only"), kernel);
+    }
     // Stage 2's grouped 3x3 at 32x32 input: 2x2 maps. The tiny-map GEMMs (weight expansion or
     // fold included) beside the implicit-GEMM conv kernels they replace.
     let t = ConvShape { n: 64, cin: 96, h: 2, w: 2, cout: 96, groups: 6, k: 3, stride: 1 };
@@ -51,8 +61,7 @@ fn kernels(c: &mut Criterion) {
     let (px, pw, py) = (gpu.zeros(&p.input_shape(), "x"), gpu.zeros(&p.weight_shape(), "w"), gpu.zeros(&p.output_shape(), "y"));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_data", conv::backward_data(&gpu, &p, &py, &pw, &px));
-    let pg = conv::backward_weight(&gpu, &p, &py, &px, &pw);
-    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", vec![pg.into_iter().next().unwrap()]);
+    bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", conv::backward_weight(&gpu, &p, &py, &px, &pw));
     // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));

@@ -9,8 +9,11 @@
 // Register tiling: an invocation owns TM rows x (4 * NV) columns, held as vec4 accumulators.
 // lavapipe runs invocations as SIMD lanes and pays per loaded element, so large tiles and
 // no workgroup memory win there (see docs); real GPUs are fine with the same shape.
-// Rows and groups come from workgroup_id (workgroups are WG x 1 x 1), so the compiler sees
-// them as uniform: the row operand is one scalar load broadcast, not a per-lane gather.
+// Rows and groups come from workgroup_id (workgroups are WG x 1 x 1), so their index
+// arithmetic and bounds tests are uniform. lavapipe (Mesa 25.0, GALLIVM_DEBUG=ir) still
+// issues every load inside a loop lane by lane, uniform address or not, so what counts is
+// the number of load instructions: the *_wt and *_dyt kernels read the row operand
+// (weights, or dy transposed to NHWC) as vec4s of four rows.
 // TM, NV and WG are appended by the host as consts.
 
 // The forward passes read x and write y as channel slices of possibly wider tensors:
@@ -198,7 +201,7 @@ fn store_tile_bn(g: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
 }
 
 // forward and forward_bn: lanes over output pixels, the rows (output channels) from
-// workgroup_id, so the weights are uniform scalar loads.
+// workgroup_id, so the weights' addresses are uniform.
 @compute @workgroup_size(WG, 1, 1)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let col0 = gid.x * TN;

@@ -23,7 +23,7 @@ const TN: u32 = 4u * NV;
 
 @compute @workgroup_size(WG, 1, 1)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    // Rows from workgroup_id: uniform across the workgroup, so A is read by scalar loads.
+    // Rows from workgroup_id: uniform across the workgroup (addresses and bounds tests).
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
@@ -102,7 +102,7 @@ fn nn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
         }
         let acol = kk * p.a_col;
         for (var i = 0u; i < TM; i++) {
-            let av = vec4<f32>(a[a_base[i] + acol]);  // uniform rows: one broadcast load
+            let av = vec4<f32>(a[a_base[i] + acol]);  // uniform rows (still a load per row: see tn4_tile)
             for (var v = 0u; v < NV; v++) {
                 acc[i * NV + v] = fma(av, bv[v], acc[i * NV + v]);
             }
@@ -300,7 +300,7 @@ fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
             bv[j] = b4[b_base[j] + q];
         }
         for (var i = 0u; i < TM; i++) {
-            let av = a4[a_base[i] + q];  // uniform rows: one broadcast load
+            let av = a4[a_base[i] + q];  // uniform rows
             for (var j = 0u; j < TN; j++) {
                 acc[i * TN + j] += dot(av, bv[j]);
             }

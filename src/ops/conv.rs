@@ -84,8 +84,9 @@ impl Tile {
         let nv = if cols >= 64 { 2 } else { 1 };
         Tile { tm, nv, wg: 8 }
     }
-    /// Measured on lavapipe over SPGNet's shapes (benches/tiles.rs, rows read as uniform
-    /// scalars): the forward wants at most 4 rows (4 x 8 beat 8 x 8 by 1.1-2x on every 3x3
+    /// The tiles of the kernels that read the row operand one row per load (where rows do
+    /// not come in fours; the *_wt / *_dyt kernels have their own), measured on lavapipe over
+    /// SPGNet's shapes (benches/tiles.rs): the forward wants at most 4 rows (4 x 8 beat 8 x 8 by 1.1-2x on every 3x3
     /// shape, the stem's included), the input gradient 8 x 8 wherever there are 8 rows; the
     /// weight gradient wants 16 x 8 once there are 16 rows, 8 x 4 below.
     pub fn for_forward(rows: usize, cols: usize) -> Tile {

@@ -102,7 +102,8 @@ pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 pub const DENSE_GRADIENT_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 
 /// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
-/// as vec4); a is addressed through strides (read by uniform scalar loads).
+/// as vec4); a is addressed through strides (uniform rows; read as vec4s of four rows by
+/// matmul_tn4 where a is stored transposed, see a_in_row_fours).
 pub fn matmul_nn4(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
     nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), None, c)
 }
