@@ -361,7 +361,7 @@ pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> 
     if tiny_map(s) {
         return forward_tiny(gpu, s, Slices::whole(s), x, w, None, y);
     }
-    if let Some(tile) = forward_wt_tile(s) {
+    if let Some(tile) = forward_wt_tile(gpu, s) {
         return forward_wt(gpu, s, tile, x, w, y);
     }
     vec![forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)]
@@ -377,8 +377,13 @@ fn weights_in_row_fours(s: &ConvShape, tile: Tile) -> bool {
 /// lane was the best of seven tiles on every 3x3 shape of SPGNet with more than one output
 /// pixel (1.3-2.2x over the best tile of the scalar-weight kernel: 2.2x on 8x8 maps with 96
 /// channels in 6 groups); on 1x1 output maps (one live tap) the scalar kernel stays faster.
-fn forward_wt_tile(s: &ConvShape) -> Option<Tile> {
-    let tile = Tile { tm: if s.cog() >= 8 { 8 } else { 4 }, nv: 1, wg: 8 };
+/// Where 4 columns per lane would need more workgroups than the adapter allows in x (large
+/// images at large batches), 8 columns per lane halve the grid.
+fn forward_wt_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
+    let mut tile = Tile { tm: if s.cog() >= 8 { 8 } else { 4 }, nv: 1, wg: 8 };
+    if tile.grid(s.cog(), s.n * s.oh() * s.ow(), 1)[0] > gpu.limits.max_compute_workgroups_per_dimension {
+        tile.nv = 2;
+    }
     (s.oh() * s.ow() > 1 && weights_in_row_fours(s, tile)).then_some(tile)
 }
 
@@ -438,7 +443,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
         return forward_tiny(gpu, s, sl, x, w, Some(bn), y);
     }
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let wt_tile = forward_wt_tile(s).filter(|_| by_pixel(s).is_none());
+    let wt_tile = forward_wt_tile(gpu, s).filter(|_| by_pixel(s).is_none());
     let tile = wt_tile.unwrap_or(Tile::for_forward(rows, cols));
     let mut launches = vec![];
     let wt = wt_tile.map(|_| {
