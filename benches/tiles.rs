@@ -48,7 +48,7 @@ fn main() {
         let dirs: &[&str] = match (dense, pointwise) {
             (true, _) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "dn_f", "dn_ft", "dn_d", "dn_w"],
             (_, true) => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt", "pw_f", "pw_d"],
-            _ if s.k == 3 => &["fwd", "fwd_wt", "fwd_p", "bwd_d", "bwd_d_wt", "bwd_w", "bwd_w_dyt", "bwd_wt", "bwd_w9"],
+            _ if s.k == 3 => &["fwd", "fwd_wt", "fwd_p", "bwd_d", "bwd_d_wt", "bwd_w", "bwd_w_dyt", "bwd_w_nhwc", "bwd_wt", "bwd_w9"],
             _ => &["fwd", "fwd_p", "bwd_d", "bwd_w", "bwd_wt"],
         };
         let d = (s.n, s.cin, s.cout);
@@ -62,7 +62,8 @@ fn main() {
                         "fwd_wt" if t.tm % 4 == 0 && s.cog() % 4 == 0 => conv::forward_wt(&gpu, &s, t, &x, &w, &y),
                         "bwd_d_wt" if t.tm % 4 == 0 && s.cig() % 4 == 0 => conv::backward_data_wt(&gpu, &s, t, &y, &w, &x),
                         "bwd_w_dyt" if t.tm % 4 == 0 && s.cog() % 4 == 0 => conv::backward_weight_dyt(&gpu, &s, t, &y, &x, &w),
-                        "fwd_wt" | "bwd_d_wt" | "bwd_w_dyt" => vec![],
+                        "bwd_w_nhwc" if t.tm % 4 == 0 && s.cog() % 4 == 0 && s.cig() % 4 == 0 => conv::backward_weight_nhwc(&gpu, &s, t, &y, &x, &w),
+                        "fwd_wt" | "bwd_d_wt" | "bwd_w_dyt" | "bwd_w_nhwc" => vec![],
                         // fwd_p: half the tile's rows per lane, 8 lanes
                         "fwd_p" => vec![conv::forward_by_pixel(&gpu, &s, Tile { tm: t.tm / 2, ..t }, &x, &w, &y)],
                         "bwd_d" => vec![conv::backward_data_tiled(&gpu, &s, t, &y, &w, &x)],

@@ -573,6 +573,82 @@ fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     weight_grad_store(g, split, row0, col0, acc);
 }
 
+// backward_weight_nhwc: backward_weight_dyt with x in NHWC as well, and the columns ordered
+// (tap, input channel): each vec4 of a lane's columns is four input channels of one tap, so
+// its x values are one vec4 load with one bounds test. TM / 4 + NV loads per pixel instead of
+// TM / 4 + 4 * NV. Needs TM, cog and cig in fours; the store puts column (tap, ci) at
+// dw[..][ci][tap].
+@group(0) @binding(2) var<storage, read> wg_xt4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let kk = p.k * p.k;
+    let ncol = p.cig * kk;
+    if (col0 >= ncol) { return; }
+    let ohw = p.oh * p.ow;
+    let coutq = p.cout / 4u;
+    let cinq = p.cin / 4u;
+    let n_begin = split * p.n_per_split;
+    let n_end = min(n_begin + p.n_per_split, p.n);
+    var dy_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        dy_q[q] = (g * p.cog) / 4u + min(row0 / 4u + q, p.cog / 4u - 1u);
+    }
+    var ky: array<i32, NV>;
+    var kx: array<i32, NV>;
+    var x_q: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        let c = min(col0 + 4u * v, ncol - 4u);
+        let tap = c / p.cig;
+        ky[v] = i32(tap / p.k) - i32(p.pad);
+        kx[v] = i32(tap % p.k) - i32(p.pad);
+        x_q[v] = (g * p.cig + c % p.cig) / 4u;
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = n_begin; n < n_end; n++) {
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let yy = i32(oy * p.stride) + ky[v];
+                    let xx = i32(ox * p.stride) + kx[v];
+                    let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+                    let o = select(0u, ((n * p.h + u32(yy)) * p.w + u32(xx)) * cinq + x_q[v], inside);
+                    xv[v] = select(vec4<f32>(0.0), wg_xt4[o], inside);
+                }
+                let pix = (n * ohw + oy * p.ow + ox) * coutq;
+                for (var q = 0u; q < TM / 4u; q++) {
+                    let d4 = wg_dyt4[pix + dy_q[q]];
+                    for (var e = 0u; e < 4u; e++) {
+                        let dv = vec4<f32>(d4[e]);
+                        for (var v = 0u; v < NV; v++) {
+                            acc[(4u * q + e) * NV + v] = fma(dv, xv[v], acc[(4u * q + e) * NV + v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * ncol;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var v = 0u; v < NV; v++) {
+            let c = col0 + 4u * v;
+            if (c >= ncol) { break; }
+            let tap = c / p.cig;
+            let ci = c % p.cig;
+            for (var e = 0u; e < 4u; e++) {
+                wg_dw[split * total + (g * p.cog + row) * ncol + (ci + e) * kk + tap] = acc[i * NV + v][e];
+            }
+        }
+    }
+}
+
 // The weight-gradient kernels with lanes over output channels: where, within an image, the
 // planes of input channels c0.. and output channels row0.. of group g start (clamped to the
 // group's last channel; those lanes are never stored).

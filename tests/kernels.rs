@@ -47,6 +47,12 @@ fn check_conv(s: ConvShape, seed: u64) {
             launches.extend(conv::backward_weight_3x3(g, &s, *tile, &dyt, &xt, dw));
         }
     }
+    // dy and x in NHWC, where channels per group come in fours
+    let nhwc = s.cog() % 4 == 0 && s.cig() % 4 == 0;
+    let dw_nhwc = g.zeros(&s.weight_shape(), "dw_nhwc");
+    if nhwc {
+        launches.extend(conv::backward_weight_nhwc(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
+    }
     g.run(&launches).unwrap();
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
     let y_ref = cpu::conv_forward(&s, &x64, &w64);
@@ -56,6 +62,9 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
     assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
     assert_close(&format!("conv backward_weight_by_tap {s:?}"), &read(&dw_by_tap), &dw_ref, REDUCTION_TOL);
+    if nhwc {
+        assert_close(&format!("conv backward_weight_nhwc {s:?}"), &read(&dw_nhwc), &dw_ref, REDUCTION_TOL);
+    }
     if s.k == 3 {
         for (tile, dw) in nine_tap_tiles.iter().zip(&dw_nine_taps) {
             assert_close(&format!("conv backward_weight_3x3 {tile:?} {s:?}"), &read(dw), &dw_ref, REDUCTION_TOL);
