@@ -12,13 +12,9 @@ const REPEAT: usize = 10;
 
 /// Times `REPEAT` copies of a launch sequence (one conv may be a few launches: a weight
 /// expansion and a GEMM); its flops are the sequence's useful work.
-fn copy(l: &Launch) -> Launch {
-    Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new(), weight_layout: l.weight_layout }
-}
-
 fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, seq: Vec<Launch>) {
     let flops: f64 = seq.iter().map(|l| l.flops).sum();
-    let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().map(copy).collect::<Vec<_>>()).collect();
+    let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().cloned()).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
     g.sample_size(10).measurement_time(std::time::Duration::from_secs(4));
@@ -42,7 +38,7 @@ fn kernels(c: &mut Criterion) {
         ("backward_data", conv::backward_data(&gpu, &s, &y, &w, &x)),
         ("backward_weight", conv::backward_weight(&gpu, &s, &y, &x, &w)),
     ] {
-        let kernel: Vec<Launch> = seq.iter().filter(|l| l.flops > 0.0).map(copy).collect();
+        let kernel: Vec<Launch> = seq.iter().filter(|l| l.flops > 0.0).cloned().collect();
         bench_launch(c, &gpu, &format!("conv3x3_g6_n64_c96_8x8_{dir}"), seq);
         bench_launch(c, &gpu, &format!("conv3x3_g6_n64_c96_8x8_{dir}_kernel_only"), kernel);
     }

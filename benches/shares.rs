@@ -10,14 +10,10 @@ use std::time::Instant;
 
 const REPEAT: usize = 10;
 
-fn copy(l: &Launch) -> Launch {
-    Launch { label: l.label.clone(), pipeline: l.pipeline.clone(), bind_group: l.bind_group.clone(), workgroups: l.workgroups, params: l.params.clone(), flops: l.flops, layer: String::new(), weight_layout: l.weight_layout }
-}
-
 /// GFLOP/s of a launch sequence (its flops are the useful work; transposes count as time).
 fn gflops(gpu: &Gpu, seq: &[Launch]) -> f64 {
     let flops: f64 = seq.iter().map(|l| l.flops).sum::<f64>() * REPEAT as f64;
-    let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().map(copy)).collect();
+    let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().cloned()).collect();
     gpu.run(&launches).unwrap();
     let mut best = f64::MAX;
     for _ in 0..3 {

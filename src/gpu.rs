@@ -88,7 +88,9 @@ impl Tensor {
     }
 }
 
-/// A recorded dispatch: pipeline, its bind group and grid. Built once, replayed every step.
+/// A recorded dispatch: pipeline, its bind group and grid. Built once, replayed every step
+/// (benchmarks clone one to record it many times; the GPU objects are shared, not copied).
+#[derive(Clone)]
 pub struct Launch {
     pub label: String,
     pub pipeline: Arc<wgpu::ComputePipeline>,
