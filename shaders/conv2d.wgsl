@@ -43,6 +43,27 @@ const TN: u32 = 4u * NV;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
 // forward_bn binds the running statistics at 4-7 (bn_epilogue.wgsl, appended).
 
+// The kernels that read their row operand as vec4s of four rows (*_wt, *_dyt, *_nhwc; TM
+// and the rows in fours): where, after `first`, the vec4 of rows row0 + 4q.. lies (clamped
+// to the last of `rows` rows; those lanes are never stored) ...
+fn row_quads(first: u32, row0: u32, rows: u32) -> array<u32, (TM + 3u) / 4u> {
+    var r: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
+    for (var q = 0u; q < TM / 4u; q++) {
+        r[q] = first + min(row0 / 4u + q, rows / 4u - 1u);
+    }
+    return r;
+}
+
+// ... and the FMAs of one such vec4 (rows 4q..4q+3) with a lane's columns.
+fn fma_rows4(acc: ptr<function, array<vec4<f32>, TM * NV>>, q: u32, rows: vec4<f32>, cols: array<vec4<f32>, NV>) {
+    for (var e = 0u; e < 4u; e++) {
+        let r = vec4<f32>(rows[e]);
+        for (var v = 0u; v < NV; v++) {
+            (*acc)[(4u * q + e) * NV + v] = fma(r, cols[v], (*acc)[(4u * q + e) * NV + v]);
+        }
+    }
+}
+
 // Per column of a forward tile: where its receptive field starts. Columns past the end are
 // clamped to the last one (loads stay in bounds) and never stored.
 struct FwdColumns {
@@ -136,10 +157,7 @@ fn forward_tile_wt(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
     let kk = p.k * p.k;
     let cogq = p.cog / 4u;
     let f = forward_columns(g, col0);
-    var w_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
-    for (var q = 0u; q < TM / 4u; q++) {
-        w_q[q] = g * p.cig * kk * cogq + min(row0 / 4u + q, cogq - 1u);
-    }
+    let w_q = row_quads(g * p.cig * kk * cogq, row0, p.cog);
     var acc: array<vec4<f32>, TM * NV>;
     for (var ky = p.ky_lo; ky < p.ky_hi; ky++) {
         for (var kx = p.kx_lo; kx < p.kx_hi; kx++) {
@@ -150,12 +168,7 @@ fn forward_tile_wt(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
                 let w_row = (ci * kk + tap) * cogq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let w4 = fwd_wt4[w_q[q] + w_row];
-                    for (var e = 0u; e < 4u; e++) {
-                        let wv = vec4<f32>(w4[e]);
-                        for (var v = 0u; v < NV; v++) {
-                            acc[(4u * q + e) * NV + v] = fma(wv, xv[v], acc[(4u * q + e) * NV + v]);
-                        }
-                    }
+                    fma_rows4(&acc, q, w4, xv);
                 }
             }
         }
@@ -410,10 +423,7 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
     let ohw = p.oh * p.ow;
     let kk = p.k * p.k;
     let cigq = p.cig / 4u;
-    var w_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
-    for (var q = 0u; q < TM / 4u; q++) {
-        w_q[q] = b.g * p.cog * kk * cigq + min(row0 / 4u + q, cigq - 1u);
-    }
+    let w_q = row_quads(b.g * p.cog * kk * cigq, row0, p.cig);
     var acc: array<vec4<f32>, TM * NV>;
     for (var ky = b.ky_first; ky < p.ky_hi; ky += b.step) {
         for (var kx = b.kx_first; kx < p.kx_hi; kx += b.step) {
@@ -424,12 +434,7 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
                 let w_row = (co * kk + tap) * cigq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let w4 = bwd_wt4[w_q[q] + w_row];
-                    for (var e = 0u; e < 4u; e++) {
-                        let wv = vec4<f32>(w4[e]);
-                        for (var v = 0u; v < NV; v++) {
-                            acc[(4u * q + e) * NV + v] = fma(wv, dv[v], acc[(4u * q + e) * NV + v]);
-                        }
-                    }
+                    fma_rows4(&acc, q, w4, dv);
                 }
             }
         }
@@ -547,10 +552,7 @@ fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     let n_begin = split * p.n_per_split;
     let n_end = min(n_begin + p.n_per_split, p.n);
     let f = weight_grad_columns(g, col0);
-    var dy_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
-    for (var q = 0u; q < TM / 4u; q++) {
-        dy_q[q] = (g * p.cog) / 4u + min(row0 / 4u + q, p.cog / 4u - 1u);
-    }
+    let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
     var acc: array<vec4<f32>, TM * NV>;
     for (var n = n_begin; n < n_end; n++) {
         let x_img = n * p.cin * hw;
@@ -560,12 +562,7 @@ fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
                 let pix = (n * ohw + oy * p.ow + ox) * coutq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let d4 = wg_dyt4[pix + dy_q[q]];
-                    for (var e = 0u; e < 4u; e++) {
-                        let dv = vec4<f32>(d4[e]);
-                        for (var v = 0u; v < NV; v++) {
-                            acc[(4u * q + e) * NV + v] = fma(dv, xv[v], acc[(4u * q + e) * NV + v]);
-                        }
-                    }
+                    fma_rows4(&acc, q, d4, xv);
                 }
             }
         }
@@ -594,10 +591,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let cinq = p.cin / 4u;
     let n_begin = split * p.n_per_split;
     let n_end = min(n_begin + p.n_per_split, p.n);
-    var dy_q: array<u32, (TM + 3u) / 4u>;  // sized for any TM: the module is built for every tile
-    for (var q = 0u; q < TM / 4u; q++) {
-        dy_q[q] = (g * p.cog) / 4u + min(row0 / 4u + q, p.cog / 4u - 1u);
-    }
+    let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
     var ky: array<i32, NV>;
     var kx: array<i32, NV>;
     var x_q: array<u32, NV>;
@@ -623,12 +617,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
                 let pix = (n * ohw + oy * p.ow + ox) * coutq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let d4 = wg_dyt4[pix + dy_q[q]];
-                    for (var e = 0u; e < 4u; e++) {
-                        let dv = vec4<f32>(d4[e]);
-                        for (var v = 0u; v < NV; v++) {
-                            acc[(4u * q + e) * NV + v] = fma(dv, xv[v], acc[(4u * q + e) * NV + v]);
-                        }
-                    }
+                    fma_rows4(&acc, q, d4, xv);
                 }
             }
         }
