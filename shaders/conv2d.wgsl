@@ -38,7 +38,7 @@ const TN: u32 = 4u * NV;
 
 // forward: y = conv(x, w); forward_bn (eval): y = BN(conv(x, w)) with the running
 // statistics, then ReLU when p.relu, in the epilogue (no intermediate tensor, no extra pass).
-@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+// x is binding 1, read through gather_tap (below).
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
 // forward_bn binds the running statistics at 4-7 (bn_epilogue.wgsl, appended).
@@ -105,18 +105,21 @@ fn forward_tap(f: FwdColumns, ky: u32, kx: u32) -> FwdTap {
     return t;
 }
 
-// The TN x values of a tap in the input channel plane at `plane`, as NV vec4s.
-fn forward_x(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
-    var xv: array<vec4<f32>, NV>;
+// The forward and the input gradient gather the same way from binding 1 (x, or dy): the TN
+// values of a tap in the channel plane at `plane`, as NV vec4s.
+@group(0) @binding(1) var<storage, read> gather_src: array<f32>;
+
+fn gather_tap(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
+    var g: array<vec4<f32>, NV>;
     for (var v = 0u; v < NV; v++) {
         let j = 4u * v;
-        xv[v] = vec4<f32>(
-            select(0.0, fwd_x[t.off[j] + plane], t.inside[j]),
-            select(0.0, fwd_x[t.off[j + 1u] + plane], t.inside[j + 1u]),
-            select(0.0, fwd_x[t.off[j + 2u] + plane], t.inside[j + 2u]),
-            select(0.0, fwd_x[t.off[j + 3u] + plane], t.inside[j + 3u]));
+        g[v] = vec4<f32>(
+            select(0.0, gather_src[t.off[j] + plane], t.inside[j]),
+            select(0.0, gather_src[t.off[j + 1u] + plane], t.inside[j + 1u]),
+            select(0.0, gather_src[t.off[j + 2u] + plane], t.inside[j + 2u]),
+            select(0.0, gather_src[t.off[j + 3u] + plane], t.inside[j + 3u]));
     }
-    return xv;
+    return g;
 }
 
 // The accumulators of one invocation's tile: rows row0.. of group g, columns col0..
@@ -134,7 +137,7 @@ fn forward_tile(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
             let t = forward_tap(f, ky, kx);
             let tap = ky * p.k + kx;
             for (var ci = 0u; ci < p.cig; ci++) {
-                let xv = forward_x(t, ci * hw);
+                let xv = gather_tap(t, ci * hw);
                 for (var i = 0u; i < TM; i++) {
                     let wv = vec4<f32>(fwd_w[w_base[i] + ci * kk + tap]);
                     for (var v = 0u; v < NV; v++) {
@@ -164,7 +167,7 @@ fn forward_tile_wt(g: u32, row0: u32, col0: u32) -> array<vec4<f32>, TM * NV> {
             let t = forward_tap(f, ky, kx);
             let tap = ky * p.k + kx;
             for (var ci = 0u; ci < p.cig; ci++) {
-                let xv = forward_x(t, ci * hw);
+                let xv = gather_tap(t, ci * hw);
                 let w_row = (ci * kk + tap) * cogq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let w4 = fwd_wt4[w_q[q] + w_row];
@@ -264,7 +267,7 @@ fn forward_by_pixel_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
 }
 
 // backward_data: dx = conv_transpose(dy, w)
-@group(0) @binding(1) var<storage, read> bwd_dy: array<f32>;
+// dy is binding 1, read through gather_tap as the forward reads x.
 @group(0) @binding(2) var<storage, read> bwd_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 
@@ -353,20 +356,6 @@ fn backward_data_tap(b: BwdColumns, ky: u32, kx: u32) -> FwdTap {
     return t;
 }
 
-// The TN dy values of a tap in the output channel plane at `plane`, as NV vec4s.
-fn backward_data_dy(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
-    var dv: array<vec4<f32>, NV>;
-    for (var v = 0u; v < NV; v++) {
-        let j = 4u * v;
-        dv[v] = vec4<f32>(
-            select(0.0, bwd_dy[t.off[j] + plane], t.inside[j]),
-            select(0.0, bwd_dy[t.off[j + 1u] + plane], t.inside[j + 1u]),
-            select(0.0, bwd_dy[t.off[j + 2u] + plane], t.inside[j + 2u]),
-            select(0.0, bwd_dy[t.off[j + 3u] + plane], t.inside[j + 3u]));
-    }
-    return dv;
-}
-
 fn backward_data_store(b: BwdColumns, row0: u32, acc: array<vec4<f32>, TM * NV>) {
     let hw = p.h * p.w;
     for (var i = 0u; i < TM; i++) {
@@ -397,7 +386,7 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
             let t = backward_data_tap(b, ky, kx);
             let tap = ky * p.k + kx;
             for (var co = 0u; co < p.cog; co++) {
-                let dv = backward_data_dy(t, co * ohw);
+                let dv = gather_tap(t, co * ohw);
                 let w_co = co * p.cig * kk + tap;
                 for (var i = 0u; i < TM; i++) {
                     let wv = vec4<f32>(bwd_w[w_base[i] + w_co]);
@@ -430,7 +419,7 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
             let t = backward_data_tap(b, ky, kx);
             let tap = ky * p.k + kx;
             for (var co = 0u; co < p.cog; co++) {
-                let dv = backward_data_dy(t, co * ohw);
+                let dv = gather_tap(t, co * ohw);
                 let w_row = (co * kk + tap) * cigq;
                 for (var q = 0u; q < TM / 4u; q++) {
                     let w4 = bwd_wt4[w_q[q] + w_row];
