@@ -6,11 +6,37 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
+/// vec4s in a binding read as Access::Uniform: 64 KiB, the WebGPU minimum of
+/// max_uniform_buffer_binding_size (so every adapter takes it).
+pub const UNIFORM_VEC4S: usize = 4096;
+
+/// `source` with its read-only `array<vec4<f32>>` declarations at `binding` turned uniform.
+fn uniform_vec4_binding(source: &str, binding: usize) -> String {
+    let head = format!("@binding({binding}) var<storage, read> ");
+    source
+        .lines()
+        .map(|line| match line.split_once(&head) {
+            Some((before, rest)) if rest.ends_with(": array<vec4<f32>>;") => {
+                let name = rest.trim_end_matches(": array<vec4<f32>>;");
+                format!("{before}@binding({binding}) var<uniform> {name}: array<vec4<f32>, {UNIFORM_VEC4S}>;")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// How a kernel sees one of its storage bindings (binding 0 is always its uniform parameters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     ReadWrite,
+    /// Read through a uniform binding: a read-only `array<vec4<f32>>` of the shader becomes
+    /// `var<uniform>` with UNIFORM_VEC4S elements (the tensor must hold that many floats x 4).
+    /// lavapipe gathers uniform loads branch-free, but runs every storage load as a loop over
+    /// the lanes with a bounds test per lane: a kernel's small operand (a conv's weights)
+    /// reads 1.5x faster from here (benches/tiles.rs, fwd_wt).
+    Uniform,
 }
 
 /// One entry point of one WGSL file, with the constants appended to its source.
@@ -80,6 +106,11 @@ impl Tensor {
             offset: self.offset,
             size: NonZeroU64::new(self.bytes().max(4)),
         })
+    }
+    /// The binding of a tensor read as Access::Uniform: UNIFORM_VEC4S vec4s from its start
+    /// (see Gpu::uniform_view).
+    pub fn uniform_binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: NonZeroU64::new(UNIFORM_VEC4S as u64 * 16) })
     }
     /// Same storage, another shape with the same number of values.
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
@@ -259,7 +290,7 @@ impl Gpu {
         Arc::new(self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(16) * 16,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -359,7 +390,10 @@ impl Gpu {
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: storage(*a == Access::Read),
+                        ty: match a {
+                            Access::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                            _ => storage(*a == Access::Read),
+                        },
                         count: None,
                     });
                 }
@@ -398,6 +432,9 @@ impl Gpu {
                 source = source.replace(&read, &read_write);
             }
         }
+        for (i, _) in bindings.iter().enumerate().filter(|(_, a)| **a == Access::Uniform) {
+            source = uniform_vec4_binding(&source, i + 1);
+        }
         let desc = wgpu::ShaderModuleDescriptor { label: Some(spec.file), source: wgpu::ShaderSource::Wgsl(source.into()) };
         // SAFETY: every kernel clamps or masks its own indices (loads use min()/select(),
         // stores are guarded), which tests/kernels.rs proves against the CPU reference on
@@ -428,6 +465,19 @@ impl Gpu {
         });
         self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(&padded));
         Arc::new(buf)
+    }
+
+    /// Whether `floats` values fit a binding read as Access::Uniform on this adapter.
+    pub fn uniform_fits(&self, floats: usize) -> bool {
+        floats <= UNIFORM_VEC4S * 4 && self.limits.max_uniform_buffer_binding_size as usize >= UNIFORM_VEC4S * 16
+    }
+
+    /// Whether a kernel reading the first `floats` values of `t` can bind it as
+    /// Access::Uniform: they fit, and the buffer holds a whole uniform binding from t's
+    /// (suitably aligned) start (tensors allocated for it are padded to that size).
+    pub fn uniform_view(&self, t: &Tensor, floats: usize) -> bool {
+        let room = t.buffer.size() >= t.offset + UNIFORM_VEC4S as u64 * 16;
+        self.uniform_fits(floats) && room && t.offset % self.limits.min_uniform_buffer_offset_alignment as u64 == 0
     }
 
     /// Build a dispatch of `spec` over `workgroups` with its parameters and tensors.
@@ -474,7 +524,13 @@ impl Gpu {
         let layout = self.layout(&bindings);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
+            let resource = if bindings[i] == Access::Uniform {
+                assert!(self.uniform_view(t, 0), "{}: binding {} is not a uniform view (see Gpu::uniform_view)", spec.entry, i + 1);
+                t.uniform_binding()
+            } else {
+                t.binding()
+            };
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,

@@ -93,6 +93,11 @@ fn conv_awkward_shapes() {
         // reads transposed weights (forward_wt), stride 1 and 2, ragged columns
         ConvShape { n: 3, cin: 8, h: 5, w: 7, cout: 8, groups: 2, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 16, h: 7, w: 6, cout: 16, groups: 2, k: 3, stride: 2 },
+        // ... those copies bind as uniform buffers up to 16384 weights (every case above), as
+        // storage beyond (41472 here)
+        ConvShape { n: 2, cin: 72, h: 3, w: 5, cout: 64, groups: 1, k: 3, stride: 1 },
+        // 16 rows per lane over 24 output channels (a ragged row tile of uniform weights)
+        ConvShape { n: 2, cin: 12, h: 5, w: 6, cout: 24, groups: 1, k: 3, stride: 2 },
         // the weight gradient from dy transposed to NHWC (backward_weight_dyt), split over
         // the batch into 4 slices
         ConvShape { n: 9, cin: 8, h: 12, w: 11, cout: 16, groups: 2, k: 3, stride: 1 },
@@ -101,6 +106,8 @@ fn conv_awkward_shapes() {
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
         // ... and out in fours: the weight gradient from NHWC copies of dy and x (matmul_tn4)
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
+        // (their transposed weights bind as a uniform buffer up to 16384 values, here not)
+        ConvShape { n: 2, cin: 136, h: 2, w: 2, cout: 128, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // and a batch in fours: the dense forward and input gradient transpose their operands
         ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },

@@ -9,6 +9,9 @@ use Access::{Read, ReadWrite};
 const SOURCE: &str = concat!(include_str!("../../shaders/conv2d.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
 const FORWARD_BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
+/// The same with the weights (binding 2) in a uniform binding (see weight_copy).
+const UNIFORM_W_BINDINGS: &[Access] = &[Read, Access::Uniform, ReadWrite];
+const UNIFORM_W_FORWARD_BN_BINDINGS: &[Access] = &[Read, Access::Uniform, ReadWrite, Read, Read, Read, Read];
 
 /// Geometry of one convolution; padding is always k / 2 (SPGNet's "same" convs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +125,24 @@ fn spec(tile: Tile, entry: &'static str) -> KernelSpec {
         _ => BINDINGS,
     };
     tile.spec("conv2d.wgsl", SOURCE, entry, bindings)
+}
+
+/// The spec of a *_wt kernel, with its weight copy bound as weight_copy decided.
+fn weight_spec(tile: Tile, entry: &'static str, uniform: bool) -> KernelSpec {
+    match (uniform, entry) {
+        (false, _) => spec(tile, entry),
+        (true, "forward_wt_bn") => tile.spec("conv2d.wgsl", SOURCE, entry, UNIFORM_W_FORWARD_BN_BINDINGS),
+        (true, _) => tile.spec("conv2d.wgsl", SOURCE, entry, UNIFORM_W_BINDINGS),
+    }
+}
+
+/// The tensor for a relaid copy of `len` weight values (the *_wt kernels read it four
+/// channels per vec4) and whether it is bound uniform: where the whole copy fits one uniform
+/// binding (Access::Uniform; it is then padded to that binding's size), lavapipe reads it
+/// 1.5x faster than from storage (benches/tiles.rs fwd_wt, 96->96 g6 on 8x8 maps).
+fn weight_copy(gpu: &Gpu, len: usize, label: &str) -> (Tensor, bool) {
+    let uniform = gpu.uniform_fits(len);
+    (gpu.zeros(&[if uniform { crate::gpu::UNIFORM_VEC4S * 4 } else { len }], label), uniform)
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
@@ -373,35 +394,44 @@ fn weights_in_row_fours(s: &ConvShape, tile: Tile) -> bool {
     s.cog() % 4 == 0 && tile.tm % 4 == 0
 }
 
-/// The tile of forward_wt where it applies: benches/tiles.rs fwd_wt, 8 rows x 4 columns per
-/// lane was the best of seven tiles on every 3x3 shape of SPGNet with more than one output
-/// pixel (1.3-2.2x over the best tile of the scalar-weight kernel: 2.2x on 8x8 maps with 96
-/// channels in 6 groups); on 1x1 output maps (one live tap) the scalar kernel stays faster.
-/// Where 4 columns per lane would need more workgroups than the adapter allows in x (large
-/// images at large batches), 8 columns per lane halve the grid.
+/// The tile of forward_wt where it applies: benches/tiles.rs fwd_wt. With the weights in
+/// storage, 8 rows x 4 columns per lane was the best of seven tiles on every 3x3 shape of
+/// SPGNet with more than one output pixel (1.3-2.2x over the best tile of the scalar-weight
+/// kernel); with the weights in a uniform binding (weight_copy), 16 x 4 wherever there are 16
+/// output channels per group (1.2x over 8 x 4 on 96->96 in 6 groups, 12->24 and 2x2 maps).
+/// On 1x1 output maps (one live tap) the scalar kernel stays faster. Where 4 columns per
+/// lane would need more workgroups than the adapter allows in x (large images at large
+/// batches), 8 columns per lane halve the grid.
 fn forward_wt_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
-    let mut tile = Tile { tm: if s.cog() >= 8 { 8 } else { 4 }, nv: 1, wg: 8 };
+    let uniform = gpu.uniform_fits(s.weight_shape().iter().product());
+    let tm = match s.cog() {
+        c if c >= 16 && uniform => 16,
+        c if c >= 8 => 8,
+        _ => 4,
+    };
+    let mut tile = Tile { tm, nv: 1, wg: 8 };
     if tile.grid(s.cog(), s.n * s.oh() * s.ow(), 1)[0] > gpu.limits.max_compute_workgroups_per_dimension {
         tile.nv = 2;
     }
     (s.oh() * s.ow() > 1 && weights_in_row_fours(s, tile)).then_some(tile)
 }
 
-/// The weights transposed per group to [g][ci][tap][co] for forward_wt: a `weight_layout`
-/// launch (eval graphs run it once per change of the weights).
-fn weights_by_input(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
-    let (wt, mut l) = super::linear::transposed_each(gpu, (s.groups, s.cog(), s.cig() * s.k * s.k), w, "conv weight transposed");
+/// The weights transposed per group to [g][ci][tap][co] for forward_wt (see weight_copy):
+/// a `weight_layout` launch (eval graphs run it once per change of the weights).
+fn weights_by_input(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Launch) {
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut l = super::linear::transpose_each(gpu, (s.groups, s.cog(), s.cig() * s.k * s.k), w, &wt);
     l.weight_layout = true;
-    (wt, l)
+    (wt, uniform, l)
 }
 
 /// The forward reading transposed weights, four output channels per load (see
 /// weights_in_row_fours): lavapipe pays per load, so this cuts the weight loads by 4x.
 pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
     assert!(weights_in_row_fours(s, tile), "forward_wt: {s:?} with {tile:?} is not in fours");
-    let (wt, lw) = weights_by_input(gpu, s, w);
+    let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let mut l = gpu.launch("conv.forward", &spec(tile, "forward_wt"), &params(gpu, s, 1, s.n), &[x, &wt, y], tile.grid(rows, cols, s.groups));
+    let mut l = gpu.launch("conv.forward", &weight_spec(tile, "forward_wt", uniform), &params(gpu, s, 1, s.n), &[x, &wt, y], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -447,13 +477,13 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
     let tile = wt_tile.unwrap_or(Tile::for_forward(rows, cols));
     let mut launches = vec![];
     let wt = wt_tile.map(|_| {
-        let (wt, l) = weights_by_input(gpu, s, w);
+        let (wt, uniform, l) = weights_by_input(gpu, s, w);
         launches.push(l);
-        wt
+        (wt, uniform)
     });
     let (spec, grid, w) = match (by_pixel(s), &wt) {
         (Some(tile), _) => (spec(tile, "forward_by_pixel_bn"), by_pixel_grid(s, tile), w),
-        (None, Some(wt)) => (spec(tile, "forward_wt_bn"), tile.grid(rows, cols, s.groups), wt),
+        (None, Some((wt, uniform))) => (weight_spec(tile, "forward_wt_bn", *uniform), tile.grid(rows, cols, s.groups), wt),
         (None, None) => (spec(tile, "forward_bn"), tile.grid(rows, cols, s.groups), w),
     };
     let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
@@ -494,10 +524,11 @@ fn backward_data_columns(s: &ConvShape) -> (usize, usize) {
 /// in fours). The transpose is a `weight_layout` launch.
 pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     assert!(s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_wt: {s:?} with {tile:?} is not in fours");
-    let (wt, mut lw) = super::linear::transposed_each(gpu, (s.cout, s.cig(), s.k * s.k), w, "conv weight transposed");
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut lw = super::linear::transpose_each(gpu, (s.cout, s.cig(), s.k * s.k), w, &wt);
     lw.weight_layout = true;
     let (cols, classes) = backward_data_columns(s);
-    let mut l = gpu.launch("conv.backward_data", &spec(tile, "backward_data_wt"), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
+    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, "backward_data_wt", uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }

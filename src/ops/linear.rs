@@ -9,6 +9,9 @@ use Access::{Read, ReadWrite};
 const SOURCE: &str = concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
 const BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
+/// matmul_tn4's with A (binding 1) in a uniform binding (see a_uniform).
+const UNIFORM_A_BINDINGS: &[Access] = &[Access::Uniform, Read, ReadWrite];
+const UNIFORM_A_BN_BINDINGS: &[Access] = &[Access::Uniform, Read, ReadWrite, Read, Read, Read, Read];
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
@@ -127,18 +130,34 @@ fn a_in_row_fours(tile: Tile, m: usize, a: Strides, z: Batches) -> bool {
     a.row == 1 && [tile.tm as usize, m, a.col, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
 }
 
+/// Whether matmul_tn4 can read A from a uniform binding (Access::Uniform: lavapipe loads
+/// it branch-free, 1.2-1.5x faster; benches/tiles.rs): all of A's values lie in one (a small
+/// weight, or a weight's transposed copy, which transposed_weight pads for this).
+fn a_uniform(gpu: &Gpu, (m, k): (usize, usize), a: (&Tensor, Strides), z: Batches) -> bool {
+    let extent = z.a_off + z.count.saturating_sub(1) * z.a_z + k * a.1.col.max(m);
+    gpu.uniform_view(a.0, extent)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, bn: Option<&conv::BnEval>, c: &Tensor) -> Launch {
     let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
     assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
+    let tn4 = a_in_row_fours(tile, m, a.1, z);
+    let uniform = tn4 && a_uniform(gpu, (m, k), a, z);
+    // With A in a uniform binding the loads are cheap enough for 16 x 8 tiles: 12.3 against
+    // 10.2 GFLOP/s for 8 x 8 (64x4096x256 on lavapipe), where the rows fill them.
+    let tile = if uniform && m % 16 == 0 && tile.tm == 8 { Tile { tm: 16, ..tile } } else { tile };
     let mut l = match bn {
-        None if a_in_row_fours(tile, m, a.1, z) => gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
+        None if tn4 => {
+            let bindings = if uniform { UNIFORM_A_BINDINGS } else { BINDINGS };
+            gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", bindings), &p, &[a.0, b, c], tile.grid(m, n, z.count))
+        }
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
-            let entry = if a_in_row_fours(tile, m, a.1, z) { "matmul_tn4_bn" } else { "matmul_nn4_bn" };
-            let spec = tile.spec("matmul.wgsl", SOURCE, entry, BN_BINDINGS);
+            let entry = if tn4 { "matmul_tn4_bn" } else { "matmul_nn4_bn" };
+            let spec = tile.spec("matmul.wgsl", SOURCE, entry, if uniform { UNIFORM_A_BN_BINDINGS } else { BN_BINDINGS });
             gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
         }
     };
@@ -250,8 +269,11 @@ pub fn transposed_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a:
 
 /// A weight's transposed copy: its launch is marked `weight_layout`, so eval graphs run it
 /// once per change of the weights (training runs it at every step, before the forward).
+/// The copy is padded to a uniform binding where it fits one (a_uniform).
 pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) -> (Tensor, Launch) {
-    let (t, mut l) = transposed(gpu, (rows, cols), w, "weight transposed");
+    let len = rows * cols;
+    let t = gpu.zeros(&[if gpu.uniform_fits(len) { crate::gpu::UNIFORM_VEC4S * 4 } else { len }], "weight transposed");
+    let mut l = transpose(gpu, (rows, cols), w, &t);
     l.weight_layout = true;
     (t, l)
 }
