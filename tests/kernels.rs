@@ -111,6 +111,9 @@ fn conv_awkward_shapes() {
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // and a batch in fours: the dense forward and input gradient transpose their operands
         ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
+        // ... and too long for one uniform binding: forward and input gradient in two row
+        // blocks of 16 images each
+        ConvShape { n: 32, cin: 516, h: 1, w: 1, cout: 1024, groups: 1, k: 1, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },

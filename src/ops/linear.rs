@@ -208,6 +208,9 @@ pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &T
         return vec![matmul_nt4(gpu, DENSE_TILE, (batch, fout, fin), x, w, y)];
     }
     let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
+    if let Some(blocks) = by_uniform_row_blocks(gpu, (batch, fout, fin), x, &wt, Columns::matrix(fout), y) {
+        return [vec![lw], blocks].concat();
+    }
     let (xt, lx) = transposed(gpu, (batch, fin), x, "dense input transposed");
     vec![lw, lx, matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fout, fin), (&xt, Strides::transposed(batch)), &wt, Columns::matrix(fout), y)]
 }
@@ -278,8 +281,34 @@ pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) ->
     (t, l)
 }
 
+/// c[m, n] = a[m, k] b[k, n] (a row-major) as matmul_tn4 launches that read A from uniform
+/// bindings (Access::Uniform; 1.2-1.4x on lavapipe): A is transposed block by block to
+/// [m / r][k][r], r rows per block where r * k values fill at most one uniform binding, and
+/// each block is one launch over its r rows. None where no r (a multiple of 4 dividing m,
+/// 8 or more) fits.
+fn by_uniform_row_blocks(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, cols: Columns, c: &Tensor) -> Option<Vec<Launch>> {
+    if k % 4 != 0 || n % 4 != 0 {
+        return None;
+    }
+    let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(1);
+    let r = (8..=m).rev().find(|&r| r % 4 == 0 && m % r == 0 && gpu.uniform_fits(r * k) && (r * k) % align == 0)?;
+    let block_len = r * k;
+    // Padded so that the last block's uniform binding stays inside the buffer.
+    let blocks = gpu.zeros(&[m * k + crate::gpu::UNIFORM_VEC4S * 4], "row blocks transposed");
+    let mut launches = vec![transpose_each(gpu, (m / r, r, k), a, &blocks)];
+    for i in 0..m / r {
+        let block = Tensor { buffer: blocks.buffer.clone(), offset: blocks.offset + (i * block_len * 4) as u64, shape: vec![block_len] };
+        let z = Batches { c_off: i * r * cols.c_row, ..Batches::one() };
+        launches.push(nn4_launch(gpu, DENSE_GRADIENT_TILE, (r, n, k), (&block, Strides::transposed(r)), b, cols, z, None, c));
+    }
+    Some(launches)
+}
+
 /// dx[batch, in] = dy[batch, out] w[out, in]
 pub fn dense_backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+    if let Some(blocks) = by_uniform_row_blocks(gpu, (batch, fin, fout), dy, w, Columns::matrix(fin), dx) {
+        return blocks;
+    }
     if batch % 4 == 0 && fout % 4 == 0 {
         let (dyt, l) = transposed(gpu, (batch, fout), dy, "dense output gradient transposed");
         return vec![l, matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (&dyt, Strides::transposed(batch)), w, Columns::matrix(fin), dx)];
