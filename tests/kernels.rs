@@ -98,6 +98,9 @@ fn conv_awkward_shapes() {
         ConvShape { n: 2, cin: 72, h: 3, w: 5, cout: 64, groups: 1, k: 3, stride: 1 },
         // 16 rows per lane over 24 output channels (a ragged row tile of uniform weights)
         ConvShape { n: 2, cin: 12, h: 5, w: 6, cout: 24, groups: 1, k: 3, stride: 2 },
+        // ... and 16 input channels per lane for the input gradient (ragged at 20 per group)
+        ConvShape { n: 2, cin: 40, h: 5, w: 4, cout: 8, groups: 2, k: 3, stride: 1 },
+        ConvShape { n: 3, cin: 32, h: 6, w: 5, cout: 12, groups: 2, k: 3, stride: 2 },
         // the weight gradient from dy transposed to NHWC (backward_weight_dyt), split over
         // the batch into 4 slices
         ConvShape { n: 9, cin: 8, h: 12, w: 11, cout: 16, groups: 2, k: 3, stride: 1 },
