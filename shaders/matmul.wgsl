@@ -177,6 +177,27 @@ fn matmul_tn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     store_nn4(tn4_tile(row0, col0, wid.z), row0, col0, wid.z);
 }
 
+// matmul_tn4_add: matmul_tn4 adding into C (a GEMM over k in chunks, one launch per chunk;
+// a separate entry so that the plain stores carry no branch).
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.n) { return; }
+    let acc = tn4_tile(row0, col0, wid.z);
+    for (var v = 0u; v < NV; v++) {
+        if (col0 + 4u * v >= p.n) { break; }
+        let c_off = p.c_off + wid.z * p.c_z + nn4_offsets(col0 + 4u * v).y;
+        for (var i = 0u; i < TM; i++) {
+            let row = row0 + i;
+            if (row >= p.m) { break; }
+            for (var e = 0u; e < 4u; e++) {
+                c[row * p.c_row + c_off + e] += acc[i * NV + v][e];
+            }
+        }
+    }
+}
+
 // matmul_nn4_bn (eval): a 1x1 conv's output with BatchNorm's running statistics, and a
 // ReLU when p.relu, per row (output channel) as batchnorm.wgsl's apply_eval does.
 @compute @workgroup_size(WG, 1, 1)

@@ -111,6 +111,9 @@ fn conv_awkward_shapes() {
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
         // (their transposed weights bind as a uniform buffer up to 16384 values, here not)
         ConvShape { n: 2, cin: 136, h: 2, w: 2, cout: 128, groups: 1, k: 1, stride: 1 },
+        // a weight gradient in 3 chunks of the pixels (the last ragged), each chunk's dy read
+        // through a uniform binding and added into dw
+        ConvShape { n: 10, cin: 36, h: 6, w: 6, cout: 92, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // and a batch in fours: the dense forward and input gradient transpose their operands
         ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },

@@ -260,13 +260,18 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
 /// dy and x transposed image by image to [n, p, channel], then one matmul_tn4 over k = (n, p)
 /// that reads both four channels per load (the conv kernel's gathers cost 1.5-2x more).
 pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
-    use super::linear::{matmul_nn4, transposed_each, Columns, Strides};
+    use super::linear::{by_uniform_k_chunks, matmul_nn4, padded_for_uniform_windows, transpose_each, transposed_each, Columns, Strides};
     let hw = s.h * s.w;
-    let (dyt, ldy) = transposed_each(gpu, (s.n, s.cout, hw), dy, "1x1 conv output gradient, NHWC");
+    let dyt = padded_for_uniform_windows(gpu, s.n * hw * s.cout, "1x1 conv output gradient, NHWC");
+    let ldy = transpose_each(gpu, (s.n, s.cout, hw), dy, &dyt);
     let (xt, lx) = transposed_each(gpu, (s.n, s.cin, hw), x, "1x1 conv input, NHWC");
-    let mut l = matmul_nn4(gpu, POINTWISE_TILE, (s.cout, s.cin, s.n * hw), (&dyt, Strides::transposed(s.cout)), &xt, Columns::matrix(s.cin), dw);
-    l.label = "conv1x1.backward_weight".into();
-    vec![ldy, lx, l]
+    let mnk = (s.cout, s.cin, s.n * hw);
+    let mut gemm = by_uniform_k_chunks(gpu, POINTWISE_TILE, mnk, &dyt, &xt, dw)
+        .unwrap_or_else(|| vec![matmul_nn4(gpu, POINTWISE_TILE, mnk, (&dyt, Strides::transposed(s.cout)), &xt, Columns::matrix(s.cin), dw)]);
+    for l in &mut gemm {
+        l.label = "conv1x1.backward_weight".into();
+    }
+    [vec![ldy, lx], gemm].concat()
 }
 
 /// Convs on tiny maps (at most 16 input and 4 output pixels: SPGNet's 2x2 stage and the
@@ -331,7 +336,7 @@ pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor
     use super::linear::{matmul_nt4_strided, Batches};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
-    let z = Batches { count: s.groups, a_z: cols, b_z: rows * cols, c_z: rows, a_off: sl.x_first * hw, c_off: sl.y_first * ohw };
+    let z = Batches { count: s.groups, a_z: cols, b_z: rows * cols, c_z: rows, a_off: sl.x_first * hw, c_off: sl.y_first * ohw, accumulate: false };
     let bn = bn.map(|bn| (bn, ohw));
     let mut l = matmul_nt4_strided(gpu, TINY_FORWARD_TILE, (s.n, rows, cols), (x, sl.x_channels * hw), (&wt, cols), (y, sl.y_channels * ohw), z, bn);
     l.label = if bn.is_some() { "conv.tiny.forward_bn" } else { "conv.tiny.forward" }.into();
@@ -345,7 +350,7 @@ pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx:
     use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
-    let z = Batches { count: s.groups, a_z: rows, b_z: rows * cols, c_z: cols, a_off: 0, c_off: 0 };
+    let z = Batches { count: s.groups, a_z: rows, b_z: rows * cols, c_z: cols, a_off: 0, c_off: 0, accumulate: false };
     let layout = Columns { hw: cols, b_row: cols, b_img: 0, c_row: s.cin * hw, c_img: 0 };
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (s.n, cols, rows), (dy, Strides::rows(s.cout * ohw)), &wt, layout, z, dx);
     l.label = "conv.tiny.backward_data".into();
@@ -359,7 +364,7 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
     use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let dwt = gpu.zeros(&[s.groups * rows, cols], "conv weight gradient as a matrix (tiny map)");
-    let z = Batches { count: s.groups, a_z: rows, b_z: cols, c_z: rows * cols, a_off: 0, c_off: 0 };
+    let z = Batches { count: s.groups, a_z: rows, b_z: cols, c_z: rows * cols, a_off: 0, c_off: 0, accumulate: false };
     let layout = Columns { hw: cols, b_row: s.cin * hw, b_img: 0, c_row: cols, c_img: 0 };
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
     l.label = "conv.tiny.backward_weight".into();

@@ -15,7 +15,7 @@ const UNIFORM_A_BN_BINDINGS: &[Access] = &[Access::Uniform, Read, ReadWrite, Rea
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
+    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_tn4_add", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn", BN_BINDINGS));
@@ -56,11 +56,13 @@ pub struct Batches {
     pub c_z: usize,
     pub a_off: usize,
     pub c_off: usize,
+    /// Add into C instead of overwriting it (matmul_tn4_add; A read as vec4s of rows only).
+    pub accumulate: bool,
 }
 
 impl Batches {
     pub fn one() -> Batches {
-        Batches { count: 1, a_z: 0, b_z: 0, c_z: 0, a_off: 0, c_off: 0 }
+        Batches { count: 1, a_z: 0, b_z: 0, c_z: 0, a_off: 0, c_off: 0, accumulate: false }
     }
 }
 
@@ -143,6 +145,7 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
     assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
+    assert!(!z.accumulate || (bn.is_none() && a_in_row_fours(tile, m, a.1, z)), "only matmul_tn4 adds into C");
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
     let tn4 = a_in_row_fours(tile, m, a.1, z);
     let uniform = tn4 && a_uniform(gpu, (m, k), a, z);
@@ -152,7 +155,8 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     let mut l = match bn {
         None if tn4 => {
             let bindings = if uniform { UNIFORM_A_BINDINGS } else { BINDINGS };
-            gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", bindings), &p, &[a.0, b, c], tile.grid(m, n, z.count))
+            let entry = if z.accumulate { "matmul_tn4_add" } else { "matmul_tn4" };
+            gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, entry, bindings), &p, &[a.0, b, c], tile.grid(m, n, z.count))
         }
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
@@ -302,6 +306,36 @@ fn by_uniform_row_blocks(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: &Tensor
         launches.push(nn4_launch(gpu, DENSE_GRADIENT_TILE, (r, n, k), (&block, Strides::transposed(r)), b, cols, z, None, c));
     }
     Some(launches)
+}
+
+/// c[m, n] = sum over k of at[k, m] b[k, n] (at and b row-major, as NHWC copies are) where
+/// at's rows do not all fit one uniform binding: k is cut into chunks whose rows of at do,
+/// each chunk one matmul_tn4 reading at through a uniform binding and adding into c (the
+/// first overwriting it; chunk by chunk, so the sum's order is fixed). `at` must leave a
+/// uniform binding's room after its last row (`padded_for_uniform_windows`). None where
+/// that would take more than 16 chunks or the columns are too few to pay a launch a chunk.
+pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), at: &Tensor, b: &Tensor, c: &Tensor) -> Option<Vec<Launch>> {
+    let kc = (crate::gpu::UNIFORM_VEC4S * 4 / m.max(1)) / 8 * 8;
+    let chunks = k.div_ceil(kc.max(1));
+    let room = at.buffer.size() >= at.offset + 4 * (m * k + crate::gpu::UNIFORM_VEC4S * 4) as u64;
+    if kc == 0 || chunks < 2 || chunks > 16 || n < 32 || m % 4 != 0 || n % 4 != 0 || !room {
+        return None;
+    }
+    let view = |t: &Tensor, floats: usize, len: usize| Tensor { buffer: t.buffer.clone(), offset: t.offset + 4 * floats as u64, shape: vec![len] };
+    let launches = (0..chunks)
+        .map(|i| {
+            let (k0, kn) = (i * kc, kc.min(k - i * kc));
+            let z = Batches { accumulate: i > 0, ..Batches::one() };
+            nn4_launch(gpu, tile, (m, n, kn), (&view(at, k0 * m, kn * m), Strides::transposed(m)), &view(b, k0 * n, kn * n), Columns::matrix(n), z, None, c)
+        })
+        .collect();
+    Some(launches)
+}
+
+/// A tensor for `len` values with a uniform binding's room after its end (by_uniform_k_chunks).
+pub fn padded_for_uniform_windows(gpu: &Gpu, len: usize, label: &str) -> Tensor {
+    let t = gpu.zeros(&[len + crate::gpu::UNIFORM_VEC4S * 4], label);
+    Tensor { shape: vec![len], ..t }
 }
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
