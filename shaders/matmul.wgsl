@@ -146,7 +146,7 @@ fn tn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
 }
 
 // Writes one lane's tile of matmul_nn4 / matmul_tn4 (columns laid out as nn4_offsets says).
-fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32) {
+fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32, add: bool) {
     for (var v = 0u; v < NV; v++) {
         if (col0 + 4u * v >= p.n) { break; }
         let c_off = p.c_off + z * p.c_z + nn4_offsets(col0 + 4u * v).y;
@@ -154,7 +154,12 @@ fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32) {
             let row = row0 + i;
             if (row >= p.m) { break; }
             for (var e = 0u; e < 4u; e++) {
-                c[row * p.c_row + c_off + e] = acc[i * NV + v][e];
+                let o = row * p.c_row + c_off + e;
+                if (add) {
+                    c[o] += acc[i * NV + v][e];
+                } else {
+                    c[o] = acc[i * NV + v][e];
+                }
             }
         }
     }
@@ -165,7 +170,7 @@ fn matmul_nn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    store_nn4(nn4_tile(row0, col0, wid.z), row0, col0, wid.z);
+    store_nn4(nn4_tile(row0, col0, wid.z), row0, col0, wid.z, false);
 }
 
 // matmul_tn4: C = A B like matmul_nn4, with A given transposed ([k, m], a_row == 1).
@@ -174,28 +179,18 @@ fn matmul_tn4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    store_nn4(tn4_tile(row0, col0, wid.z), row0, col0, wid.z);
+    store_nn4(tn4_tile(row0, col0, wid.z), row0, col0, wid.z, false);
 }
 
-// matmul_tn4_add: matmul_tn4 adding into C (a GEMM over k in chunks, one launch per chunk;
-// a separate entry so that the plain stores carry no branch).
+// matmul_tn4_add: matmul_tn4 adding into C (a GEMM over k in chunks, one launch per chunk).
+// store_nn4's `add` is a constant at each call, so the plain entries' stores carry no branch
+// once the compiler inlines it.
 @compute @workgroup_size(WG, 1, 1)
 fn matmul_tn4_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = tn4_tile(row0, col0, wid.z);
-    for (var v = 0u; v < NV; v++) {
-        if (col0 + 4u * v >= p.n) { break; }
-        let c_off = p.c_off + wid.z * p.c_z + nn4_offsets(col0 + 4u * v).y;
-        for (var i = 0u; i < TM; i++) {
-            let row = row0 + i;
-            if (row >= p.m) { break; }
-            for (var e = 0u; e < 4u; e++) {
-                c[row * p.c_row + c_off + e] += acc[i * NV + v][e];
-            }
-        }
-    }
+    store_nn4(tn4_tile(row0, col0, wid.z), row0, col0, wid.z, true);
 }
 
 // matmul_nn4_bn (eval): a 1x1 conv's output with BatchNorm's running statistics, and a
