@@ -432,6 +432,12 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
 }
 
 // backward_weight: dw[s] = sum over the pixels of batch slice s of dy * x (s = split index).
+// The images [x, y) that split `split` of a weight-gradient launch sums over.
+fn split_images(split: u32) -> vec2<u32> {
+    let begin = split * p.n_per_split;
+    return vec2<u32>(begin, min(begin + p.n_per_split, p.n));
+}
+
 @group(0) @binding(1) var<storage, read> wg_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> wg_x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
@@ -499,12 +505,11 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
     if (col0 >= p.cig * p.k * p.k) { return; }
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
+    let images = split_images(split);
     let f = weight_grad_columns(g, col0);
     let dy_plane = output_planes(g, row0, ohw);
     var acc: array<vec4<f32>, TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
+    for (var n = images.x; n < images.y; n++) {
         let dy_img = n * p.cout * ohw;
         let x_img = n * p.cin * hw;
         for (var oy = 0u; oy < p.oh; oy++) {
@@ -528,6 +533,13 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
 // in fours.
 @group(0) @binding(1) var<storage, read> wg_dyt4: array<vec4<f32>>;
 
+// The FMAs of one pixel's dy (a lane's rows, TM / 4 vec4 loads from `pix`) with its columns.
+fn fma_dy_rows(acc: ptr<function, array<vec4<f32>, TM * NV>>, pix: u32, dy_q: array<u32, (TM + 3u) / 4u>, cols: array<vec4<f32>, NV>) {
+    for (var q = 0u; q < TM / 4u; q++) {
+        fma_rows4(acc, q, wg_dyt4[pix + dy_q[q]], cols);
+    }
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let g = wid.z % p.groups;
@@ -538,21 +550,17 @@ fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let coutq = p.cout / 4u;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
+    let images = split_images(split);
     let f = weight_grad_columns(g, col0);
     let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
     var acc: array<vec4<f32>, TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
+    for (var n = images.x; n < images.y; n++) {
         let x_img = n * p.cin * hw;
         for (var oy = 0u; oy < p.oh; oy++) {
             for (var ox = 0u; ox < p.ow; ox++) {
                 let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
                 let pix = (n * ohw + oy * p.ow + ox) * coutq;
-                for (var q = 0u; q < TM / 4u; q++) {
-                    let d4 = wg_dyt4[pix + dy_q[q]];
-                    fma_rows4(&acc, q, d4, xv);
-                }
+                fma_dy_rows(&acc, pix, dy_q, xv);
             }
         }
     }
@@ -578,8 +586,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let ohw = p.oh * p.ow;
     let coutq = p.cout / 4u;
     let cinq = p.cin / 4u;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
+    let images = split_images(split);
     let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
     var ky: array<i32, NV>;
     var kx: array<i32, NV>;
@@ -592,7 +599,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         x_q[v] = (g * p.cig + c % p.cig) / 4u;
     }
     var acc: array<vec4<f32>, TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
+    for (var n = images.x; n < images.y; n++) {
         for (var oy = 0u; oy < p.oh; oy++) {
             for (var ox = 0u; ox < p.ow; ox++) {
                 var xv: array<vec4<f32>, NV>;
@@ -604,10 +611,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
                     xv[v] = select(vec4<f32>(0.0), wg_xt4[o], inside);
                 }
                 let pix = (n * ohw + oy * p.ow + ox) * coutq;
-                for (var q = 0u; q < TM / 4u; q++) {
-                    let d4 = wg_dyt4[pix + dy_q[q]];
-                    fma_rows4(&acc, q, d4, xv);
-                }
+                fma_dy_rows(&acc, pix, dy_q, xv);
             }
         }
     }
@@ -663,14 +667,13 @@ fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let kx = i32(tap % p.k) - i32(p.pad);
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
+    let images = split_images(split);
 
     let x_plane = input_planes(g, c0, hw);
     let dy_plane = output_planes(g, row0, ohw);
 
     var acc: array<vec4<f32>, TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
+    for (var n = images.x; n < images.y; n++) {
         let dy_img = n * p.cout * ohw;
         let x_img = n * p.cin * hw;
         for (var oy = 0u; oy < p.oh; oy++) {
@@ -721,14 +724,13 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     if (row0 >= p.cog) { return; }
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
-    let n_begin = split * p.n_per_split;
-    let n_end = min(n_begin + p.n_per_split, p.n);
+    let images = split_images(split);
 
     let x_plane = input_planes(g, c0, hw);
     let dy_plane = output_planes(g, row0, ohw);
 
     var acc: array<vec4<f32>, 9u * TM * NV>;
-    for (var n = n_begin; n < n_end; n++) {
+    for (var n = images.x; n < images.y; n++) {
         let dy_img = n * p.cout * ohw;
         let x_img = n * p.cin * hw;
         for (var oy = 0u; oy < p.oh; oy++) {

@@ -112,6 +112,10 @@ impl Tensor {
     pub fn uniform_binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: NonZeroU64::new(UNIFORM_VEC4S as u64 * 16) })
     }
+    /// The `len` values from value `from` on, as a flat tensor on the same storage.
+    pub fn slice(&self, from: usize, len: usize) -> Tensor {
+        Tensor { buffer: self.buffer.clone(), offset: self.offset + from as u64 * 4, shape: vec![len] }
+    }
     /// Same storage, another shape with the same number of values.
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
         assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape changes the size");
@@ -470,6 +474,12 @@ impl Gpu {
     /// Whether `floats` values fit a binding read as Access::Uniform on this adapter.
     pub fn uniform_fits(&self, floats: usize) -> bool {
         floats <= UNIFORM_VEC4S * 4 && self.limits.max_uniform_buffer_binding_size as usize >= UNIFORM_VEC4S * 16
+    }
+
+    /// A zeroed tensor of `len` values whose buffer leaves a whole Access::Uniform binding of
+    /// room from every offset up to `last_view` (views of it then pass `uniform_view`).
+    pub fn zeros_with_uniform_room(&self, len: usize, last_view: usize, label: &str) -> Tensor {
+        self.zeros(&[len.max(last_view + UNIFORM_VEC4S * 4)], label).slice(0, len)
     }
 
     /// Whether a kernel reading the first `floats` values of `t` can bind it as

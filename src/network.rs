@@ -600,7 +600,7 @@ impl Trainer {
         let loss = loss::softmax_xent(gpu, opts.label_smoothing, &graph.logits, &labels, dlogits, &per_sample, &metrics);
         // Two SGD launches over the arena: weights, then BN affine (decayed or not).
         let w = state.weights_len;
-        let split = |t: &Tensor, from: usize, to: usize| Tensor { buffer: t.buffer.clone(), offset: t.offset + from as u64 * 4, shape: vec![to - from] };
+        let split = |t: &Tensor, from: usize, to: usize| t.slice(from, to - from);
         let total = state.params.len();
         let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
         let w_end = w.div_ceil(align) * align;

@@ -142,7 +142,7 @@ fn weight_spec(tile: Tile, entry: &'static str, uniform: bool) -> KernelSpec {
 /// 1.5x faster than from storage (benches/tiles.rs fwd_wt, 96->96 g6 on 8x8 maps).
 fn weight_copy(gpu: &Gpu, len: usize, label: &str) -> (Tensor, bool) {
     let uniform = gpu.uniform_fits(len);
-    (gpu.zeros(&[if uniform { crate::gpu::UNIFORM_VEC4S * 4 } else { len }], label), uniform)
+    (if uniform { gpu.zeros_with_uniform_room(len, 0, label) } else { gpu.zeros(&[len], label) }, uniform)
 }
 
 pub fn kernels() -> Vec<KernelSpec> {
@@ -260,9 +260,10 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
 /// dy and x transposed image by image to [n, p, channel], then one matmul_tn4 over k = (n, p)
 /// that reads both four channels per load (the conv kernel's gathers cost 1.5-2x more).
 pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
-    use super::linear::{by_uniform_k_chunks, matmul_nn4, padded_for_uniform_windows, transpose_each, transposed_each, Columns, Strides};
+    use super::linear::{by_uniform_k_chunks, matmul_nn4, transpose_each, transposed_each, Columns, Strides};
     let hw = s.h * s.w;
-    let dyt = padded_for_uniform_windows(gpu, s.n * hw * s.cout, "1x1 conv output gradient, NHWC");
+    let len = s.n * hw * s.cout;
+    let dyt = gpu.zeros_with_uniform_room(len, len, "1x1 conv output gradient, NHWC");
     let ldy = transpose_each(gpu, (s.n, s.cout, hw), dy, &dyt);
     let (xt, lx) = transposed_each(gpu, (s.n, s.cin, hw), x, "1x1 conv input, NHWC");
     let mnk = (s.cout, s.cin, s.n * hw);

@@ -279,7 +279,7 @@ pub fn transposed_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a:
 /// The copy is padded to a uniform binding where it fits one (a_uniform).
 pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) -> (Tensor, Launch) {
     let len = rows * cols;
-    let t = gpu.zeros(&[if gpu.uniform_fits(len) { crate::gpu::UNIFORM_VEC4S * 4 } else { len }], "weight transposed");
+    let t = if gpu.uniform_fits(len) { gpu.zeros_with_uniform_room(len, 0, "weight transposed") } else { gpu.zeros(&[len], "weight transposed") };
     let mut l = transpose(gpu, (rows, cols), w, &t);
     l.weight_layout = true;
     (t, l)
@@ -297,11 +297,10 @@ fn by_uniform_row_blocks(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: &Tensor
     let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(1);
     let r = (8..=m).rev().find(|&r| r % 4 == 0 && m % r == 0 && gpu.uniform_fits(r * k) && (r * k) % align == 0)?;
     let block_len = r * k;
-    // Padded so that the last block's uniform binding stays inside the buffer.
-    let blocks = gpu.zeros(&[m * k + crate::gpu::UNIFORM_VEC4S * 4], "row blocks transposed");
+    let blocks = gpu.zeros_with_uniform_room(m * k, m * k - block_len, "row blocks transposed");
     let mut launches = vec![transpose_each(gpu, (m / r, r, k), a, &blocks)];
     for i in 0..m / r {
-        let block = Tensor { buffer: blocks.buffer.clone(), offset: blocks.offset + (i * block_len * 4) as u64, shape: vec![block_len] };
+        let block = blocks.slice(i * block_len, block_len);
         let z = Batches { c_off: i * r * cols.c_row, ..Batches::one() };
         launches.push(nn4_launch(gpu, DENSE_GRADIENT_TILE, (r, n, k), (&block, Strides::transposed(r)), b, cols, z, None, c));
     }
@@ -312,7 +311,7 @@ fn by_uniform_row_blocks(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: &Tensor
 /// at's rows do not all fit one uniform binding: k is cut into chunks whose rows of at do,
 /// each chunk one matmul_tn4 reading at through a uniform binding and adding into c (the
 /// first overwriting it; chunk by chunk, so the sum's order is fixed). `at` must leave a
-/// uniform binding's room after its last row (`padded_for_uniform_windows`). None where
+/// uniform binding's room after its last row (`Gpu::zeros_with_uniform_room`). None where
 /// that would take more than 16 chunks or the columns are too few to pay a launch a chunk.
 pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), at: &Tensor, b: &Tensor, c: &Tensor) -> Option<Vec<Launch>> {
     let kc = (crate::gpu::UNIFORM_VEC4S * 4 / m.max(1)) / 8 * 8;
@@ -321,21 +320,14 @@ pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usiz
     if kc == 0 || chunks < 2 || chunks > 16 || n < 32 || m % 4 != 0 || n % 4 != 0 || !room {
         return None;
     }
-    let view = |t: &Tensor, floats: usize, len: usize| Tensor { buffer: t.buffer.clone(), offset: t.offset + 4 * floats as u64, shape: vec![len] };
     let launches = (0..chunks)
         .map(|i| {
             let (k0, kn) = (i * kc, kc.min(k - i * kc));
             let z = Batches { accumulate: i > 0, ..Batches::one() };
-            nn4_launch(gpu, tile, (m, n, kn), (&view(at, k0 * m, kn * m), Strides::transposed(m)), &view(b, k0 * n, kn * n), Columns::matrix(n), z, None, c)
+            nn4_launch(gpu, tile, (m, n, kn), (&at.slice(k0 * m, kn * m), Strides::transposed(m)), &b.slice(k0 * n, kn * n), Columns::matrix(n), z, None, c)
         })
         .collect();
     Some(launches)
-}
-
-/// A tensor for `len` values with a uniform binding's room after its end (by_uniform_k_chunks).
-pub fn padded_for_uniform_windows(gpu: &Gpu, len: usize, label: &str) -> Tensor {
-    let t = gpu.zeros(&[len + crate::gpu::UNIFORM_VEC4S * 4], label);
-    Tensor { shape: vec![len], ..t }
 }
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
