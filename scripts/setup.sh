@@ -25,7 +25,10 @@ if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
     add_backports
 fi
 $SUDO apt-get update -q
-if apt-cache policy mesa-vulkan-drivers 2>/dev/null | grep -q 'bookworm-backports'; then
+# Captured first: with pipefail, `grep -q` closing the pipe early can fail apt-cache (SIGPIPE)
+# and silently pick the old Mesa.
+policy=$(apt-cache policy mesa-vulkan-drivers 2>/dev/null || true)
+if grep -q 'bookworm-backports' <<<"$policy"; then
     $SUDO apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers
 else
     $SUDO apt-get install -y -q mesa-vulkan-drivers
