@@ -107,13 +107,17 @@ fn conv_awkward_shapes() {
         // channels in fours: the input gradient (1x1) and weight gradient (dense) read their
         // transposed A as vec4s of rows (matmul_tn4), with a ragged last row tile
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 10, groups: 1, k: 1, stride: 1 },
-        // ... and out in fours: the weight gradient from NHWC copies of dy and x (matmul_tn4)
+        // ... and out in fours: the weight gradient straight from NCHW (matmul_nt4_images,
+        // pixels in fours) or, on 15 pixels, from NHWC copies of dy and x (matmul_tn4)
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 3, cin: 12, h: 3, w: 5, cout: 8, groups: 1, k: 1, stride: 1 },
+        // (matmul_nt4_images with ragged row and column tiles, 8 x 8)
+        ConvShape { n: 3, cin: 12, h: 4, w: 2, cout: 20, groups: 1, k: 1, stride: 1 },
         // (their transposed weights bind as a uniform buffer up to 16384 values, here not)
         ConvShape { n: 2, cin: 136, h: 2, w: 2, cout: 128, groups: 1, k: 1, stride: 1 },
         // a weight gradient in 3 chunks of the pixels (the last ragged), each chunk's dy read
         // through a uniform binding and added into dw
-        ConvShape { n: 10, cin: 36, h: 6, w: 6, cout: 92, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 10, cin: 36, h: 7, w: 7, cout: 92, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },
         // and a batch in fours: the dense forward and input gradient transpose their operands
         ConvShape { n: 8, cin: 20, h: 1, w: 1, cout: 12, groups: 1, k: 1, stride: 1 },

@@ -257,11 +257,17 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
 }
 
 /// The pointwise weight gradient dw[co, ci] = sum over (n, p) of dy[n, co, p] x[n, ci, p]:
-/// dy and x transposed image by image to [n, p, channel], then one matmul_tn4 over k = (n, p)
-/// that reads both four channels per load (the conv kernel's gathers cost 1.5-2x more).
+/// with pixels in fours straight from NCHW (matmul_nt4_images, four pixels per load);
+/// otherwise dy and x transposed image by image to [n, p, channel], then matmul_tn4 over
+/// k = (n, p) reading both four channels per load (the conv kernel's gathers cost 1.5-2x more).
 pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     use super::linear::{by_uniform_k_chunks, matmul_nn4, transpose_each, transposed_each, Columns, Strides};
     let hw = s.h * s.w;
+    if hw % 4 == 0 {
+        let mut l = super::linear::matmul_nt4_images(gpu, POINTWISE_TILE, (s.cout, s.cin, s.n, hw), dy, x, dw);
+        l.label = "conv1x1.backward_weight".into();
+        return vec![l];
+    }
     let len = s.n * hw * s.cout;
     let dyt = gpu.zeros_with_uniform_room(len, len, "1x1 conv output gradient, NHWC");
     let ldy = transpose_each(gpu, (s.n, s.cout, hw), dy, &dyt);

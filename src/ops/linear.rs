@@ -15,7 +15,7 @@ const UNIFORM_A_BN_BINDINGS: &[Access] = &[Access::Uniform, Read, ReadWrite, Rea
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_tn4_add", "matmul_nt4"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
+    let mut v: Vec<KernelSpec> = ["matmul", "matmul_nn4", "matmul_tn4", "matmul_tn4_add", "matmul_nt4", "matmul_nt4_images"].into_iter().map(|e| t.spec("matmul.wgsl", SOURCE, e, BINDINGS)).collect();
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn", BN_BINDINGS));
@@ -328,6 +328,20 @@ pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usiz
         })
         .collect();
     Some(launches)
+}
+
+/// c[m, n] = sum over `images` of a[i][m][hw] b[i][n][hw]^T: a 1x1 conv's weight gradient
+/// from NCHW dy and x (rows of hw pixels, hw % 4 == 0) without the NHWC copies that
+/// matmul_tn4 needs. benches/shares.rs: 1.13x the copies plus matmul_tn4 on 192->96 at 4x4,
+/// batch 64, with 8 x 8 tiles; larger tiles, and A in uniform windows of whole images, lose.
+pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usize, usize, usize), a: &Tensor, b: &Tensor, c: &Tensor) -> Launch {
+    assert!(hw % 4 == 0 && a.len() >= images * m * hw && b.len() >= images * n * hw, "matmul_nt4_images: operands of {images} x {m} / {n} x {hw} not in fours or too short");
+    let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
+    let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
+    let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
+    let mut l = gpu.launch("dense.nt4_images", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_images", BINDINGS), &p, &[a, b, c], tile.grid(m, n, 1));
+    l.flops = 2.0 * (m * n * images * hw) as f64;
+    l
 }
 
 /// dx[batch, in] = dy[batch, out] w[out, in]
