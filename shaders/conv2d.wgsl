@@ -771,6 +771,96 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     }
 }
 
+// backward_weight_rows: the weight gradient of a 3x3 stride-1 conv straight from NCHW on maps
+// whose width comes in fours (no copies). A lane owns TM output channels x NV input channels
+// x all nine taps and walks each image's rows in runs of four pixels: per run, dy is one vec4
+// per output channel, and x one vec4 per input channel and input row (ky) -- its kx = 0 and
+// 2 shifts take their end values from the previous and next runs, which the walk keeps. So
+// TM + 3 NV loads feed 9 TM NV dot products, and every bounds test (top and bottom rows, the
+// ends of a row) is uniform. Columns are input channels (NV per lane), not (channel, tap).
+@group(0) @binding(1) var<storage, read> wr_dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wr_x4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let c0 = gid.x * NV;
+    if (c0 >= p.cig) { return; }
+    let hwq = p.h * p.w / 4u;
+    let wq = p.w / 4u;
+    let images = split_images(split);
+    var x_plane: array<u32, NV>;
+    for (var c = 0u; c < NV; c++) {
+        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * hwq;
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * hwq;
+    }
+    var acc: array<f32, 9u * TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let x_img = n * p.cin * hwq;
+        let dy_img = n * p.cout * hwq;
+        for (var oy = 0u; oy < p.h; oy++) {
+            // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk.
+            var prev: array<vec4<f32>, 3u * NV>;
+            var cur: array<vec4<f32>, 3u * NV>;
+            var next: array<vec4<f32>, 3u * NV>;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy + ky) - 1;
+                if (iy < 0 || iy >= i32(p.h)) { continue; }
+                for (var c = 0u; c < NV; c++) {
+                    cur[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq];
+                }
+            }
+            for (var q = 0u; q < wq; q++) {
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let iy = i32(oy + ky) - 1;
+                    for (var c = 0u; c < NV; c++) {
+                        next[ky * NV + c] = vec4<f32>(0.0);
+                    }
+                    if (iy < 0 || iy >= i32(p.h) || q + 1u >= wq) { continue; }
+                    for (var c = 0u; c < NV; c++) {
+                        next[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq + q + 1u];
+                    }
+                }
+                var dv: array<vec4<f32>, TM>;
+                for (var i = 0u; i < TM; i++) {
+                    dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * wq + q];
+                }
+                for (var ky = 0u; ky < 3u; ky++) {
+                    for (var c = 0u; c < NV; c++) {
+                        let m = cur[ky * NV + c];
+                        let l = vec4<f32>(prev[ky * NV + c].w, m.x, m.y, m.z);
+                        let r = vec4<f32>(m.y, m.z, m.w, next[ky * NV + c].x);
+                        for (var i = 0u; i < TM; i++) {
+                            let a = ((3u * ky) * TM + i) * NV + c;
+                            acc[a] += dot(dv[i], l);
+                            acc[a + TM * NV] += dot(dv[i], m);
+                            acc[a + 2u * TM * NV] += dot(dv[i], r);
+                        }
+                    }
+                }
+                prev = cur;
+                cur = next;
+            }
+        }
+    }
+    let total = p.cout * p.cig * 9u;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var c = 0u; c < NV; c++) {
+            if (c0 + c >= p.cig) { break; }
+            for (var t = 0u; t < 9u; t++) {
+                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + c) * 9u + t] = acc[(t * TM + i) * NV + c];
+            }
+        }
+    }
+}
+
 // sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
 @group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;

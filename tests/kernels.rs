@@ -53,6 +53,15 @@ fn check_conv(s: ConvShape, seed: u64) {
     if nhwc {
         launches.extend(conv::backward_weight_nhwc(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
+    // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
+    let row_tiles = [conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 4, nv: 4, wg: 8 }];
+    let by_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0;
+    let dw_rows: Vec<Tensor> = row_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_rows")).collect();
+    if by_rows {
+        for (tile, dw) in row_tiles.iter().zip(&dw_rows) {
+            launches.extend(conv::backward_weight_rows(g, &s, *tile, &dyt, &xt, dw));
+        }
+    }
     g.run(&launches).unwrap();
     let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
     let y_ref = cpu::conv_forward(&s, &x64, &w64);
@@ -64,6 +73,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     assert_close(&format!("conv backward_weight_by_tap {s:?}"), &read(&dw_by_tap), &dw_ref, REDUCTION_TOL);
     if nhwc {
         assert_close(&format!("conv backward_weight_nhwc {s:?}"), &read(&dw_nhwc), &dw_ref, REDUCTION_TOL);
+    }
+    if by_rows {
+        for (tile, dw) in row_tiles.iter().zip(&dw_rows) {
+            assert_close(&format!("conv backward_weight_rows {tile:?} {s:?}"), &read(dw), &dw_ref, REDUCTION_TOL);
+        }
     }
     if s.k == 3 {
         for (tile, dw) in nine_tap_tiles.iter().zip(&dw_nine_taps) {
@@ -124,6 +138,9 @@ fn conv_awkward_shapes() {
         // ... and too long for one uniform binding: forward and input gradient in two row
         // blocks of 16 images each
         ConvShape { n: 32, cin: 516, h: 1, w: 1, cout: 1024, groups: 1, k: 1, stride: 1 },
+        // 3x3 stride 1 on rows of four-pixel runs (backward_weight_rows), split over the batch
+        // into slices of 5 and 4 images, ragged tiles of 4 output x 2 input channels (5 and 3 per group)
+        ConvShape { n: 9, cin: 10, h: 8, w: 8, cout: 6, groups: 2, k: 3, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },

@@ -147,7 +147,7 @@ fn weight_copy(gpu: &Gpu, len: usize, label: &str) -> (Tensor, bool) {
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["forward", "forward_wt", "forward_by_pixel", "forward_bn", "forward_wt_bn", "forward_by_pixel_bn", "backward_data", "backward_data_wt", "backward_weight", "backward_weight_dyt", "backward_weight_nhwc", "backward_weight_by_tap", "backward_weight_3x3", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
+    ["forward", "forward_wt", "forward_by_pixel", "forward_bn", "forward_wt_bn", "forward_by_pixel_bn", "backward_data", "backward_data_wt", "backward_weight", "backward_weight_dyt", "backward_weight_nhwc", "backward_weight_by_tap", "backward_weight_3x3", "backward_weight_rows", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
 }
 
 /// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
@@ -598,6 +598,13 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
         }
         return backward_weight_by_tap(gpu, s, Tile { tm: 2, nv: 2, wg: 8 }, dy, x, dw);
     }
+    // benches/shares.rs: 3x3 stride 1 on maps whose width comes in fours runs straight from
+    // NCHW in four-pixel runs at 2x the NHWC kernel below (with its copies) on 96->96 g6 at
+    // 8x8, as fast as the best GEMM; 4 x 2 per lane beats 8 x 1 (0.95x), 5 x 2 (0.88x), 4 x 3
+    // (0.8x) and 8 x 2 (0.4x: too many accumulators).
+    if s.k == 3 && s.stride == 1 && s.w % 4 == 0 {
+        return backward_weight_rows(gpu, s, Tile { tm: 4, nv: 2, wg: 8 }, dy, x, dw);
+    }
     // benches/tiles.rs bwd_w_dyt: with dy transposed (four output channels per load), 8 x 8
     // tiles (8 x 4 below 64 columns) run 1.5-1.9x faster than the plain kernel's default
     // tile on SPGNet's 3x3 shapes with more than 4 output pixels (the stem's first conv, 27
@@ -635,6 +642,18 @@ pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
     let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
     let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
     split_weight_grad(gpu, s, "backward_weight_3x3", tile, splits, grid_for, dy, x, dw)
+}
+
+/// The weight gradient of a 3x3 stride-1 conv on maps whose width comes in fours, straight
+/// from NCHW (the shader's backward_weight_rows): tile.tm output channels x tile.nv input
+/// channels x nine taps per lane.
+pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+    assert!(s.k == 3 && s.stride == 1 && s.w % 4 == 0, "backward_weight_rows: {s:?} is not 3x3, stride 1, width in fours");
+    let grid_for = |splits: usize| [(s.cig() as u32).div_ceil(tile.nv).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), (s.groups * splits) as u32];
+    let g1 = grid_for(1);
+    let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
+    let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
+    split_weight_grad(gpu, s, "backward_weight_rows", tile, splits, grid_for, dy, x, dw)
 }
 
 /// The weight gradient reading dy transposed image by image to [n][pixel][cout], four
