@@ -247,6 +247,89 @@ fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     store_tile_bn(wid.z, wid.y * TM, col0, forward_tile_wt(wid.z, wid.y * TM, col0));
 }
 
+// forward_rows, forward_rows_bn: the 3x3 stride-1 forward on maps whose width comes in fours,
+// x read straight from NCHW as aligned vec4s. A lane owns TM output channels x one run of
+// four output pixels in a row: per input channel and kernel row, the run's vec4 and the two
+// neighbouring runs' end values (0 past the row's ends) give all three kx shifts, so 3 loads
+// feed 3 TM vec4 FMAs where forward_wt gathers 12 values. Weights as forward_wt reads them.
+@group(0) @binding(1) var<storage, read> rows_x4: array<vec4<f32>>;
+
+fn forward_rows_tile(g: u32, row0: u32, n: u32, oy: u32, q: u32) -> array<vec4<f32>, TM> {
+    let hw = p.h * p.w;
+    let wq = p.w / 4u;
+    let cogq = p.cog / 4u;
+    let x_img = (n * p.x_channels + p.x_first + g * p.cig) * hw / 4u;
+    let w_q = row_quads(g * p.cig * 9u * cogq, row0, p.cog);
+    let has_left = q > 0u;
+    let has_right = q + 1u < wq;
+    var acc: array<vec4<f32>, TM>;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = i32(oy + ky) - 1;
+        let row_ok = iy >= 0 && iy < i32(p.h);
+        let run = x_img + select(0u, u32(iy) * wq + q, row_ok);
+        for (var ci = 0u; ci < p.cig; ci++) {
+            let o = run + ci * hw / 4u;
+            let m = select(vec4<f32>(0.0), rows_x4[o], row_ok);
+            let left = select(0.0, rows_x4[select(o, o - 1u, has_left)].w, row_ok && has_left);
+            let right = select(0.0, rows_x4[select(o, o + 1u, has_right)].x, row_ok && has_right);
+            let l = vec4<f32>(left, m.x, m.y, m.z);
+            let r = vec4<f32>(m.y, m.z, m.w, right);
+            let w_row = (ci * 9u + ky * 3u) * cogq;
+            for (var qq = 0u; qq < TM / 4u; qq++) {
+                let w0 = fwd_wt4[w_q[qq] + w_row];
+                let w1 = fwd_wt4[w_q[qq] + w_row + cogq];
+                let w2 = fwd_wt4[w_q[qq] + w_row + 2u * cogq];
+                for (var e = 0u; e < 4u; e++) {
+                    let i = 4u * qq + e;
+                    acc[i] = fma(vec4<f32>(w0[e]), l, fma(vec4<f32>(w1[e]), m, fma(vec4<f32>(w2[e]), r, acc[i])));
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+// Lane gid.x's run: image, output row and run in the row.
+fn rows_run(lane: u32) -> vec3<u32> {
+    let wq = p.w / 4u;
+    return vec3<u32>(lane / (p.h * wq), (lane / wq) % p.h, lane % wq);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    let r = rows_run(gid.x);
+    let row0 = wid.y * TM;
+    let acc = forward_rows_tile(wid.z, row0, r.x, r.y, r.z);
+    let hw = p.h * p.w;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        let o = (r.x * p.y_channels + p.y_first + wid.z * p.cog + row) * hw + r.y * p.w + 4u * r.z;
+        for (var e = 0u; e < 4u; e++) {
+            fwd_y[o + e] = acc[i][e];
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    let r = rows_run(gid.x);
+    let row0 = wid.y * TM;
+    let acc = forward_rows_tile(wid.z, row0, r.x, r.y, r.z);
+    let hw = p.h * p.w;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        let bq = bn_channel(wid.z * p.cog + row, p.eps);
+        let o = (r.x * p.y_channels + p.y_first + wid.z * p.cog + row) * hw + r.y * p.w + 4u * r.z;
+        for (var e = 0u; e < 4u; e++) {
+            fwd_y[o + e] = bn_apply(acc[i][e], bq, p.relu);
+        }
+    }
+}
+
 // forward_by_pixel, forward_by_pixel_bn: the same two passes with the roles turned around,
 // for 1x1 convs with many output channels: lanes own TM output channels each (weights are
 // gathered), while the TN pixels come from workgroup_id, so x is read by scalar loads and

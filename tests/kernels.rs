@@ -53,6 +53,15 @@ fn check_conv(s: ConvShape, seed: u64) {
     if nhwc {
         launches.extend(conv::backward_weight_nhwc(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
+    // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is not)
+    let fwd_row_tiles = [conv::Tile { tm: 16, nv: 1, wg: 8 }, conv::Tile { tm: 8, nv: 1, wg: 8 }];
+    let fwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cog() % 4 == 0;
+    let y_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.output_shape(), "y_rows")).collect();
+    if fwd_rows {
+        for (tile, y) in fwd_row_tiles.iter().zip(&y_rows) {
+            launches.extend(conv::forward_rows(g, &s, conv::Slices::whole(&s), *tile, &xt, &wt, None, y));
+        }
+    }
     // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
     let row_tiles = [conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 4, nv: 4, wg: 8 }];
     let by_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0;
@@ -67,6 +76,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     let y_ref = cpu::conv_forward(&s, &x64, &w64);
     assert_close(&format!("conv forward {s:?}"), &read(&y), &y_ref, REDUCTION_TOL);
     assert_close(&format!("conv forward_by_pixel {s:?}"), &read(&y_by_pixel), &y_ref, REDUCTION_TOL);
+    if fwd_rows {
+        for (tile, y) in fwd_row_tiles.iter().zip(&y_rows) {
+            assert_close(&format!("conv forward_rows {tile:?} {s:?}"), &read(y), &y_ref, REDUCTION_TOL);
+        }
+    }
     assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &cpu::conv_backward_data(&s, &dy64, &w64), REDUCTION_TOL);
     let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
     assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
@@ -630,6 +644,9 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // grouped 3x3, stride 1, on a 4x4 map, writing a slice
     let s = ConvShape { n: 3, cin: 12, h: 4, w: 4, cout: 12, groups: 3, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 12, x_first: 0, y_channels: 24, y_first: 12 }, true, 14);
+    // four-pixel runs (forward_rows_bn) reading a middle slice and writing one
+    let s = ConvShape { n: 2, cin: 16, h: 3, w: 8, cout: 8, groups: 2, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 20, x_first: 4, y_channels: 12, y_first: 2 }, true, 18);
     // transposed weights (forward_wt_bn) writing a slice
     let s = ConvShape { n: 3, cin: 8, h: 5, w: 5, cout: 8, groups: 2, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 16, y_first: 8 }, true, 17);
