@@ -247,38 +247,47 @@ fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     store_tile_bn(wid.z, wid.y * TM, col0, forward_tile_wt(wid.z, wid.y * TM, col0));
 }
 
-// forward_rows, forward_rows_bn: the 3x3 stride-1 forward on maps whose width comes in fours,
-// x read straight from NCHW as aligned vec4s. A lane owns TM output channels x one run of
-// four output pixels in a row: per input channel and kernel row, the run's vec4 and the two
-// neighbouring runs' end values (0 past the row's ends) give all three kx shifts, so 3 loads
-// feed 3 TM vec4 FMAs where forward_wt gathers 12 values. Weights as forward_wt reads them.
-@group(0) @binding(1) var<storage, read> rows_x4: array<vec4<f32>>;
+// forward_rows, forward_rows_bn, backward_data_rows: 3x3 stride-1 convs on maps whose width
+// comes in fours, the source (x, or dy) read straight from NCHW as aligned vec4s. A lane owns
+// TM output channels x one run of four pixels in a row: per source channel and kernel row,
+// the run's vec4 and the two neighbouring runs' end values (0 past the row's ends) give all
+// three kx shifts, so 3 loads feed 3 TM vec4 FMAs where forward_wt gathers 12 values.
+// Weights as the *_wt kernels read them, four output channels per load: [g][ci][tap][co]
+// for the forward, [g][co][tap][ci] for the input gradient, which is the forward with the
+// roles of the channels swapped and the kernel flipped (tap t -> 8 - t).
+@group(0) @binding(1) var<storage, read> rows_src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> rows_w4: array<vec4<f32>>;
 
-fn forward_rows_tile(g: u32, row0: u32, n: u32, oy: u32, q: u32) -> array<vec4<f32>, TM> {
-    let hw = p.h * p.w;
+// The tile: `src` is the vec4 index of the group's first source plane in the image, `n_in`
+// and `n_out` the channels per group on each side, `w_first` the group's first weight vec4.
+fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, q: u32, flip: bool) -> array<vec4<f32>, TM> {
+    let hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
-    let cogq = p.cog / 4u;
-    let x_img = (n * p.x_channels + p.x_first + g * p.cig) * hw / 4u;
-    let w_q = row_quads(g * p.cig * 9u * cogq, row0, p.cog);
+    let outq = n_out / 4u;
+    let w_q = row_quads(w_first, row0, n_out);
     let has_left = q > 0u;
     let has_right = q + 1u < wq;
     var acc: array<vec4<f32>, TM>;
     for (var ky = 0u; ky < 3u; ky++) {
         let iy = i32(oy + ky) - 1;
         let row_ok = iy >= 0 && iy < i32(p.h);
-        let run = x_img + select(0u, u32(iy) * wq + q, row_ok);
-        for (var ci = 0u; ci < p.cig; ci++) {
-            let o = run + ci * hw / 4u;
-            let m = select(vec4<f32>(0.0), rows_x4[o], row_ok);
-            let left = select(0.0, rows_x4[select(o, o - 1u, has_left)].w, row_ok && has_left);
-            let right = select(0.0, rows_x4[select(o, o + 1u, has_right)].x, row_ok && has_right);
+        let run = src + select(0u, u32(iy) * wq + q, row_ok);
+        // Source columns -1, 0, +1 meet taps kx = 0, 1, 2 of kernel row ky (flipped: 8 - t).
+        let ta = select(3u * ky, 8u - 3u * ky, flip);
+        let tb = select(3u * ky + 1u, 7u - 3u * ky, flip);
+        let tc = select(3u * ky + 2u, 6u - 3u * ky, flip);
+        for (var c = 0u; c < n_in; c++) {
+            let o = run + c * hwq;
+            let m = select(vec4<f32>(0.0), rows_src4[o], row_ok);
+            let left = select(0.0, rows_src4[select(o, o - 1u, has_left)].w, row_ok && has_left);
+            let right = select(0.0, rows_src4[select(o, o + 1u, has_right)].x, row_ok && has_right);
             let l = vec4<f32>(left, m.x, m.y, m.z);
             let r = vec4<f32>(m.y, m.z, m.w, right);
-            let w_row = (ci * 9u + ky * 3u) * cogq;
+            let w_row = c * 9u * outq;
             for (var qq = 0u; qq < TM / 4u; qq++) {
-                let w0 = fwd_wt4[w_q[qq] + w_row];
-                let w1 = fwd_wt4[w_q[qq] + w_row + cogq];
-                let w2 = fwd_wt4[w_q[qq] + w_row + 2u * cogq];
+                let w0 = rows_w4[w_q[qq] + w_row + ta * outq];
+                let w1 = rows_w4[w_q[qq] + w_row + tb * outq];
+                let w2 = rows_w4[w_q[qq] + w_row + tc * outq];
                 for (var e = 0u; e < 4u; e++) {
                     let i = 4u * qq + e;
                     acc[i] = fma(vec4<f32>(w0[e]), l, fma(vec4<f32>(w1[e]), m, fma(vec4<f32>(w2[e]), r, acc[i])));
@@ -289,23 +298,32 @@ fn forward_rows_tile(g: u32, row0: u32, n: u32, oy: u32, q: u32) -> array<vec4<f
     return acc;
 }
 
-// Lane gid.x's run: image, output row and run in the row.
+// Lane gid.x's run: image, row and run in the row.
 fn rows_run(lane: u32) -> vec3<u32> {
     let wq = p.w / 4u;
     return vec3<u32>(lane / (p.h * wq), (lane / wq) % p.h, lane % wq);
 }
 
+fn forward_rows_acc(gid: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM> {
+    let r = rows_run(gid.x);
+    let src = (r.x * p.x_channels + p.x_first + wid.z * p.cig) * (p.h * p.w / 4u);
+    return rows_tile(src, p.cig, p.cog, wid.z * p.cig * 9u * (p.cog / 4u), wid.y * TM, r.y, r.z, false);
+}
+
+// Where row `row` of lane gid.x's run lands in y (first of four).
+fn forward_rows_out(gid: vec3<u32>, g: u32, row: u32) -> u32 {
+    let r = rows_run(gid.x);
+    return (r.x * p.y_channels + p.y_first + g * p.cog + row) * p.h * p.w + r.y * p.w + 4u * r.z;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
-    let r = rows_run(gid.x);
-    let row0 = wid.y * TM;
-    let acc = forward_rows_tile(wid.z, row0, r.x, r.y, r.z);
-    let hw = p.h * p.w;
+    let acc = forward_rows_acc(gid, wid);
     for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
+        let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
-        let o = (r.x * p.y_channels + p.y_first + wid.z * p.cog + row) * hw + r.y * p.w + 4u * r.z;
+        let o = forward_rows_out(gid, wid.z, row);
         for (var e = 0u; e < 4u; e++) {
             fwd_y[o + e] = acc[i][e];
         }
@@ -315,17 +333,32 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
-    let r = rows_run(gid.x);
-    let row0 = wid.y * TM;
-    let acc = forward_rows_tile(wid.z, row0, r.x, r.y, r.z);
-    let hw = p.h * p.w;
+    let acc = forward_rows_acc(gid, wid);
     for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
+        let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
         let bq = bn_channel(wid.z * p.cog + row, p.eps);
-        let o = (r.x * p.y_channels + p.y_first + wid.z * p.cog + row) * hw + r.y * p.w + 4u * r.z;
+        let o = forward_rows_out(gid, wid.z, row);
         for (var e = 0u; e < 4u; e++) {
             fwd_y[o + e] = bn_apply(acc[i][e], bq, p.relu);
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    let r = rows_run(gid.x);
+    let hw = p.h * p.w;
+    let g = wid.z;
+    let row0 = wid.y * TM;
+    let acc = rows_tile((r.x * p.cout + g * p.cog) * (hw / 4u), p.cog, p.cig, g * p.cog * 9u * (p.cig / 4u), row0, r.y, r.z, true);
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cig) { break; }
+        let o = (r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z;
+        for (var e = 0u; e < 4u; e++) {
+            fwd_y[o + e] = acc[i][e];
         }
     }
 }

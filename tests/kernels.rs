@@ -62,6 +62,14 @@ fn check_conv(s: ConvShape, seed: u64) {
             launches.extend(conv::forward_rows(g, &s, conv::Slices::whole(&s), *tile, &xt, &wt, None, y));
         }
     }
+    // ... and the input gradient so (input channels per group in fours)
+    let bwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cig() % 4 == 0;
+    let dx_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.input_shape(), "dx_rows")).collect();
+    if bwd_rows {
+        for (tile, dx) in fwd_row_tiles.iter().zip(&dx_rows) {
+            launches.extend(conv::backward_data_rows(g, &s, *tile, &dyt, &wt, dx));
+        }
+    }
     // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
     let row_tiles = [conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 4, nv: 4, wg: 8 }];
     let by_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0;
@@ -81,7 +89,13 @@ fn check_conv(s: ConvShape, seed: u64) {
             assert_close(&format!("conv forward_rows {tile:?} {s:?}"), &read(y), &y_ref, REDUCTION_TOL);
         }
     }
-    assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &cpu::conv_backward_data(&s, &dy64, &w64), REDUCTION_TOL);
+    let dx_ref = cpu::conv_backward_data(&s, &dy64, &w64);
+    assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &dx_ref, REDUCTION_TOL);
+    if bwd_rows {
+        for (tile, dx) in fwd_row_tiles.iter().zip(&dx_rows) {
+            assert_close(&format!("conv backward_data_rows {tile:?} {s:?}"), &read(dx), &dx_ref, REDUCTION_TOL);
+        }
+    }
     let dw_ref = cpu::conv_backward_weight(&s, &dy64, &x64);
     assert_close(&format!("conv backward_weight {s:?}"), &read(&dw), &dw_ref, REDUCTION_TOL);
     assert_close(&format!("conv backward_weight_by_tap {s:?}"), &read(&dw_by_tap), &dw_ref, REDUCTION_TOL);

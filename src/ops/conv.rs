@@ -147,7 +147,7 @@ fn weight_copy(gpu: &Gpu, len: usize, label: &str) -> (Tensor, bool) {
 
 pub fn kernels() -> Vec<KernelSpec> {
     let t = Tile { tm: 4, nv: 1, wg: 8 };
-    ["forward", "forward_wt", "forward_by_pixel", "forward_bn", "forward_wt_bn", "forward_by_pixel_bn", "forward_rows", "forward_rows_bn", "backward_data", "backward_data_wt", "backward_weight", "backward_weight_dyt", "backward_weight_nhwc", "backward_weight_by_tap", "backward_weight_3x3", "backward_weight_rows", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
+    ["forward", "forward_wt", "forward_by_pixel", "forward_bn", "forward_wt_bn", "forward_by_pixel_bn", "forward_rows", "forward_rows_bn", "backward_data_rows", "backward_data", "backward_data_wt", "backward_weight", "backward_weight_dyt", "backward_weight_nhwc", "backward_weight_by_tap", "backward_weight_3x3", "backward_weight_rows", "sum_splits", "expand_tiny", "fold_tiny"].iter().map(|e| spec(t, e)).collect()
 }
 
 /// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
@@ -565,6 +565,9 @@ pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Ten
     // (8.6 and 10.6 against 6.8 and 7.0 GFLOP/s on 96->96 in 6 groups, two runs of ten
     // back-to-back launches). On 1x1 output maps (one live tap) the transpose costs more than
     // it saves.
+    if let Some(tile) = backward_rows_tile(gpu, s) {
+        return backward_data_rows(gpu, s, tile, dy, w, dx);
+    }
     if s.cig() % 4 == 0 && s.oh() * s.ow() > 1 {
         let tm = match s.cig() {
             c if c >= 16 && gpu.uniform_fits(w.len()) => 16,
@@ -592,6 +595,27 @@ pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &T
     lw.weight_layout = true;
     let (cols, classes) = backward_data_columns(s);
     let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, "backward_data_wt", uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
+    l.flops = 2.0 * s.macs();
+    vec![lw, l]
+}
+
+/// backward_data_rows' tile where it runs this conv: as rows_tile with the roles of the
+/// channels swapped (input channels per group in fours).
+fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
+    let swapped = ConvShape { cin: s.cout, cout: s.cin, ..*s };
+    rows_tile(gpu, &swapped)
+}
+
+/// The 3x3 stride-1 input gradient over runs of four pixels (the shader's backward_data_rows):
+/// the forward_rows tile with the kernel flipped, reading the weights as backward_data_wt
+/// does; tile.tm input channels per lane (in fours).
+pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+    assert!(s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut lw = super::linear::transpose_each(gpu, (s.cout, s.cig(), 9), w, &wt);
+    lw.weight_layout = true;
+    let grid = [((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg), (s.cig() as u32).div_ceil(tile.tm), s.groups as u32];
+    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, "backward_data_rows", uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
