@@ -418,17 +418,22 @@ fn weights_in_row_fours(s: &ConvShape, tile: Tile) -> bool {
 /// lane would need more workgroups than the adapter allows in x (large images at large
 /// batches), 8 columns per lane halve the grid.
 fn forward_wt_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
-    let uniform = gpu.uniform_fits(s.weight_shape().iter().product());
-    let tm = match s.cog() {
-        c if c >= 16 && uniform => 16,
-        c if c >= 8 => 8,
-        _ => 4,
-    };
-    let mut tile = Tile { tm, nv: 1, wg: 8 };
+    let mut tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: 1, wg: 8 };
     if tile.grid(s.cog(), s.n * s.oh() * s.ow(), 1)[0] > gpu.limits.max_compute_workgroups_per_dimension {
         tile.nv = 2;
     }
     (s.oh() * s.ow() > 1 && weights_in_row_fours(s, tile)).then_some(tile)
+}
+
+/// Rows per lane of the kernels that read a weight copy four rows per load, where `rows`
+/// channels per group are the tile's rows: 16 where the copy is in a uniform binding (loads
+/// cheap enough for the larger tile), else 8, or 4 for fewer channels.
+fn rows_per_lane(gpu: &Gpu, rows: usize, s: &ConvShape) -> u32 {
+    match rows {
+        c if c >= 16 && gpu.uniform_fits(s.weight_shape().iter().product()) => 16,
+        c if c >= 8 => 8,
+        _ => 4,
+    }
 }
 
 /// The weights transposed per group to [g][ci][tap][co] for forward_wt (see weight_copy):
@@ -460,13 +465,7 @@ fn by_rows(s: &ConvShape) -> bool {
 /// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
 /// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
 fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
-    let uniform = gpu.uniform_fits(s.weight_shape().iter().product());
-    let tm = match s.cog() {
-        c if c >= 16 && uniform => 16,
-        c if c >= 8 => 8,
-        _ => 4,
-    };
-    let tile = Tile { tm, nv: 1, wg: 8 };
+    let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: 1, wg: 8 };
     let fits = ((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg) <= gpu.limits.max_compute_workgroups_per_dimension;
     (by_rows(s) && fits).then_some(tile)
 }
@@ -569,12 +568,7 @@ pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Ten
         return backward_data_rows(gpu, s, tile, dy, w, dx);
     }
     if s.cig() % 4 == 0 && s.oh() * s.ow() > 1 {
-        let tm = match s.cig() {
-            c if c >= 16 && gpu.uniform_fits(w.len()) => 16,
-            c if c >= 8 => 8,
-            _ => 4,
-        };
-        return backward_data_wt(gpu, s, Tile { tm, nv: 2, wg: 8 }, dy, w, dx);
+        return backward_data_wt(gpu, s, Tile { tm: rows_per_lane(gpu, s.cig(), s), nv: 2, wg: 8 }, dy, w, dx);
     }
     vec![backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)]
 }
