@@ -445,6 +445,15 @@ fn weights_by_input(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Laun
     (wt, uniform, l)
 }
 
+/// The weights transposed to [g][co][tap][ci] for the input-gradient kernels that read four
+/// input channels per load (backward_data_wt, backward_data_rows): a `weight_layout` launch.
+fn weights_by_output(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Launch) {
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut l = super::linear::transpose_each(gpu, (s.cout, s.cig(), s.k * s.k), w, &wt);
+    l.weight_layout = true;
+    (wt, uniform, l)
+}
+
 /// The forward reading transposed weights, four output channels per load (see
 /// weights_in_row_fours): lavapipe pays per load, so this cuts the weight loads by 4x.
 pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
@@ -456,17 +465,28 @@ pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, 
     vec![lw, l]
 }
 
-/// Whether forward_rows runs this conv: 3x3, stride 1, the width and the output channels per
-/// group in fours.
+/// Whether the row-run kernels (forward_rows, backward_data_rows, backward_weight_rows) take
+/// this conv: 3x3, stride 1, the width in fours.
+fn row_runs(s: &ConvShape) -> bool {
+    s.k == 3 && s.stride == 1 && s.w % 4 == 0
+}
+
+/// Whether forward_rows runs this conv: row runs, output channels per group in fours.
 fn by_rows(s: &ConvShape) -> bool {
-    s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cog() % 4 == 0
+    row_runs(s) && s.cog() % 4 == 0
+}
+
+/// The grid of forward_rows and backward_data_rows: a lane per run of four pixels, `rows`
+/// channels per group in tiles of tile.tm, the groups.
+fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
+    [((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
 }
 
 /// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
 /// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
 fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: 1, wg: 8 };
-    let fits = ((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg) <= gpu.limits.max_compute_workgroups_per_dimension;
+    let fits = rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
     (by_rows(s) && fits).then_some(tile)
 }
 
@@ -475,7 +495,7 @@ fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
     assert!(by_rows(s) && tile.tm % 4 == 0, "forward_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
-    let grid = [((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), s.groups as u32];
+    let grid = rows_grid(s, tile, s.cog());
     let mut l = match bn {
         None => gpu.launch("conv.forward", &weight_spec(tile, "forward_rows", uniform), &params_with(gpu, s, 1, s.n, false, sl), &[x, &wt, y], grid),
         Some(bn) => {
@@ -584,9 +604,7 @@ fn backward_data_columns(s: &ConvShape) -> (usize, usize) {
 /// in fours). The transpose is a `weight_layout` launch.
 pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     assert!(s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_wt: {s:?} with {tile:?} is not in fours");
-    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
-    let mut lw = super::linear::transpose_each(gpu, (s.cout, s.cig(), s.k * s.k), w, &wt);
-    lw.weight_layout = true;
+    let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let (cols, classes) = backward_data_columns(s);
     let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, "backward_data_wt", uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
     l.flops = 2.0 * s.macs();
@@ -604,11 +622,9 @@ fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 /// the forward_rows tile with the kernel flipped, reading the weights as backward_data_wt
 /// does; tile.tm input channels per lane (in fours).
 pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
-    assert!(s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
-    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
-    let mut lw = super::linear::transpose_each(gpu, (s.cout, s.cig(), 9), w, &wt);
-    lw.weight_layout = true;
-    let grid = [((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg), (s.cig() as u32).div_ceil(tile.tm), s.groups as u32];
+    assert!(row_runs(s) && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
+    let (wt, uniform, lw) = weights_by_output(gpu, s, w);
+    let grid = rows_grid(s, tile, s.cig());
     let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, "backward_data_rows", uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
     l.flops = 2.0 * s.macs();
     vec![lw, l]
@@ -629,10 +645,14 @@ pub fn weight_grad_splits(s: &ConvShape) -> usize {
 }
 
 fn weight_grad_splits_for(s: &ConvShape, tile: Tile) -> usize {
-    let g = tile.grid(s.cog(), s.cig() * s.k * s.k, s.groups);
-    let invocations = (g[0] * tile.wg * g[1] * g[2]) as usize;
-    let per_image = s.oh() * s.ow();
-    let max_by_work = (s.n * per_image / 256).max(1);
+    splits_to_fill(s, tile, tile.grid(s.cog(), s.cig() * s.k * s.k, s.groups))
+}
+
+/// The batch slices that bring a weight-gradient launch whose unsplit grid is `grid` to about
+/// 512 invocations, each slice still summing over 256 pixels or more.
+fn splits_to_fill(s: &ConvShape, tile: Tile, grid: [u32; 3]) -> usize {
+    let invocations = (grid[0] * tile.wg * grid[1] * grid[2]) as usize;
+    let max_by_work = (s.n * s.oh() * s.ow() / 256).max(1);
     (512 / invocations.max(1)).clamp(1, s.n).min(max_by_work)
 }
 
@@ -663,7 +683,7 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
     // NCHW in four-pixel runs at 2x the NHWC kernel below (with its copies) on 96->96 g6 at
     // 8x8, as fast as the best GEMM; 4 x 2 per lane beats 8 x 1 (0.95x), 5 x 2 (0.88x), 4 x 3
     // (0.8x) and 8 x 2 (0.4x: too many accumulators).
-    if s.k == 3 && s.stride == 1 && s.w % 4 == 0 {
+    if row_runs(s) {
         return backward_weight_rows(gpu, s, Tile { tm: 4, nv: 2, wg: 8 }, dy, x, dw);
     }
     // benches/tiles.rs bwd_w_dyt: with dy transposed (four output channels per load), 8 x 8
@@ -688,9 +708,7 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
 pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let kk = s.k * s.k;
     let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), (kk * s.cig().div_ceil(tile.cols() as usize)) as u32, (s.groups * splits) as u32];
-    let g1 = grid_for(1);
-    let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
-    let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
+    let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, "backward_weight_by_tap", tile, splits, grid_for, dy, x, dw)
 }
 
@@ -699,9 +717,7 @@ pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor,
 pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     assert_eq!(s.k, 3, "backward_weight_3x3 on a {0}x{0} kernel", s.k);
     let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), s.cig().div_ceil(tile.cols() as usize) as u32, (s.groups * splits) as u32];
-    let g1 = grid_for(1);
-    let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
-    let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
+    let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, "backward_weight_3x3", tile, splits, grid_for, dy, x, dw)
 }
 
@@ -709,11 +725,9 @@ pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
 /// from NCHW (the shader's backward_weight_rows): tile.tm output channels x tile.nv input
 /// channels x nine taps per lane.
 pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
-    assert!(s.k == 3 && s.stride == 1 && s.w % 4 == 0, "backward_weight_rows: {s:?} is not 3x3, stride 1, width in fours");
+    assert!(row_runs(s), "backward_weight_rows: {s:?} is not 3x3, stride 1, width in fours");
     let grid_for = |splits: usize| [(s.cig() as u32).div_ceil(tile.nv).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), (s.groups * splits) as u32];
-    let g1 = grid_for(1);
-    let invocations = (g1[0] * tile.wg * g1[1] * g1[2]) as usize;
-    let splits = (512 / invocations.max(1)).clamp(1, s.n).min((s.n * s.oh() * s.ow() / 256).max(1));
+    let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, "backward_weight_rows", tile, splits, grid_for, dy, x, dw)
 }
 
