@@ -217,6 +217,8 @@ struct ConvBn {
     z: Tensor,
     saved: Option<Tensor>,
     y: Tensor,
+    /// Weights the forward re-laid out that the input gradient reads too (training).
+    layout: conv::SharedLayout,
 }
 
 impl ConvBn {
@@ -245,7 +247,8 @@ impl ConvBn {
             return Self::forward_eval_untagged(b, def, (x, 0), (&y, 0));
         }
         let z = b.alloc(&conv.output_shape(), &def.weight);
-        b.forward.extend(conv::forward(b.gpu, &conv, x, &b.state.param(&def.weight), &z));
+        let (launches, layout) = conv::forward_sharing(b.gpu, &conv, x, &b.state.param(&def.weight), &z);
+        b.forward.extend(launches);
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
         let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
         let y = b.alloc(&conv.output_shape(), &def.bn);
@@ -254,7 +257,7 @@ impl ConvBn {
         let running = (&st.stat(&format!("{}.running_mean", def.bn)), &st.stat(&format!("{}.running_var", def.bn)));
         let saved = b.alloc(&[2, def.cout], "bn.saved");
         b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &y));
-        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y }
+        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y, layout }
     }
 
     /// Eval: conv, BN with the running statistics and ReLU in one kernel (no intermediate
@@ -277,7 +280,7 @@ impl ConvBn {
         b.forward.extend(conv::forward_bn(b.gpu, &conv, slices, x.0, &st.param(&def.weight), &bn_eval, y.0));
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
         let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
-        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.0.clone(), z: y.0.clone(), saved: None, y: y.0.clone() }
+        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.0.clone(), z: y.0.clone(), saved: None, y: y.0.clone(), layout: Default::default() }
     }
 
     /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
@@ -307,7 +310,7 @@ impl ConvBn {
         b.backward.extend(conv::backward_weight(b.gpu, &self.conv, &dz, &self.x, &st.grad(&self.def.weight)));
         need_dx.then(|| {
             let dx = b.alloc(&self.x.shape, "dx");
-            b.backward.extend(conv::backward_data(b.gpu, &self.conv, &dz, &st.param(&self.def.weight), &dx));
+            b.backward.extend(conv::backward_data_sharing(b.gpu, &self.conv, &dz, &st.param(&self.def.weight), &self.layout, &dx));
             dx
         })
     }

@@ -36,6 +36,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dw_by_tap = g.zeros(&s.weight_shape(), "dw_by_tap");
     let y_by_pixel = g.zeros(&s.output_shape(), "y_by_pixel");
     let mut launches = [conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)].into_iter().flatten().collect::<Vec<_>>();
+    // the training graph's pair: the input gradient reading what its forward laid out
+    let (y_shared, dx_shared) = (g.zeros(&s.output_shape(), "y_shared"), g.zeros(&s.input_shape(), "dx_shared"));
+    let (forward, layout) = conv::forward_sharing(g, &s, &xt, &wt, &y_shared);
+    launches.extend(forward);
+    launches.extend(conv::backward_data_sharing(g, &s, &dyt, &wt, &layout, &dx_shared));
     launches.push(conv::forward_by_pixel(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
     launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
@@ -91,6 +96,8 @@ fn check_conv(s: ConvShape, seed: u64) {
     }
     let dx_ref = cpu::conv_backward_data(&s, &dy64, &w64);
     assert_close(&format!("conv backward_data {s:?}"), &read(&dx), &dx_ref, REDUCTION_TOL);
+    assert_close(&format!("conv forward_sharing {s:?}"), &read(&y_shared), &y_ref, REDUCTION_TOL);
+    assert_close(&format!("conv backward_data_sharing {s:?}"), &read(&dx_shared), &dx_ref, REDUCTION_TOL);
     if bwd_rows {
         for (tile, dx) in fwd_row_tiles.iter().zip(&dx_rows) {
             assert_close(&format!("conv backward_data_rows {tile:?} {s:?}"), &read(dx), &dx_ref, REDUCTION_TOL);

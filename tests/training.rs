@@ -133,3 +133,16 @@ fn training_steps_after_the_first_create_no_buffers() {
     }
     assert_eq!(gpu.buffers_created(), after_first, "steps 2-4 created GPU buffers");
 }
+
+#[test]
+fn a_training_step_lays_out_each_tiny_map_weight_once() {
+    // The tiny-map convs' expanded weights (conv.expand_tiny) serve the forward and the input
+    // gradient of the same step: one expansion per layer, not two.
+    let gpu = common::gpu();
+    let ck = Checkpoint::initialized(ModelConfig::new(Variant::S2P6, 3, 10), 0);
+    let t = Trainer::new(gpu, &ck, 4, (32, 32), TrainOptions::default()).unwrap();
+    let tiny_layers: std::collections::BTreeSet<&str> = t.launches().filter(|l| l.label.starts_with("conv.tiny.forward")).map(|l| l.layer.as_str()).collect();
+    let expansions: Vec<&str> = t.launches().filter(|l| l.label == "conv.expand_tiny").map(|l| l.layer.as_str()).collect();
+    assert!(tiny_layers.len() >= 8, "s2p6 at 32x32 has tiny-map convs in stages 2 and 3, found {tiny_layers:?}");
+    assert_eq!(expansions.len(), tiny_layers.len(), "expansions {expansions:?} for layers {tiny_layers:?}");
+}

@@ -340,6 +340,11 @@ fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
 /// The tiny-map forward: y[n, (g, co, op)] = sum over (ci, q) of Wt[(g, co, op), (ci, q)]
 /// x[n, (g, ci, q)], an nt4 GEMM per group with the images as rows; BN in the epilogue in eval.
 pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
+    forward_tiny_sharing(gpu, s, sl, x, w, bn, y).0
+}
+
+/// forward_tiny, also returning its Wt for the input gradient of the same step.
+fn forward_tiny_sharing(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> (Vec<Launch>, Tensor) {
     use super::linear::{matmul_nt4_strided, Batches};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
@@ -348,21 +353,28 @@ pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor
     let mut l = matmul_nt4_strided(gpu, TINY_FORWARD_TILE, (s.n, rows, cols), (x, sl.x_channels * hw), (&wt, cols), (y, sl.y_channels * ohw), z, bn);
     l.label = if bn.is_some() { "conv.tiny.forward_bn" } else { "conv.tiny.forward" }.into();
     l.flops = 2.0 * s.macs();
-    vec![expand, l]
+    (vec![expand, l], wt)
 }
 
 /// The tiny-map input gradient: dx[n, (g, ci, q)] = sum over (co, op) of
-/// dy[n, (g, co, op)] Wt[(g, co, op), (ci, q)], an nn4 GEMM per group.
-pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+/// dy[n, (g, co, op)] Wt[(g, co, op), (ci, q)], an nn4 GEMM per group. Reads `shared` (the
+/// Wt that this step's forward expanded, see forward_sharing) where given, else expands w.
+pub fn backward_data_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, shared: Option<&Tensor>, dx: &Tensor) -> Vec<Launch> {
     use super::linear::{matmul_nn4_batched, Batches, Columns, Strides};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
-    let (wt, expand) = expand_tiny(gpu, s, w);
+    let (wt, expand) = match shared {
+        Some(wt) => (wt.clone(), None),
+        None => {
+            let (wt, l) = expand_tiny(gpu, s, w);
+            (wt, Some(l))
+        }
+    };
     let z = Batches { count: s.groups, a_z: rows, b_z: rows * cols, c_z: cols, a_off: 0, c_off: 0, accumulate: false };
     let layout = Columns { hw: cols, b_row: cols, b_img: 0, c_row: s.cin * hw, c_img: 0 };
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (s.n, cols, rows), (dy, Strides::rows(s.cout * ohw)), &wt, layout, z, dx);
     l.label = "conv.tiny.backward_data".into();
     l.flops = 2.0 * s.macs();
-    vec![expand, l]
+    expand.into_iter().chain([l]).collect()
 }
 
 /// The tiny-map weight gradient: dWt[(g, co, op), (ci, q)] = sum over the batch of
@@ -382,25 +394,38 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
 
 /// y[n, cout, oh, ow] = conv(x[n, cin, h, w], w[cout, cin/groups, k, k])
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
+    forward_sharing(gpu, s, x, w, y).0
+}
+
+/// What a training forward re-laid out of its weights that the input gradient reads too:
+/// valid until the weights change, so within one step (built after its forward, run after it).
+#[derive(Default)]
+pub struct SharedLayout(Option<Tensor>);
+
+/// forward, also returning what backward_data_sharing can reuse (the tiny-map Wt: one
+/// expand_tiny per step instead of two).
+pub fn forward_sharing(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> (Vec<Launch>, SharedLayout) {
+    let unshared = |launches| (launches, SharedLayout(None));
     if let Some(d) = dense(s) {
-        return super::linear::dense_forward(gpu, d, x, w, y);
+        return unshared(super::linear::dense_forward(gpu, d, x, w, y));
     }
     if pointwise(s).is_some() {
-        return forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y);
+        return unshared(forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y));
     }
     if let Some(tile) = by_pixel(s) {
-        return vec![forward_by_pixel(gpu, s, tile, x, w, y)];
+        return unshared(vec![forward_by_pixel(gpu, s, tile, x, w, y)]);
     }
     if tiny_map(s) {
-        return forward_tiny(gpu, s, Slices::whole(s), x, w, None, y);
+        let (launches, wt) = forward_tiny_sharing(gpu, s, Slices::whole(s), x, w, None, y);
+        return (launches, SharedLayout(Some(wt)));
     }
     if let Some(tile) = rows_tile(gpu, s) {
-        return forward_rows(gpu, s, Slices::whole(s), tile, x, w, None, y);
+        return unshared(forward_rows(gpu, s, Slices::whole(s), tile, x, w, None, y));
     }
     if let Some(tile) = forward_wt_tile(gpu, s) {
-        return forward_wt(gpu, s, tile, x, w, y);
+        return unshared(forward_wt(gpu, s, tile, x, w, y));
     }
-    vec![forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)]
+    unshared(vec![forward_tiled(gpu, s, Tile::for_forward(s.cog(), s.n * s.oh() * s.ow()), x, w, y)])
 }
 
 /// Whether the forward can read its weights transposed as vec4s of four output channels
@@ -569,6 +594,11 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
 
 /// dx[n, cin, h, w] from dy[n, cout, oh, ow] and the weights.
 pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
+    backward_data_sharing(gpu, s, dy, w, &SharedLayout::default(), dx)
+}
+
+/// backward_data reading what this step's forward_sharing laid out, where it did.
+pub fn backward_data_sharing(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, shared: &SharedLayout, dx: &Tensor) -> Vec<Launch> {
     if let Some(d) = dense(s) {
         return super::linear::dense_backward_data(gpu, d, dy, w, dx);
     }
@@ -576,7 +606,7 @@ pub fn backward_data(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Ten
         return vec![backward_data_pointwise(gpu, s, POINTWISE_TILE, dy, w, dx)];
     }
     if tiny_map(s) {
-        return backward_data_tiny(gpu, s, dy, w, dx);
+        return backward_data_tiny(gpu, s, dy, w, shared.0.as_ref(), dx);
     }
     // benches/tiles.rs bwd_d_wt: with the weights transposed, 8 x 8 was the best tile on
     // SPGNet's 3x3 shapes (1.2-1.9x over the scalar-weight kernel's default tile); with them
