@@ -27,7 +27,7 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 // relu_backward, add, add_relu and copy_channels read and write V: vec4<f32> when the length
-// (for copy_channels, every plane) is a multiple of 4 (VW = 4), else f32 (VW = 1); the host
+// (for copy_channels, every run and offset) is a multiple of 4 (VW = 4), else f32 (VW = 1); the host
 // appends V and VW. Each lane handles PER_LANE values of V: lavapipe pays per workgroup and per
 // loaded element (a vec4 load costs what a scalar one does), so fewer, wider lanes win.
 const PER_LANE: u32 = 4u;
@@ -76,21 +76,22 @@ fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 // copy_channels: dst[n, dst_offset + c, :] = src[n, src_offset + c, :] for c < channels.
 // Concat is two copies into one buffer; its backward (split) is two copies out of it.
-// A lane per channel (workgroups of CW along x), the image from workgroup_id.y: a plane is a
-// contiguous run of hw / VW values of V, and no lane divides an index.
-const CW: u32 = 8u;
+// One image's channel range is one contiguous run of channels * hw values, so an image
+// (workgroup_id.y) copies one run, its lanes over consecutive V, PER_LANE each: neighbouring
+// lanes touch neighbouring memory, no lane divides an index, and a workgroup moves CW *
+// PER_LANE values of V however small the planes (a lane per plane moved one V at 2x2).
+const CW: u32 = 32u;
 @group(0) @binding(1) var<storage, read> cc_src: array<V>;
 @group(0) @binding(2) var<storage, read_write> cc_dst: array<V>;
 
 @compute @workgroup_size(CW, 1, 1)
 fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let c = gid.x;
     let n = wid.y;
-    if (c >= p.channels) { return; }
-    let plane = p.hw / VW;
-    let s = (n * p.src_total + p.src_offset + c) * plane;
-    let d = (n * p.dst_total + p.dst_offset + c) * plane;
-    for (var i = 0u; i < plane; i++) {
+    let run = p.channels * p.hw / VW;
+    let s = (n * p.src_total + p.src_offset) * p.hw / VW;
+    let d = (n * p.dst_total + p.dst_offset) * p.hw / VW;
+    let i0 = gid.x * PER_LANE;
+    for (var i = i0; i < min(i0 + PER_LANE, run); i++) {
         cc_dst[d + i] = cc_src[s + i];
     }
 }

@@ -338,8 +338,9 @@ fn batchnorm_2d_and_1d() {
 #[test]
 fn relu_add_concat_split() {
     // Planes of 9 and 1 pixel (odd lengths: the scalar kernels), of 16 and 4 pixels (vec4),
-    // with a last lane that owns fewer than its four values.
-    for (i, dims) in [(3, 5, 7, 9), (3, 5, 7, 16), (2, 3, 1, 4), (1, 3, 2, 1)].into_iter().enumerate() {
+    // with a last lane that owns fewer than its four values; 1-pixel planes with channels in
+    // fours (a copy's runs in fours: vec4), and runs longer than a workgroup's share (ragged).
+    for (i, dims) in [(3, 5, 7, 9), (3, 5, 7, 16), (2, 3, 1, 4), (1, 3, 2, 1), (2, 8, 4, 1), (3, 40, 24, 4), (2, 44, 12, 9)].into_iter().enumerate() {
         check_relu_add_concat_split(dims, 400 + i as u64);
     }
 }

@@ -21,7 +21,7 @@ fn spec(entry: &'static str, vw: usize) -> KernelSpec {
 const PER_LANE: usize = 4;
 /// Lanes per workgroup of the flat kernels (EW) and of copy_channels (CW).
 const EW: u32 = 64;
-const CW: u32 = 8;
+const CW: u32 = 32;
 
 const VECTORISED: [&str; 4] = ["relu_backward", "add", "add_relu", "copy_channels"];
 
@@ -78,8 +78,10 @@ pub fn copy_channels(gpu: &Gpu, n: usize, channels: usize, hw: usize, src: (&Ten
         len as u32, 0, hw as u32, channels as u32,
         src.1.total as u32, src.1.offset as u32, dst.1.total as u32, dst.1.offset as u32, 0, 0, 0, 0,
     ]);
-    let vw = if hw % 4 == 0 { 4 } else { 1 };
-    gpu.launch("copy_channels", &spec("copy_channels", vw), &p, &[src.0, dst.0], [(channels as u32).div_ceil(CW), n as u32, 1])
+    // An image's range is one run of channels * hw values: vec4s where every run starts and ends in fours.
+    let vw = if [channels, src.1.total, src.1.offset, dst.1.total, dst.1.offset].iter().all(|c| c * hw % 4 == 0) { 4 } else { 1 };
+    let lanes = (channels * hw / vw).div_ceil(PER_LANE);
+    gpu.launch("copy_channels", &spec("copy_channels", vw), &p, &[src.0, dst.0], [(lanes as u32).div_ceil(CW), n as u32, 1])
 }
 
 /// out = concat(a, b) along channels: two launches.
