@@ -304,26 +304,26 @@ fn rows_run(lane: u32) -> vec3<u32> {
     return vec3<u32>(lane / (p.h * wq), (lane / wq) % p.h, lane % wq);
 }
 
-fn forward_rows_acc(gid: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM> {
-    let r = rows_run(gid.x);
+// The forward's tile for run r (rows_run) of workgroup wid.
+fn forward_rows_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM> {
     let src = (r.x * p.x_channels + p.x_first + wid.z * p.cig) * (p.h * p.w / 4u);
     return rows_tile(src, p.cig, p.cog, wid.z * p.cig * 9u * (p.cog / 4u), wid.y * TM, r.y, r.z, false);
 }
 
-// Where row `row` of lane gid.x's run lands in y (first of four).
-fn forward_rows_out(gid: vec3<u32>, g: u32, row: u32) -> u32 {
-    let r = rows_run(gid.x);
+// Where row `row` of run r lands in y (first of four).
+fn forward_rows_out(r: vec3<u32>, g: u32, row: u32) -> u32 {
     return (r.x * p.y_channels + p.y_first + g * p.cog + row) * p.h * p.w + r.y * p.w + 4u * r.z;
 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
-    let acc = forward_rows_acc(gid, wid);
+    let r = rows_run(gid.x);
+    let acc = forward_rows_acc(r, wid);
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
-        let o = forward_rows_out(gid, wid.z, row);
+        let o = forward_rows_out(r, wid.z, row);
         for (var e = 0u; e < 4u; e++) {
             fwd_y[o + e] = acc[i][e];
         }
@@ -333,12 +333,13 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
-    let acc = forward_rows_acc(gid, wid);
+    let r = rows_run(gid.x);
+    let acc = forward_rows_acc(r, wid);
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
         let bq = bn_channel(wid.z * p.cog + row, p.eps);
-        let o = forward_rows_out(gid, wid.z, row);
+        let o = forward_rows_out(r, wid.z, row);
         for (var e = 0u; e < 4u; e++) {
             fwd_y[o + e] = bn_apply(acc[i][e], bq, p.relu);
         }

@@ -517,6 +517,7 @@ fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 
 /// The 3x3 stride-1 forward over runs of four pixels (the shader's forward_rows), tile.tm
 /// output channels per lane (in fours); with `bn`, the eval epilogue (forward_rows_bn).
+#[allow(clippy::too_many_arguments)]
 pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
     assert!(by_rows(s) && tile.tm % 4 == 0, "forward_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
@@ -568,7 +569,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
     if tiny_map(s) {
         return forward_tiny(gpu, s, sl, x, w, Some(bn), y);
     }
-    if let Some(tile) = rows_tile(gpu, s).filter(|_| by_pixel(s).is_none()) {
+    if let Some(tile) = rows_tile(gpu, s) {
         return forward_rows(gpu, s, sl, tile, x, w, Some(bn), y);
     }
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
