@@ -4,10 +4,16 @@
 // apply is a flat grid.
 // Semantics follow PyTorch: normalise with the biased batch variance, running_var gets the
 // unbiased one, running = (1 - momentum) * running + momentum * batch.
+// Fused concat (training): the forward's y and the backward's dy may be a channel slice of a
+// wider buffer (io_total channels per image, this BN's first at io_first: conv1 and conv2 of
+// an SPG block write and read the concat buffer in place). With y_copy the forward also
+// writes y whole to ft_y2 (conv1's output, which conv2 reads); with dy_sum the backward adds
+// bw_dy2 (whole) to dy (a gradient that arrives as two terms, summed as it is read).
 
 struct Bn {
     n: u32, c: u32, hw: u32, relu: u32,
-    eps: f32, momentum: f32, _a: u32, _b: u32,
+    eps: f32, momentum: f32, io_total: u32, io_first: u32,
+    y_copy: u32, dy_sum: u32, _a: u32, _b: u32,
 }
 
 // Activations are read as V: vec4<f32> when a plane's pixel count is a multiple of 4 (VW = 4,
@@ -43,6 +49,10 @@ fn plane(n: u32, c: u32) -> u32 {
 fn plane_len() -> u32 {
     return p.hw / VW;
 }
+// The same plane in the (possibly wider) buffer of the forward's y or the backward's dy.
+fn io_plane(n: u32, c: u32) -> u32 {
+    return (n * p.io_total + p.io_first + c) * plane_len();
+}
 
 // forward_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics, which
 // go to saved = [mean; 1/sqrt(var + eps)] (for the backward), and the running statistics
@@ -55,6 +65,20 @@ fn plane_len() -> u32 {
 @group(0) @binding(5) var<storage, read> ft_gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> ft_beta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ft_y: array<V>;
+@group(0) @binding(8) var<storage, read_write> ft_y2: array<V>;
+
+// Normalises image n's plane of channel c into y (and y2, see Bn.y_copy).
+fn normalise_plane(n: u32, c: u32, mean: f32, invstd: f32, gamma: f32, beta: f32) {
+    let b = plane(n, c);
+    let o = io_plane(n, c);
+    for (var j = 0u; j < plane_len(); j++) {
+        let y = activate((ft_x[b + j] - V(mean)) * invstd * gamma + V(beta));
+        ft_y[o + j] = y;
+        if (p.y_copy != 0u) {
+            ft_y2[b + j] = y;
+        }
+    }
+}
 
 @compute @workgroup_size(RW, 1, 1)
 fn forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -97,11 +121,7 @@ fn forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let gamma = ft_gamma[c];
     let beta = ft_beta[c];
     for (var n = lid; n < p.n; n += RW) {
-        let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (ft_x[i] - V(mean)) * invstd;
-            ft_y[i] = activate(xhat * gamma + V(beta));
-        }
+        normalise_plane(n, c, mean, invstd, gamma, beta);
     }
 }
 
@@ -144,11 +164,7 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let gamma = ft_gamma[c];
     let beta = ft_beta[c];
     for (var n = 0u; n < p.n; n++) {
-        let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (ft_x[i] - V(mean)) * invstd;
-            ft_y[i] = activate(xhat * gamma + V(beta));
-        }
+        normalise_plane(n, c, mean, invstd, gamma, beta);
     }
 }
 
@@ -195,6 +211,16 @@ fn masked_grad(dy: V, xhat: V, gamma: f32, beta: f32) -> V {
 @group(0) @binding(6) var<storage, read_write> bw_dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bw_dbeta: array<f32>;
 @group(0) @binding(8) var<storage, read_write> bw_dx: array<V>;
+@group(0) @binding(9) var<storage, read> bw_dy2: array<V>;
+
+// The incoming gradient at V j of image n's plane of channel c (see Bn.io_total, Bn.dy_sum).
+fn incoming(n: u32, c: u32, j: u32) -> V {
+    let g = bw_dy[io_plane(n, c) + j];
+    if (p.dy_sum != 0u) {
+        return g + bw_dy2[plane(n, c) + j];
+    }
+    return g;
+}
 
 @compute @workgroup_size(RW, 1, 1)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -208,9 +234,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     var s2 = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (bw_x[i] - V(mean)) * invstd;
-            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
             s1 += g;
             s2 += g * xhat;
         }
@@ -227,10 +253,10 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let m = f32(p.n * p.hw);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (bw_x[i] - V(mean)) * invstd;
-            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
-            bw_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
+            bw_dx[b + j] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
         }
     }
 }
@@ -250,9 +276,9 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
         let b = plane(n, c);
         var s1 = V(0.0);
         var s2 = V(0.0);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (bw_x[i] - V(mean)) * invstd;
-            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
             s1 += g;
             s2 += g * xhat;
         }
@@ -264,10 +290,10 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = f32(p.n * p.hw);
     for (var n = 0u; n < p.n; n++) {
         let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            let xhat = (bw_x[i] - V(mean)) * invstd;
-            let g = masked_grad(bw_dy[i], xhat, gamma, beta);
-            bw_dx[i] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
+            bw_dx[b + j] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
         }
     }
 }

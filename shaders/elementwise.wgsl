@@ -26,7 +26,7 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     rf_y[i] = max(rf_x[i], 0.0);
 }
 
-// relu_backward, add, add_relu and copy_channels read and write V: vec4<f32> when the length
+// relu_backward(_sum), add, add_relu and copy_channels read and write V: vec4<f32> when the length
 // (for copy_channels, every run and offset) is a multiple of 4 (VW = 4), else f32 (VW = 1); the host
 // appends V and VW. Each lane handles PER_LANE values of V: lavapipe pays per workgroup and per
 // loaded element (a vec4 load costs what a scalar one does), so fewer, wider lanes win.
@@ -50,6 +50,20 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i0 = first_v(gid, nwg);
     for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
         rb_dx[i] = select(V(0.0), rb_dy[i], rb_y[i] > V(0.0));
+    }
+}
+
+// relu_backward_sum: dx = dy_a + dy_b where y > 0 (a gradient that arrives as two terms)
+@group(0) @binding(1) var<storage, read> rs_dy_a: array<V>;
+@group(0) @binding(2) var<storage, read> rs_dy_b: array<V>;
+@group(0) @binding(3) var<storage, read> rs_y: array<V>;
+@group(0) @binding(4) var<storage, read_write> rs_dx: array<V>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn relu_backward_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i0 = first_v(gid, nwg);
+    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
+        rs_dx[i] = select(V(0.0), rs_dy_a[i] + rs_dy_b[i], rs_y[i] > V(0.0));
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::checkpoint::{Checkpoint, Metadata};
 use crate::gpu::{Gpu, Launch, Tensor};
 use crate::model::{Architecture, BlockDef, ConvBnDef, Skip, HEAD_WIDTH};
-use crate::ops::batchnorm::{self, BnShape};
+use crate::ops::batchnorm::{self, BnIo, BnShape};
 use crate::ops::conv::{self, ConvShape};
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::{elementwise, linear, loss, sgd};
@@ -233,13 +233,19 @@ impl ConvBn {
     }
 
     fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
+        Self::forward_into(b, def, x, None)
+    }
+
+    /// Training: the BN writes channels `io.first..` of `cat` (the fused concat, see BnIo), and
+    /// with `io.y_copy` its own output too; `io.dy_sum`: the backward gets a second gradient.
+    fn forward_into(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>) -> ConvBn {
         let m = b.mark();
-        let c = Self::forward_untagged(b, def, x);
+        let c = Self::forward_untagged(b, def, x, io);
         b.tag(m, Self::name(def));
         c
     }
 
-    fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
+    fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>) -> ConvBn {
         let conv = Self::shape(def, x);
         let n = conv.n;
         if b.mode == Mode::Eval {
@@ -250,13 +256,24 @@ impl ConvBn {
         let (launches, layout) = conv::forward_sharing(b.gpu, &conv, x, &b.state.param(&def.weight), &z);
         b.forward.extend(launches);
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
-        let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
-        let y = b.alloc(&conv.output_shape(), &def.bn);
+        let bn_params = batchnorm::params_io(b.gpu, &bn, def.relu, io.map_or(BnIo::whole(&bn), |(_, io)| io));
         let st = b.state;
         let affine = (&st.param(&format!("{}.weight", def.bn)), &st.param(&format!("{}.bias", def.bn)));
         let running = (&st.stat(&format!("{}.running_mean", def.bn)), &st.stat(&format!("{}.running_var", def.bn)));
         let saved = b.alloc(&[2, def.cout], "bn.saved");
-        b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &y));
+        let own = || b.alloc(&conv.output_shape(), &def.bn);
+        let (y, out, copy) = match io {
+            Some((cat, io)) if io.y_copy => {
+                let y = own();
+                (y.clone(), cat.clone(), Some(y))
+            }
+            Some((cat, _)) => (cat.clone(), cat.clone(), None),
+            None => {
+                let y = own();
+                (y.clone(), y, None)
+            }
+        };
+        b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &out, copy.as_ref()));
         ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y, layout }
     }
 
@@ -284,14 +301,16 @@ impl ConvBn {
     }
 
     /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
-    fn backward(&self, b: &mut Builder, dy: &Tensor, need_dx: bool) -> Option<Tensor> {
+    /// dy is laid out as the forward's output was (the concat buffer for conv1 and conv2);
+    /// dy2 is the second term of a BnIo::dy_sum gradient.
+    fn backward(&self, b: &mut Builder, dy: &Tensor, dy2: Option<&Tensor>, need_dx: bool) -> Option<Tensor> {
         let m = b.mark();
-        let dx = self.backward_untagged(b, dy, need_dx);
+        let dx = self.backward_untagged(b, dy, dy2, need_dx);
         b.tag(m, Self::name(&self.def));
         dx
     }
 
-    fn backward_untagged(&self, b: &mut Builder, dy: &Tensor, need_dx: bool) -> Option<Tensor> {
+    fn backward_untagged(&self, b: &mut Builder, dy: &Tensor, dy2: Option<&Tensor>, need_dx: bool) -> Option<Tensor> {
         let st = b.state;
         let bn_name = |f: &str| format!("{}.{f}", self.def.bn);
         let dz = b.alloc(&self.z.shape, "dz");
@@ -301,6 +320,7 @@ impl ConvBn {
             &self.bn_params,
             &self.bn,
             dy,
+            dy2,
             &self.z,
             saved,
             (&st.param(&bn_name("weight")), &st.param(&bn_name("bias"))),
@@ -340,11 +360,15 @@ impl Block {
             let conv2 = ConvBn::forward_eval(b, &def.conv2, (&cat, 0), (&cat, mid));
             (conv1, conv2, cat)
         } else {
-            let conv1 = ConvBn::forward(b, &def.conv1, &conv_in.y);
-            let conv2 = ConvBn::forward(b, &def.conv2, &conv1.y);
-            let [n, mid, h, w] = dims4(&conv1.y);
-            let cat = b.alloc(&[n, 2 * mid, h, w], "concat");
-            b.forward.extend(elementwise::concat(b.gpu, &conv1.y, &conv2.y, &cat));
+            // Fused concat: the BNs of conv1 and conv2 write the two halves of the concat
+            // buffer (conv1's also its own output, which conv2 reads), and their backward
+            // reads the concat's gradient in place (see batchnorm::BnIo).
+            let s1 = ConvBn::shape(&def.conv1, &conv_in.y);
+            let mid = s1.cout;
+            let cat = b.alloc(&[s1.n, 2 * mid, s1.oh(), s1.ow()], "concat");
+            let half = |first, y_copy| BnIo { total: 2 * mid, first, y_copy, dy_sum: y_copy };
+            let conv1 = ConvBn::forward_into(b, &def.conv1, &conv_in.y, Some((&cat, half(0, true))));
+            let conv2 = ConvBn::forward_into(b, &def.conv2, &conv1.y, Some((&cat, half(mid, false))));
             (conv1, conv2, cat)
         };
         let conv_out = ConvBn::forward(b, &def.conv_out, &cat);
@@ -364,26 +388,33 @@ impl Block {
         Block { conv_in, conv1, conv2, conv_out, skip, y }
     }
 
-    fn backward(&self, b: &mut Builder, dy: &Tensor) -> Tensor {
-        let g = b.gpu;
+    /// The block's input gradient, as its main path's and its skip's terms (the consumer
+    /// sums them as it reads).
+    fn backward(&self, b: &mut Builder, dy: &Grad) -> Grad {
         let d_sum = b.alloc(&self.y.shape, "d_sum");
-        b.backward.push(elementwise::relu_backward(g, dy, &self.y, &d_sum));
-        let d_cat = self.conv_out.backward(b, &d_sum, true).unwrap();
-        let (d_o1_direct, d_o2) = (b.alloc(&self.conv1.y.shape, "d_o1"), b.alloc(&self.conv2.y.shape, "d_o2"));
-        b.backward.extend(elementwise::split(g, &d_cat, &d_o1_direct, &d_o2));
-        let d_o1_via_conv2 = self.conv2.backward(b, &d_o2, true).unwrap();
-        let d_o1 = b.alloc(&self.conv1.y.shape, "d_o1_sum");
-        b.backward.push(elementwise::add(g, &d_o1_direct, &d_o1_via_conv2, &d_o1));
-        let d_a = self.conv1.backward(b, &d_o1, true).unwrap();
-        let dx_main = self.conv_in.backward(b, &d_a, true).unwrap();
+        b.backward.push(match dy {
+            Grad::One(dy) => elementwise::relu_backward(b.gpu, dy, &self.y, &d_sum),
+            Grad::Sum(a, c) => elementwise::relu_backward_sum(b.gpu, (a, c), &self.y, &d_sum),
+        });
+        let d_cat = self.conv_out.backward(b, &d_sum, None, true).unwrap();
+        // conv2's BN reads its half of d_cat; conv1's reads the other half plus conv2's dx.
+        let d_o1_via_conv2 = self.conv2.backward(b, &d_cat, None, true).unwrap();
+        let d_a = self.conv1.backward(b, &d_cat, Some(&d_o1_via_conv2), true).unwrap();
+        let dx_main = self.conv_in.backward(b, &d_a, None, true).unwrap();
         let mut dx_skip = d_sum;
         for s in self.skip.iter().rev() {
-            dx_skip = s.backward(b, &dx_skip, true).unwrap();
+            dx_skip = s.backward(b, &dx_skip, None, true).unwrap();
         }
-        let dx = b.alloc(&dx_main.shape, "dx_block");
-        b.backward.push(elementwise::add(g, &dx_main, &dx_skip, &dx));
-        dx
+        Grad::Sum(dx_main, dx_skip)
     }
+}
+
+/// A gradient that arrives as one tensor or as two terms whose sum it is: an SPG block's
+/// input gradient (main path plus skip), which the next kernel back sums as it reads it
+/// instead of a separate add.
+enum Grad {
+    One(Tensor),
+    Sum(Tensor, Tensor),
 }
 
 /// Global average pool -> fc -> BatchNorm1d + ReLU -> dropout -> linear.
@@ -420,7 +451,7 @@ impl Head {
         let saved = match b.mode {
             Mode::Train => {
                 let saved = b.alloc(&[2, HEAD_WIDTH], "bn.saved");
-                b.forward.extend(batchnorm::forward_train(g, &bn_params, &bn, &fc_out, &saved, running, affine, &act));
+                b.forward.extend(batchnorm::forward_train(g, &bn_params, &bn, &fc_out, &saved, running, affine, &act, None));
                 Some(saved)
             }
             Mode::Eval => {
@@ -461,6 +492,7 @@ impl Head {
             &self.bn_params,
             &self.bn,
             &d_act,
+            None,
             &self.fc_out,
             saved,
             (&st.param("bn.weight"), &st.param("bn.bias")),
@@ -510,7 +542,16 @@ impl Graph {
         let input = b.alloc(&[batch, cfg.in_channels, size.0, size.1], "input");
         let arch = &state.arch;
         let stem0 = ConvBn::forward(&mut b, &arch.stem[0], &input);
-        let stem1 = ConvBn::forward(&mut b, &arch.stem[1], &stem0.y);
+        // The first block's input gradient comes back as two terms, which stem1's BN sums.
+        let stem1 = match mode {
+            Mode::Train => {
+                let s = ConvBn::shape(&arch.stem[1], &stem0.y);
+                let stem_out = b.alloc(&s.output_shape(), &arch.stem[1].bn);
+                let bn = BnShape { n: s.n, c: s.cout, hw: s.oh() * s.ow() };
+                ConvBn::forward_into(&mut b, &arch.stem[1], &stem0.y, Some((&stem_out, BnIo { dy_sum: true, ..BnIo::whole(&bn) })))
+            }
+            Mode::Eval => ConvBn::forward(&mut b, &arch.stem[1], &stem0.y),
+        };
         let mut blocks: Vec<Block> = Vec::new();
         for def in &arch.blocks {
             let x = blocks.last().map_or(stem1.y.clone(), |blk| blk.y.clone());
@@ -528,14 +569,16 @@ impl Graph {
             let m = b.mark();
             let mut dy = head.backward(&mut b, &d);
             b.tag(m, "head");
-            dy = conv_last.backward(&mut b, &dy, true).unwrap();
+            dy = conv_last.backward(&mut b, &dy, None, true).unwrap();
+            let mut grad = Grad::One(dy);
             for (blk, def) in blocks.iter().zip(&arch.blocks).rev() {
                 let m = b.mark();
-                dy = blk.backward(&mut b, &dy);
+                grad = blk.backward(&mut b, &grad);
                 b.tag(m, &def.name);
             }
-            let dy = stem1.backward(&mut b, &dy, true).unwrap();
-            stem0.backward(&mut b, &dy, false); // the image needs no gradient
+            let Grad::Sum(main, skip) = grad else { bail!("{:?}: a network without SPG blocks", cfg.variant) };
+            let dy = stem1.backward(&mut b, &main, Some(&skip), true).unwrap();
+            stem0.backward(&mut b, &dy, None, false); // the image needs no gradient
             dlogits = Some(d);
         }
         // Problems too big for the adapter (grid or binding limits) surface here, before any step.

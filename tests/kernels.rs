@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use rand::Rng;
 use spgnet::gpu::Tensor;
-use spgnet::ops::batchnorm::{self, BnShape};
+use spgnet::ops::batchnorm::{self, BnIo, BnShape};
 use spgnet::ops::conv::{self, ConvShape};
 use spgnet::ops::pool::{self, PoolShape};
 use spgnet::ops::{elementwise, linear, loss, sgd};
@@ -267,6 +267,18 @@ fn conv_random_shapes() {
 }
 
 fn check_batchnorm(s: BnShape, relu: bool, seed: u64) {
+    check_batchnorm_io(s, relu, BnIo::whole(&s), seed);
+}
+
+/// Channels first..first + c of each image of a [n, total, hw] buffer.
+fn channel_slice(v: &[f32], s: &BnShape, total: usize, first: usize) -> Vec<f32> {
+    (0..s.n).flat_map(|n| v[(n * total + first) * s.hw..(n * total + first + s.c) * s.hw].to_vec()).collect()
+}
+
+/// The training forward and backward with y and dy laid out as `io` says (the fused concat),
+/// against the CPU reference: y in its channels of the wider buffer and the other channels
+/// untouched, the whole copy of y with y_copy, the sum of both gradient terms with dy_sum.
+fn check_batchnorm_io(s: BnShape, relu: bool, io: BnIo, seed: u64) {
     let g = gpu();
     let mut r = rng(seed);
     let x: Vec<f32> = random(&mut r, s.len()).iter().map(|v| 3.0 * v + 0.5).collect();
@@ -274,16 +286,20 @@ fn check_batchnorm(s: BnShape, relu: bool, seed: u64) {
     let beta = random(&mut r, s.c);
     let rm0 = random(&mut r, s.c);
     let rv0: Vec<f32> = random(&mut r, s.c).iter().map(|v| v.abs() + 0.5).collect();
-    let dy = random(&mut r, s.len());
-    let shape = [s.n, s.c, s.hw];
-    let (xt, gt, bt, dyt) = (up(&x, &shape), up(&gamma, &[s.c]), up(&beta, &[s.c]), up(&dy, &shape));
+    let (shape, wide) = ([s.n, s.c, s.hw], [s.n, io.total, s.hw]);
+    let wide_len = s.n * io.total * s.hw;
+    let dy_wide = random(&mut r, wide_len);
+    let dy2 = random(&mut r, s.len());
+    let y_before = random(&mut r, wide_len);
+    let (xt, gt, bt, dyt) = (up(&x, &shape), up(&gamma, &[s.c]), up(&beta, &[s.c]), up(&dy_wide, &wide));
+    let dy2t = up(&dy2, &shape);
     let (rm, rv) = (up(&rm0, &[s.c]), up(&rv0, &[s.c]));
     let saved = g.zeros(&[2, s.c], "saved");
-    let (y, y_eval, dx) = (g.zeros(&shape, "y"), g.zeros(&shape, "y_eval"), g.zeros(&shape, "dx"));
+    let (y, y_copy, y_eval, dx) = (up(&y_before, &wide), g.zeros(&shape, "y copy"), g.zeros(&shape, "y_eval"), g.zeros(&shape, "dx"));
     let (dgamma, dbeta) = (g.zeros(&[s.c], "dgamma"), g.zeros(&[s.c], "dbeta"));
-    let p = batchnorm::params(g, &s, relu);
-    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y);
-    launches.extend(batchnorm::backward(g, &p, &s, &dyt, &xt, &saved, (&gt, &bt), (&dgamma, &dbeta), &dx));
+    let p = batchnorm::params_io(g, &s, relu, io);
+    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y, io.y_copy.then_some(&y_copy));
+    launches.extend(batchnorm::backward(g, &p, &s, &dyt, io.dy_sum.then_some(&dy2t), &xt, &saved, (&gt, &bt), (&dgamma, &dbeta), &dx));
     launches.push(batchnorm::forward_eval(g, &p, &s, &xt, (&rm, &rv), (&gt, &bt), &y_eval));
     g.run(&launches).unwrap();
 
@@ -292,20 +308,51 @@ fn check_batchnorm(s: BnShape, relu: bool, seed: u64) {
     let (mean, var) = cpu::bn_stats(&s, &x64);
     let z = cpu::bn_normalize(&s, &x64, &mean, &var, &g64, &b64, eps);
     let act = |v: Vec<f64>| if relu { cpu::relu(&v) } else { v };
-    let what = format!("batchnorm {s:?} relu={relu}");
-    assert_close(&format!("{what} forward"), &read(&y), &act(z.clone()), REDUCTION_TOL);
+    let what = format!("batchnorm {s:?} relu={relu} {io:?}");
+    let y_all = read(&y);
+    assert_close(&format!("{what} forward"), &channel_slice(&y_all, &s, io.total, io.first), &act(z.clone()), REDUCTION_TOL);
+    let outside = |v: &[f32]| -> Vec<f32> { v.iter().enumerate().filter(|(i, _)| !(io.first..io.first + s.c).contains(&(i / s.hw % io.total))).map(|(_, v)| *v).collect() };
+    assert_close(&format!("{what} other channels untouched"), &outside(&y_all), &f64s(&outside(&y_before)), 0.0);
+    if io.y_copy {
+        assert_close(&format!("{what} forward copy"), &read(&y_copy), &act(z.clone()), REDUCTION_TOL);
+    }
     let mut run = (f64s(&rm0), f64s(&rv0));
     cpu::bn_running_update(&s, (&mut run.0, &mut run.1), &mean, &var, batchnorm::MOMENTUM as f64);
     assert_close(&format!("{what} running mean"), &read(&rm), &run.0, REDUCTION_TOL);
     assert_close(&format!("{what} running var"), &read(&rv), &run.1, REDUCTION_TOL);
     let z_eval = cpu::bn_normalize(&s, &x64, &run.0, &run.1, &g64, &b64, eps);
     assert_close(&format!("{what} eval forward"), &read(&y_eval), &act(z_eval), REDUCTION_TOL);
+    let mut dy = f64s(&channel_slice(&dy_wide, &s, io.total, io.first));
+    if io.dy_sum {
+        dy = cpu::add(&dy, &f64s(&dy2));
+    }
     // Through the fused ReLU the incoming gradient is masked by the pre-activation's sign.
-    let dz = if relu { cpu::relu_backward(&f64s(&dy), &z) } else { f64s(&dy) };
+    let dz = if relu { cpu::relu_backward(&dy, &z) } else { dy };
     let (dx_ref, dgamma_ref, dbeta_ref) = cpu::bn_backward(&s, &dz, &x64, &g64, eps);
     assert_close(&format!("{what} dx"), &read(&dx), &dx_ref, REDUCTION_TOL);
     assert_close(&format!("{what} dgamma"), &read(&dgamma), &dgamma_ref, REDUCTION_TOL);
     assert_close(&format!("{what} dbeta"), &read(&dbeta), &dbeta_ref, REDUCTION_TOL);
+}
+
+#[test]
+fn batchnorm_writes_and_reads_a_concat_buffer_in_place() {
+    // conv1's BN (first half, a whole copy of y, two gradient terms) and conv2's (second
+    // half), and stem1's (whole, two gradient terms); vec4 and scalar planes, both layouts
+    // (a workgroup per channel above BY_CHANNEL_MAX values per channel, a lane per channel below).
+    let cases = [
+        (BnShape { n: 3, c: 5, hw: 9 }, true, BnIo { total: 10, first: 0, y_copy: true, dy_sum: true }),
+        (BnShape { n: 3, c: 5, hw: 9 }, false, BnIo { total: 10, first: 5, y_copy: false, dy_sum: false }),
+        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 0, y_copy: true, dy_sum: true }),
+        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 6, y_copy: false, dy_sum: false }),
+        (BnShape { n: 21, c: 3, hw: 64 }, true, BnIo { total: 6, first: 3, y_copy: false, dy_sum: false }),
+        (BnShape { n: 40, c: 3, hw: 49 }, true, BnIo { total: 7, first: 1, y_copy: true, dy_sum: true }),
+        (BnShape { n: 16, c: 33, hw: 1 }, false, BnIo { total: 66, first: 33, y_copy: false, dy_sum: true }),
+        (BnShape { n: 5, c: 12, hw: 16 }, true, BnIo { total: 12, first: 0, y_copy: false, dy_sum: true }),
+    ];
+    assert!(cases.iter().any(|(s, _, _)| s.n * s.hw > batchnorm::BY_CHANNEL_MAX));
+    for (i, (s, relu, io)) in cases.into_iter().enumerate() {
+        check_batchnorm_io(s, relu, io, 350 + i as u64);
+    }
 }
 
 #[test]
@@ -360,6 +407,8 @@ fn check_relu_add_concat_split((n, ca, cb, hw): (usize, usize, usize, usize), se
     l.push(elementwise::relu_forward(g, &at, &relu_y));
     l.push(elementwise::relu_backward(g, &ct, &at, &relu_dx));
     l.push(elementwise::add(g, &at, &ct, &sum));
+    let relu_sum_dx = g.zeros(&[n, ca, hw], "rsd");
+    l.push(elementwise::relu_backward_sum(g, (&ct, &sum), &at, &relu_sum_dx));
     l.push(elementwise::add_relu(g, &at, &ct, &sum_relu));
     g.run(&l).unwrap();
     let (a64, b64, c64) = (f64s(&a), f64s(&b), f64s(&c));
@@ -371,6 +420,8 @@ fn check_relu_add_concat_split((n, ca, cb, hw): (usize, usize, usize, usize), se
     assert_close("relu", &read(&relu_y), &cpu::relu(&a64), 0.0);
     assert_close("relu backward", &read(&relu_dx), &cpu::relu_backward(&c64, &a64), 0.0);
     assert_close("add", &read(&sum), &cpu::add(&a64, &c64), ELEMENTWISE_TOL);
+    let sum_read = f64s(&read(&sum));
+    assert_close("relu backward of a sum", &read(&relu_sum_dx), &cpu::relu_backward(&cpu::add(&c64, &sum_read), &a64), ELEMENTWISE_TOL);
     assert_close("add relu", &read(&sum_relu), &cpu::relu(&cpu::add(&a64, &c64)), ELEMENTWISE_TOL);
 }
 

@@ -32,9 +32,9 @@ fn vector_width(s: &BnShape) -> u32 {
 
 fn spec(entry: &'static str, vw: u32) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite],
+        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite],
         "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
-        "backward" | "backward_by_channel" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+        "backward" | "backward_by_channel" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
         _ => unreachable!("no batchnorm kernel {entry}"),
     };
     let (ty, total) = match vw {
@@ -56,12 +56,43 @@ fn per_image_grid(s: &BnShape) -> [u32; 3] {
     [(s.n as u32).div_ceil(8), s.c as u32, 1]
 }
 
+/// Where a training BN's output y (forward) and incoming gradient dy (backward) live, for
+/// the fused concat: channels `first..first + c` of buffers with `total` channels per image
+/// (the concat buffer, written by the forward of conv1 and conv2 of an SPG block and read back
+/// by their backward). `y_copy`: the forward also writes y whole to a second tensor (conv1's
+/// output, which conv2 reads). `dy_sum`: the backward adds a second, whole gradient to dy
+/// (conv1's gradient is the concat's plus conv2's; a block's input gradient is its main
+/// path's plus its skip's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnIo {
+    pub total: usize,
+    pub first: usize,
+    pub y_copy: bool,
+    pub dy_sum: bool,
+}
+
+impl BnIo {
+    /// y and dy are whole tensors of this BN's channels, one of each.
+    pub fn whole(s: &BnShape) -> BnIo {
+        BnIo { total: s.c, first: 0, y_copy: false, dy_sum: false }
+    }
+}
+
 pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
-    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), 0, 0])
+    params_io(gpu, s, relu, BnIo::whole(s))
+}
+
+/// The parameters of a training BN whose y and dy are laid out as `io` says.
+pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> Arc<wgpu::Buffer> {
+    assert!(io.first + s.c <= io.total, "{s:?}: channels {}.. of {} out of range", io.first, io.total);
+    let (t, fi, yc, ds) = (io.total as u32, io.first as u32, io.y_copy as u32, io.dy_sum as u32);
+    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, 0, 0])
 }
 
 /// Training forward: batch statistics into `saved` ([2, c]: mean, 1/std), the running
-/// statistics updated, and the normalisation (one launch: a workgroup per channel).
+/// statistics updated, and the normalisation (one launch: a workgroup per channel). `y2`:
+/// the whole copy of y that parameters with `BnIo::y_copy` write (None otherwise).
+#[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     gpu: &Gpu,
     p: &Arc<wgpu::Buffer>,
@@ -71,8 +102,10 @@ pub fn forward_train(
     running: (&Tensor, &Tensor),
     affine: (&Tensor, &Tensor),
     y: &Tensor,
+    y2: Option<&Tensor>,
 ) -> Vec<Launch> {
-    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y];
+    // Without a second output the kernel never writes binding 8: y stands in for it.
+    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y)];
     let (entry, grid) = layout("forward_train", s);
     vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), p, &bindings, grid)]
 }
@@ -97,12 +130,15 @@ pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, r
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, then dx
-/// (one launch: a workgroup per channel).
+/// (one launch: a workgroup per channel). `dy2`: the second gradient that parameters with
+/// `BnIo::dy_sum` add to dy (None otherwise).
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     p: &Arc<wgpu::Buffer>,
     s: &BnShape,
     dy: &Tensor,
+    dy2: Option<&Tensor>,
     x: &Tensor,
     saved: &Tensor,
     affine: (&Tensor, &Tensor),
@@ -112,5 +148,5 @@ pub fn backward(
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
     let (entry, grid) = layout("backward", s);
-    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx], grid)]
+    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
 }

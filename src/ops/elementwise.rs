@@ -11,6 +11,7 @@ fn spec(entry: &'static str, vw: usize) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
         "relu_forward" | "copy_channels" | "dropout" | "dropout_mask" => &[Read, ReadWrite],
         "relu_backward" | "add" | "add_relu" => &[Read, Read, ReadWrite],
+        "relu_backward_sum" => &[Read, Read, Read, ReadWrite],
         _ => unreachable!("no elementwise kernel {entry}"),
     };
     let ty = if vw == 4 { "vec4<f32>" } else { "f32" };
@@ -23,7 +24,7 @@ const PER_LANE: usize = 4;
 const EW: u32 = 64;
 const CW: u32 = 32;
 
-const VECTORISED: [&str; 4] = ["relu_backward", "add", "add_relu", "copy_channels"];
+const VECTORISED: [&str; 5] = ["relu_backward", "relu_backward_sum", "add", "add_relu", "copy_channels"];
 
 pub fn kernels() -> Vec<KernelSpec> {
     let scalar = ["relu_forward", "dropout", "dropout_mask"].into_iter().map(|e| spec(e, 1));
@@ -53,6 +54,12 @@ pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Launch {
 /// dx = dy where y > 0; y is the ReLU's output (or input).
 pub fn relu_backward(gpu: &Gpu, dy: &Tensor, y: &Tensor, dx: &Tensor) -> Launch {
     flat_v(gpu, "relu_backward", &[dy, y, dx])
+}
+
+/// dx = dy_a + dy_b where y > 0: relu_backward of a gradient that arrives as two terms (an
+/// SPG block's input gradient: its main path's and its skip's), without adding them first.
+pub fn relu_backward_sum(gpu: &Gpu, dy: (&Tensor, &Tensor), y: &Tensor, dx: &Tensor) -> Launch {
+    flat_v(gpu, "relu_backward_sum", &[dy.0, dy.1, y, dx])
 }
 
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
