@@ -288,6 +288,20 @@ fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     c4[base + (4u * bj + 3u) * mq + bi] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
 }
 
+// transpose_rows4: transpose4 where only the rows (m) come in fours (an image's [c, hw] with
+// hw not in fours, e.g. 7x7 maps): a lane moves a 4 x 1 block (four scalar loads, one vec4
+// store), its column, row quad and matrix straight from the grid (x, y, z), so no lane
+// divides an index (lavapipe scalarises per-lane division; transpose1 does three per value).
+@compute @workgroup_size(WG, 1, 1)
+fn transpose_rows4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= p.n) { return; }
+    let bi = gid.y;
+    let base = gid.z * p.m * p.n;
+    let i = base + 4u * bi * p.n + j;
+    c4[(base + j * p.m) / 4u + bi] = vec4<f32>(a[i], a[i + p.n], a[i + 2u * p.n], a[i + 3u * p.n]);
+}
+
 // transpose1: transpose4 for any sizes, one value per lane (small tensors: weights).
 @compute @workgroup_size(WG, 1, 1)
 fn transpose1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

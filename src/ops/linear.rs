@@ -23,6 +23,7 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn_cols", BN_BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose1", BINDINGS));
+    v.push(t.spec("matmul.wgsl", SOURCE, "transpose_rows4", BINDINGS));
     v
 }
 
@@ -252,14 +253,21 @@ pub fn transpose(gpu: &Gpu, (rows, cols): (usize, usize), a: &Tensor, t: &Tensor
 }
 
 /// t[z, cols, rows] = a[z, rows, cols]^T for z < count (an NCHW tensor's images to NHWC):
-/// 4x4 blocks per lane where both sizes come in fours, else one value per lane.
+/// 4x4 blocks per lane where both sizes come in fours, 4x1 where the rows do (channels, over
+/// planes of 49 pixels), else one value per lane.
 pub fn transpose_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a: &Tensor, t: &Tensor) -> Launch {
     let len = count * rows * cols;
     assert!(a.len() >= len && t.len() >= len, "transpose: tensors shorter than {count} x {rows} x {cols}");
     let tile = Tile { tm: 1, nv: 1, wg: 8 };
     let p = gemm_params(gpu, (rows, cols, count), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
-    let (entry, lanes) = if rows % 4 == 0 && cols % 4 == 0 { ("transpose4", len / 16) } else { ("transpose1", len) };
-    gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, entry, BINDINGS), &p, &[a, a, t], crate::gpu::grid_1d(lanes, tile.wg))
+    let (entry, grid) = if rows % 4 == 0 && cols % 4 == 0 {
+        ("transpose4", crate::gpu::grid_1d(len / 16, tile.wg))
+    } else if rows % 4 == 0 && rows / 4 <= 65535 && count <= 65535 {
+        ("transpose_rows4", [(cols as u32).div_ceil(tile.wg), (rows / 4) as u32, count as u32])
+    } else {
+        ("transpose1", crate::gpu::grid_1d(len, tile.wg))
+    };
+    gpu.launch("transpose", &tile.spec("matmul.wgsl", SOURCE, entry, BINDINGS), &p, &[a, a, t], grid)
 }
 
 /// A new tensor holding a[rows, cols]^T, and the launch that fills it.
