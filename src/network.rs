@@ -216,6 +216,8 @@ struct ConvBn {
     x: Tensor,
     z: Tensor,
     saved: Option<Tensor>,
+    /// The output; where the BN writes a slice of a wider buffer without a whole copy
+    /// (conv2 in training, conv1 and conv2 in eval), that buffer.
     y: Tensor,
     /// Weights the forward re-laid out that the input gradient reads too (training).
     layout: conv::SharedLayout,
