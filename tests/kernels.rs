@@ -145,8 +145,12 @@ fn conv_awkward_shapes() {
         // ... those copies bind as uniform buffers up to 16384 weights (every case above), as
         // storage beyond (41472 here)
         ConvShape { n: 2, cin: 72, h: 3, w: 5, cout: 64, groups: 1, k: 3, stride: 1 },
-        // 16 rows per lane over 24 output channels (a ragged row tile of uniform weights)
+        // 12 rows per lane over the stem's 12 and 24 output channels (also 12 input channels
+        // per lane for the input gradient), from one input channel as at 28x28 and 56x56
         ConvShape { n: 2, cin: 12, h: 5, w: 6, cout: 24, groups: 1, k: 3, stride: 2 },
+        ConvShape { n: 3, cin: 1, h: 13, w: 11, cout: 12, groups: 1, k: 3, stride: 2 },
+        // 16 rows per lane over 40 output channels (a ragged row tile of uniform weights)
+        ConvShape { n: 2, cin: 12, h: 5, w: 6, cout: 40, groups: 1, k: 3, stride: 2 },
         // ... and 16 input channels per lane for the input gradient (ragged at 20 per group)
         ConvShape { n: 2, cin: 40, h: 5, w: 4, cout: 8, groups: 2, k: 3, stride: 1 },
         ConvShape { n: 3, cin: 32, h: 6, w: 5, cout: 12, groups: 2, k: 3, stride: 2 },

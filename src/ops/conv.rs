@@ -451,10 +451,14 @@ fn forward_wt_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 }
 
 /// Rows per lane of the kernels that read a weight copy four rows per load, where `rows`
-/// channels per group are the tile's rows: 16 where the copy is in a uniform binding (loads
-/// cheap enough for the larger tile), else 8, or 4 for fewer channels.
+/// channels per group are the tile's rows: 12 for the stem's 12 and 24 channels (no lane
+/// computes rows past the end, as 8 or 16 would: first_conv.0's forward 5.1-8.5 -> 4.3-5.9
+/// ms, first_conv.1's forward and input gradient 6.6-9.4 -> 5.2-6.0 ms at 56x56, batch 64,
+/// three profiled pairs); 16 where the copy is in a uniform binding (loads cheap enough for
+/// the larger tile), else 8, or 4 for fewer channels.
 fn rows_per_lane(gpu: &Gpu, rows: usize, s: &ConvShape) -> u32 {
     match rows {
+        12 | 24 => 12,
         c if c >= 16 && gpu.uniform_fits(s.weight_shape().iter().product()) => 16,
         c if c >= 8 => 8,
         _ => 4,
