@@ -481,9 +481,10 @@ fn transpose_in_4x4_blocks() {
     }
     // Each image of an NCHW tensor on its own ([c, hw] -> [hw, c]), as the 1x1 weight gradient
     // does; rows in fours over planes that are not (7x7 maps: 4x1 blocks per lane, ragged
-    // last workgroup); and sizes not in fours (one value per lane), as conv weights
+    // last workgroup) -- and over a plane too wide for one grid row of those (one value per
+    // lane instead); and sizes not in fours (one value per lane), as conv weights
     // [co][ci][tap] need.
-    for (count, rows, cols) in [(3, 12, 20), (5, 3, 9), (3, 8, 49), (2, 96, 9), (1, 4, 1)] {
+    for (count, rows, cols) in [(3, 12, 20), (5, 3, 9), (3, 8, 49), (2, 96, 9), (1, 4, 1), (1, 4, 524_289)] {
         let a: Vec<f32> = (0..count * rows * cols).map(|i| i as f32).collect();
         let t = g.zeros(&[count, cols, rows], "t");
         g.run(&[linear::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();

@@ -262,7 +262,7 @@ pub fn transpose_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a: 
     let p = gemm_params(gpu, (rows, cols, count), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
     let (entry, grid) = if rows % 4 == 0 && cols % 4 == 0 {
         ("transpose4", crate::gpu::grid_1d(len / 16, tile.wg))
-    } else if rows % 4 == 0 && rows / 4 <= 65535 && count <= 65535 {
+    } else if rows % 4 == 0 && [cols.div_ceil(tile.wg as usize), rows / 4, count].iter().all(|&g| g <= gpu.limits.max_compute_workgroups_per_dimension as usize) {
         ("transpose_rows4", [(cols as u32).div_ceil(tile.wg), (rows / 4) as u32, count as u32])
     } else {
         ("transpose1", crate::gpu::grid_1d(len, tile.wg))
