@@ -211,6 +211,11 @@ struct TrainCli {
     /// evaluate and save it
     #[arg(long)]
     ema: Option<f32>,
+    /// With --ema, raise the decay gradually, min(decay, (1 + step) / (10 + step)), so that
+    /// the average starts near the trained weights rather than the initialisation; false keeps
+    /// the fixed decay of the released recipe
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    ema_warmup: bool,
     /// Random horizontal flips: on by default for CIFAR and folders, off for digits and clothes
     #[arg(long)]
     flip: Option<bool>,
@@ -251,6 +256,7 @@ impl TrainCli {
             size: self.size,
             dropout: self.dropout,
             ema: self.ema,
+            ema_warmup: self.ema_warmup,
             flip: self.flip,
             crop_pad: self.crop_pad,
             decay_bn: !self.no_bn_decay,

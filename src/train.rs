@@ -9,6 +9,7 @@ use crate::data::{self, Dataset, Kind};
 use crate::gpu::Gpu;
 use crate::model::{Architecture, ModelConfig, Variant};
 use crate::network::{DeviceState, Evaluator, TrainOptions, Trainer};
+use crate::ops::sgd;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ pub struct TrainArgs {
     pub dropout: f32,
     /// Weight EMA decay (the released ImageNet recipe uses 0.9999).
     pub ema: Option<f32>,
+    /// Raise the EMA's decay gradually (sgd::ema_decay) instead of using it from the first step.
+    pub ema_warmup: bool,
     /// Horizontal flips (default: on for natural images, off for digits and clothes).
     pub flip: Option<bool>,
     /// Random-crop padding (the notebook's 4).
@@ -112,6 +115,7 @@ impl TrainArgs {
         put("size", self.size.map_or("".into(), |v| v.to_string()));
         put("dropout", self.dropout.to_string());
         put("ema", self.ema.map_or("".into(), |v| v.to_string()));
+        put("ema_warmup", self.ema_warmup.to_string());
         put("flip", self.flip.map_or("".into(), |v| v.to_string()));
         put("crop_pad", self.crop_pad.to_string());
         put("decay_bn", self.decay_bn.to_string());
@@ -143,6 +147,9 @@ impl TrainArgs {
             size: opt("size")?.map(|v| num(file, "size", v)).transpose()?,
             dropout: num(file, "dropout", get("dropout")?)?,
             ema: opt("ema")?.map(|v| num(file, "ema", v)).transpose()?,
+            // absent from resume files written before --ema-warmup existed: those runs used
+            // the fixed decay, and resume exactly only with it
+            ema_warmup: m.get("train.ema_warmup").map(|v| num(file, "ema_warmup", v.clone())).transpose()?.unwrap_or(false),
             flip: opt("flip")?.map(|v| num(file, "flip", v)).transpose()?,
             crop_pad: num(file, "crop_pad", get("crop_pad")?)?,
             decay_bn: num(file, "decay_bn", get("decay_bn")?)?,
@@ -412,7 +419,11 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
                 gpu.device.destroy();
             }
             trainer.step(gpu, &b.input, &b.labels, lr, (args.seed as u32).wrapping_add(step as u32))?;
-            if !ema_launches.is_empty() {
+            if let Some(decay) = args.ema.filter(|_| !ema_launches.is_empty()) {
+                let d = if args.ema_warmup { sgd::ema_decay(decay, step) } else { decay };
+                for l in &ema_launches {
+                    gpu.queue.write_buffer(&l.params, sgd::EMA_DECAY_OFFSET, bytemuck::bytes_of(&d));
+                }
                 gpu.submit(&ema_launches);
             }
             let (loss, right) = trainer.metrics(gpu)?;
