@@ -220,6 +220,14 @@ impl Gpu {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let needed = crate::ops::max_storage_bindings();
+        if limits.max_storage_buffers_per_shader_stage < needed {
+            bail!(
+                "adapter {} offers {} storage buffers per shader stage, spgnet's kernels bind up to {needed}: choose another adapter with --backend (Vulkan, Metal and DX12 offer 31 or more)",
+                describe(&info),
+                limits.max_storage_buffers_per_shader_stage
+            );
+        }
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("spgnet"),

@@ -28,3 +28,13 @@ fn all_pipelines_build_on_the_adapter() {
         }
     }
 }
+
+/// The adapter check in Gpu::new counts storage bindings per kernel: the most is BatchNorm's
+/// backward with a two-term gradient (9), within what Vulkan, Metal (31) and DX12 offer.
+#[test]
+fn kernels_bind_few_enough_storage_buffers() {
+    let most = spgnet::ops::max_storage_bindings();
+    assert_eq!(most, 9, "the most storage buffers a kernel binds changed: update the README and this test");
+    let gpu = spgnet::gpu::Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e:#}"));
+    assert!(gpu.limits.max_storage_buffers_per_shader_stage >= most);
+}

@@ -23,3 +23,10 @@ pub fn all_kernels() -> Vec<KernelSpec> {
     v.extend(sgd::kernels());
     v
 }
+
+/// The most storage buffers one kernel binds (BatchNorm's backward: 9). Vulkan, Metal and DX12
+/// adapters offer 31 or more per shader stage; Gpu::new refuses an adapter with fewer.
+pub fn max_storage_bindings() -> u32 {
+    let storage = |k: &KernelSpec| k.bindings.iter().filter(|a| !matches!(a, crate::gpu::Access::Uniform)).count() as u32;
+    all_kernels().iter().map(storage).max().unwrap_or(0)
+}
