@@ -8,12 +8,14 @@
 // wider buffer (io_total channels per image, this BN's first at io_first: conv1 and conv2 of
 // an SPG block write and read the concat buffer in place). With y_copy the forward also
 // writes y whole to ft_y2 (conv1's output, which conv2 reads); with dy_sum the backward adds
-// bw_dy2 (whole) to dy (a gradient that arrives as two terms, summed as it is read).
+// bw_dy2 (whole) to dy (a gradient that arrives as two terms, summed as it is read). With
+// residual the forward ends an SPG block: y = relu(BN(x) + ft_res), the shortcut added before
+// the ReLU (which the BN's own relu flag then leaves off, so its backward takes dy as given).
 
 struct Bn {
     n: u32, c: u32, hw: u32, relu: u32,
     eps: f32, momentum: f32, io_total: u32, io_first: u32,
-    y_copy: u32, dy_sum: u32, _a: u32, _b: u32,
+    y_copy: u32, dy_sum: u32, residual: u32, _b: u32,
 }
 
 // Activations are read as V: vec4<f32> when a plane's pixel count is a multiple of 4 (VW = 4,
@@ -66,13 +68,19 @@ fn io_plane(n: u32, c: u32) -> u32 {
 @group(0) @binding(6) var<storage, read> ft_beta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ft_y: array<V>;
 @group(0) @binding(8) var<storage, read_write> ft_y2: array<V>;
+@group(0) @binding(9) var<storage, read> ft_res: array<V>;
 
-// Normalises image n's plane of channel c into y (and y2, see Bn.y_copy).
+// Normalises image n's plane of channel c into y (and y2, see Bn.y_copy; Bn.residual).
 fn normalise_plane(n: u32, c: u32, mean: f32, invstd: f32, gamma: f32, beta: f32) {
     let b = plane(n, c);
     let o = io_plane(n, c);
     for (var j = 0u; j < plane_len(); j++) {
-        let y = activate((ft_x[b + j] - V(mean)) * invstd * gamma + V(beta));
+        var y = (ft_x[b + j] - V(mean)) * invstd * gamma + V(beta);
+        if (p.residual != 0u) {
+            y = max(y + ft_res[b + j], V(0.0));
+        } else {
+            y = activate(y);
+        }
         ft_y[o + j] = y;
         if (p.y_copy != 0u) {
             ft_y2[b + j] = y;

@@ -235,19 +235,20 @@ impl ConvBn {
     }
 
     fn forward(b: &mut Builder, def: &ConvBnDef, x: &Tensor) -> ConvBn {
-        Self::forward_into(b, def, x, None)
+        Self::forward_into(b, def, x, None, None)
     }
 
-    /// Training: the BN writes channels `io.first..` of `cat` (the fused concat, see BnIo), and
-    /// with `io.y_copy` its own output too; `io.dy_sum`: the backward gets a second gradient.
-    fn forward_into(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>) -> ConvBn {
+    /// Training: the BN writes channels `io.first..` of `out` (the fused concat, see BnIo), and
+    /// with `io.y_copy` its own output too; `io.dy_sum`: the backward gets a second gradient;
+    /// `io.residual`: y = relu(BN + shortcut), the end of an SPG block.
+    fn forward_into(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>, shortcut: Option<&Tensor>) -> ConvBn {
         let m = b.mark();
-        let c = Self::forward_untagged(b, def, x, io);
+        let c = Self::forward_untagged(b, def, x, io, shortcut);
         b.tag(m, Self::name(def));
         c
     }
 
-    fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>) -> ConvBn {
+    fn forward_untagged(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>, shortcut: Option<&Tensor>) -> ConvBn {
         let conv = Self::shape(def, x);
         let n = conv.n;
         if b.mode == Mode::Eval {
@@ -275,7 +276,8 @@ impl ConvBn {
                 (y.clone(), y, None)
             }
         };
-        b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &out, copy.as_ref()));
+        assert_eq!(io.is_some_and(|(_, io)| io.residual), shortcut.is_some(), "{}: a residual BN needs its shortcut", def.bn);
+        b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &out, copy.as_ref(), shortcut));
         ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y, layout }
     }
 
@@ -368,12 +370,11 @@ impl Block {
             let s1 = ConvBn::shape(&def.conv1, &conv_in.y);
             let mid = s1.cout;
             let cat = b.alloc(&[s1.n, 2 * mid, s1.oh(), s1.ow()], "concat");
-            let half = |first, y_copy| BnIo { total: 2 * mid, first, y_copy, dy_sum: y_copy };
-            let conv1 = ConvBn::forward_into(b, &def.conv1, &conv_in.y, Some((&cat, half(0, true))));
-            let conv2 = ConvBn::forward_into(b, &def.conv2, &conv1.y, Some((&cat, half(mid, false))));
+            let half = |first, y_copy| BnIo { total: 2 * mid, first, y_copy, dy_sum: y_copy, residual: false };
+            let conv1 = ConvBn::forward_into(b, &def.conv1, &conv_in.y, Some((&cat, half(0, true))), None);
+            let conv2 = ConvBn::forward_into(b, &def.conv2, &conv1.y, Some((&cat, half(mid, false))), None);
             (conv1, conv2, cat)
         };
-        let conv_out = ConvBn::forward(b, &def.conv_out, &cat);
         let mut skip: Vec<ConvBn> = Vec::new();
         let skip_defs: Vec<&ConvBnDef> = match &def.skip {
             Skip::Identity => vec![],
@@ -385,8 +386,17 @@ impl Block {
             skip.push(ConvBn::forward(b, d, &input));
         }
         let shortcut = skip.last().map_or(x.clone(), |s| s.y.clone());
-        let y = b.alloc(&conv_out.y.shape, &def.name);
-        b.forward.push(elementwise::add_relu(b.gpu, &conv_out.y, &shortcut, &y));
+        let out_shape = ConvBn::shape(&def.conv_out, &cat).output_shape();
+        let y = b.alloc(&out_shape, &def.name);
+        let conv_out = if b.mode == Mode::Eval {
+            let conv_out = ConvBn::forward(b, &def.conv_out, &cat);
+            b.forward.push(elementwise::add_relu(b.gpu, &conv_out.y, &shortcut, &y));
+            conv_out
+        } else {
+            // The residual add and the block's ReLU in conv_out's BN: y = relu(BN + shortcut).
+            let bn = BnShape { n: out_shape[0], c: out_shape[1], hw: out_shape[2] * out_shape[3] };
+            ConvBn::forward_into(b, &def.conv_out, &cat, Some((&y, BnIo { residual: true, ..BnIo::whole(&bn) })), Some(&shortcut))
+        };
         Block { conv_in, conv1, conv2, conv_out, skip, y }
     }
 
@@ -453,7 +463,7 @@ impl Head {
         let saved = match b.mode {
             Mode::Train => {
                 let saved = b.alloc(&[2, HEAD_WIDTH], "bn.saved");
-                b.forward.extend(batchnorm::forward_train(g, &bn_params, &bn, &fc_out, &saved, running, affine, &act, None));
+                b.forward.extend(batchnorm::forward_train(g, &bn_params, &bn, &fc_out, &saved, running, affine, &act, None, None));
                 Some(saved)
             }
             Mode::Eval => {
@@ -550,7 +560,7 @@ impl Graph {
                 let s = ConvBn::shape(&arch.stem[1], &stem0.y);
                 let stem_out = b.alloc(&s.output_shape(), &arch.stem[1].bn);
                 let bn = BnShape { n: s.n, c: s.cout, hw: s.oh() * s.ow() };
-                ConvBn::forward_into(&mut b, &arch.stem[1], &stem0.y, Some((&stem_out, BnIo { dy_sum: true, ..BnIo::whole(&bn) })))
+                ConvBn::forward_into(&mut b, &arch.stem[1], &stem0.y, Some((&stem_out, BnIo { dy_sum: true, ..BnIo::whole(&bn) })), None)
             }
             Mode::Eval => ConvBn::forward(&mut b, &arch.stem[1], &stem0.y),
         };

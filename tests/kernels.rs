@@ -302,14 +302,15 @@ fn check_batchnorm_with(s: BnShape, relu: bool, io: BnIo, (scale, offset): (f32,
     let dy_wide = random(&mut r, wide_len);
     let dy2 = random(&mut r, s.len());
     let y_before = random(&mut r, wide_len);
+    let shortcut = random(&mut r, s.len());
     let (xt, gt, bt, dyt) = (up(&x, &shape), up(&gamma, &[s.c]), up(&beta, &[s.c]), up(&dy_wide, &wide));
-    let dy2t = up(&dy2, &shape);
+    let (dy2t, shortcut_t) = (up(&dy2, &shape), up(&shortcut, &shape));
     let (rm, rv) = (up(&rm0, &[s.c]), up(&rv0, &[s.c]));
     let saved = g.zeros(&[2, s.c], "saved");
     let (y, y_copy, y_eval, dx) = (up(&y_before, &wide), g.zeros(&shape, "y copy"), g.zeros(&shape, "y_eval"), g.zeros(&shape, "dx"));
     let (dgamma, dbeta) = (g.zeros(&[s.c], "dgamma"), g.zeros(&[s.c], "dbeta"));
     let p = batchnorm::params_io(g, &s, relu, io);
-    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y, io.y_copy.then_some(&y_copy));
+    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y, io.y_copy.then_some(&y_copy), io.residual.then_some(&shortcut_t));
     launches.extend(batchnorm::backward(g, &p, &s, &dyt, io.dy_sum.then_some(&dy2t), &xt, &saved, (&gt, &bt), (&dgamma, &dbeta), &dx));
     launches.push(batchnorm::forward_eval(g, &p, &s, &xt, (&rm, &rv), (&gt, &bt), &y_eval));
     g.run(&launches).unwrap();
@@ -321,11 +322,13 @@ fn check_batchnorm_with(s: BnShape, relu: bool, io: BnIo, (scale, offset): (f32,
     let act = |v: Vec<f64>| if relu { cpu::relu(&v) } else { v };
     let what = format!("batchnorm {s:?} relu={relu} {io:?}");
     let y_all = read(&y);
-    assert_close(&format!("{what} forward"), &channel_slice(&y_all, &s, io.total, io.first), &act(z.clone()), REDUCTION_TOL);
+    // A residual BN: relu(BN + shortcut) (its own relu flag is off).
+    let y_ref = if io.residual { cpu::relu(&cpu::add(&z, &f64s(&shortcut))) } else { act(z.clone()) };
+    assert_close(&format!("{what} forward"), &channel_slice(&y_all, &s, io.total, io.first), &y_ref, REDUCTION_TOL);
     let outside = |v: &[f32]| -> Vec<f32> { v.iter().enumerate().filter(|(i, _)| !(io.first..io.first + s.c).contains(&(i / s.hw % io.total))).map(|(_, v)| *v).collect() };
     assert_close(&format!("{what} other channels untouched"), &outside(&y_all), &f64s(&outside(&y_before)), 0.0);
     if io.y_copy {
-        assert_close(&format!("{what} forward copy"), &read(&y_copy), &act(z.clone()), REDUCTION_TOL);
+        assert_close(&format!("{what} forward copy"), &read(&y_copy), &y_ref, REDUCTION_TOL);
     }
     let mut run = (f64s(&rm0), f64s(&rv0));
     cpu::bn_running_update(&s, (&mut run.0, &mut run.1), &mean, &var, batchnorm::MOMENTUM as f64);
@@ -362,17 +365,22 @@ fn batchnorm_statistics_of_values_far_from_zero() {
 #[test]
 fn batchnorm_writes_and_reads_a_concat_buffer_in_place() {
     // conv1's BN (first half, a whole copy of y, two gradient terms) and conv2's (second
-    // half), and stem1's (whole, two gradient terms); vec4 and scalar planes, both layouts
+    // half), stem1's (whole, two gradient terms) and conv_out's (the residual add and the
+    // block's ReLU); vec4 and scalar planes, both layouts
     // (a workgroup per channel above BY_CHANNEL_MAX values per channel, a lane per channel below).
     let cases = [
-        (BnShape { n: 3, c: 5, hw: 9 }, true, BnIo { total: 10, first: 0, y_copy: true, dy_sum: true }),
-        (BnShape { n: 3, c: 5, hw: 9 }, false, BnIo { total: 10, first: 5, y_copy: false, dy_sum: false }),
-        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 0, y_copy: true, dy_sum: true }),
-        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 6, y_copy: false, dy_sum: false }),
-        (BnShape { n: 21, c: 3, hw: 64 }, true, BnIo { total: 6, first: 3, y_copy: false, dy_sum: false }),
-        (BnShape { n: 40, c: 3, hw: 49 }, true, BnIo { total: 7, first: 1, y_copy: true, dy_sum: true }),
-        (BnShape { n: 16, c: 33, hw: 1 }, false, BnIo { total: 66, first: 33, y_copy: false, dy_sum: true }),
-        (BnShape { n: 5, c: 12, hw: 16 }, true, BnIo { total: 12, first: 0, y_copy: false, dy_sum: true }),
+        (BnShape { n: 3, c: 5, hw: 9 }, true, BnIo { total: 10, first: 0, y_copy: true, dy_sum: true, residual: false }),
+        (BnShape { n: 3, c: 5, hw: 9 }, false, BnIo { total: 10, first: 5, y_copy: false, dy_sum: false, residual: false }),
+        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 0, y_copy: true, dy_sum: true, residual: false }),
+        (BnShape { n: 37, c: 6, hw: 4 }, true, BnIo { total: 12, first: 6, y_copy: false, dy_sum: false, residual: false }),
+        (BnShape { n: 21, c: 3, hw: 64 }, true, BnIo { total: 6, first: 3, y_copy: false, dy_sum: false, residual: false }),
+        (BnShape { n: 40, c: 3, hw: 49 }, true, BnIo { total: 7, first: 1, y_copy: true, dy_sum: true, residual: false }),
+        (BnShape { n: 16, c: 33, hw: 1 }, false, BnIo { total: 66, first: 33, y_copy: false, dy_sum: true, residual: false }),
+        (BnShape { n: 5, c: 12, hw: 16 }, true, BnIo { total: 12, first: 0, y_copy: false, dy_sum: true, residual: false }),
+        // conv_out's BN ending a block: relu(BN + shortcut), both layouts, vec4 and scalar
+        (BnShape { n: 5, c: 12, hw: 16 }, false, BnIo { total: 12, first: 0, y_copy: false, dy_sum: false, residual: true }),
+        (BnShape { n: 40, c: 3, hw: 49 }, false, BnIo { total: 3, first: 0, y_copy: false, dy_sum: false, residual: true }),
+        (BnShape { n: 16, c: 33, hw: 1 }, false, BnIo { total: 33, first: 0, y_copy: false, dy_sum: false, residual: true }),
     ];
     assert!(cases.iter().any(|(s, _, _)| s.n * s.hw > batchnorm::BY_CHANNEL_MAX));
     for (i, (s, relu, io)) in cases.into_iter().enumerate() {

@@ -32,7 +32,7 @@ fn vector_width(s: &BnShape) -> u32 {
 
 fn spec(entry: &'static str, vw: u32) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite],
+        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
         "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
         "backward" | "backward_by_channel" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
         _ => unreachable!("no batchnorm kernel {entry}"),
@@ -62,19 +62,21 @@ fn per_image_grid(s: &BnShape) -> [u32; 3] {
 /// by their backward). `y_copy`: the forward also writes y whole to a second tensor (conv1's
 /// output, which conv2 reads). `dy_sum`: the backward adds a second, whole gradient to dy
 /// (conv1's gradient is the concat's plus conv2's; a block's input gradient is its main
-/// path's plus its skip's).
+/// path's plus its skip's). `residual`: the forward adds a shortcut tensor and applies the ReLU
+/// after it, y = relu(BN(x) + shortcut) (conv_out of an SPG block, whose own relu flag is off).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BnIo {
     pub total: usize,
     pub first: usize,
     pub y_copy: bool,
     pub dy_sum: bool,
+    pub residual: bool,
 }
 
 impl BnIo {
     /// y and dy are whole tensors of this BN's channels, one of each.
     pub fn whole(s: &BnShape) -> BnIo {
-        BnIo { total: s.c, first: 0, y_copy: false, dy_sum: false }
+        BnIo { total: s.c, first: 0, y_copy: false, dy_sum: false, residual: false }
     }
 }
 
@@ -85,13 +87,15 @@ pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
 /// The parameters of a training BN whose y and dy are laid out as `io` says.
 pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> Arc<wgpu::Buffer> {
     assert!(io.first + s.c <= io.total, "{s:?}: channels {}.. of {} out of range", io.first, io.total);
-    let (t, fi, yc, ds) = (io.total as u32, io.first as u32, io.y_copy as u32, io.dy_sum as u32);
-    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, 0, 0])
+    assert!(!(io.residual && relu), "{s:?}: a residual BN applies its ReLU after the shortcut, not before");
+    let (t, fi, yc, ds, res) = (io.total as u32, io.first as u32, io.y_copy as u32, io.dy_sum as u32, io.residual as u32);
+    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, res, 0])
 }
 
 /// Training forward: batch statistics into `saved` ([2, c]: mean, 1/std), the running
 /// statistics updated, and the normalisation (one launch: a workgroup per channel). `y2`:
-/// the whole copy of y that parameters with `BnIo::y_copy` write (None otherwise).
+/// the whole copy of y that parameters with `BnIo::y_copy` write, `shortcut` the tensor that
+/// those with `BnIo::residual` add (None otherwise).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     gpu: &Gpu,
@@ -103,9 +107,11 @@ pub fn forward_train(
     affine: (&Tensor, &Tensor),
     y: &Tensor,
     y2: Option<&Tensor>,
+    shortcut: Option<&Tensor>,
 ) -> Vec<Launch> {
-    // Without a second output the kernel never writes binding 8: y stands in for it.
-    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y)];
+    // Without a second output (or a shortcut) the kernel never touches binding 8 (9): y (x)
+    // stands in for it.
+    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y), shortcut.unwrap_or(x)];
     let (entry, grid) = layout("forward_train", s);
     vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), p, &bindings, grid)]
 }
