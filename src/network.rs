@@ -7,7 +7,7 @@
 use crate::checkpoint::{Checkpoint, Metadata};
 use crate::gpu::{Gpu, Launch, Tensor};
 use crate::model::{Architecture, BlockDef, ConvBnDef, Skip, HEAD_WIDTH};
-use crate::ops::batchnorm::{self, BnIo, BnShape};
+use crate::ops::batchnorm::{self, BnIo, BnParams, BnShape};
 use crate::ops::conv::{self, ConvShape};
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::{elementwise, linear, loss, sgd};
@@ -212,7 +212,7 @@ struct ConvBn {
     def: ConvBnDef,
     conv: ConvShape,
     bn: BnShape,
-    bn_params: Arc<wgpu::Buffer>,
+    bn_params: BnParams,
     x: Tensor,
     z: Tensor,
     saved: Option<Tensor>,
@@ -276,7 +276,6 @@ impl ConvBn {
                 (y.clone(), y, None)
             }
         };
-        assert_eq!(io.is_some_and(|(_, io)| io.residual), shortcut.is_some(), "{}: a residual BN needs its shortcut", def.bn);
         b.forward.extend(batchnorm::forward_train(b.gpu, &bn_params, &bn, &z, &saved, running, affine, &out, copy.as_ref(), shortcut));
         ConvBn { def: def.clone(), conv, bn, bn_params, x: x.clone(), z, saved: Some(saved), y, layout }
     }
@@ -435,7 +434,7 @@ struct Head {
     pooled: Tensor,
     fc_out: Tensor,
     bn: BnShape,
-    bn_params: Arc<wgpu::Buffer>,
+    bn_params: BnParams,
     saved: Option<Tensor>,
     act: Tensor,
     dropout: Option<Arc<wgpu::Buffer>>,

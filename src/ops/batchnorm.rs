@@ -80,16 +80,29 @@ impl BnIo {
     }
 }
 
-pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> Arc<wgpu::Buffer> {
+/// A BN layer's uniform parameters, and the layout they give its y and dy (which the launchers
+/// check their tensors against).
+#[derive(Clone)]
+pub struct BnParams {
+    pub buffer: Arc<wgpu::Buffer>,
+    pub io: BnIo,
+}
+
+pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> BnParams {
     params_io(gpu, s, relu, BnIo::whole(s))
 }
 
 /// The parameters of a training BN whose y and dy are laid out as `io` says.
-pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> Arc<wgpu::Buffer> {
+pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> BnParams {
     assert!(io.first + s.c <= io.total, "{s:?}: channels {}.. of {} out of range", io.first, io.total);
     assert!(!(io.residual && relu), "{s:?}: a residual BN applies its ReLU after the shortcut, not before");
     let (t, fi, yc, ds, res) = (io.total as u32, io.first as u32, io.y_copy as u32, io.dy_sum as u32, io.residual as u32);
-    gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, res, 0])
+    BnParams { buffer: gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, res, 0]), io }
+}
+
+/// The length of y (forward) and dy (backward) under `io`: n images of `total` channels.
+fn io_len(s: &BnShape, io: &BnIo) -> usize {
+    s.n * io.total * s.hw
 }
 
 /// Training forward: batch statistics into `saved` ([2, c]: mean, 1/std), the running
@@ -99,7 +112,7 @@ pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> Arc<wgpu::Buff
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     gpu: &Gpu,
-    p: &Arc<wgpu::Buffer>,
+    p: &BnParams,
     s: &BnShape,
     x: &Tensor,
     saved: &Tensor,
@@ -109,11 +122,13 @@ pub fn forward_train(
     y2: Option<&Tensor>,
     shortcut: Option<&Tensor>,
 ) -> Vec<Launch> {
+    let io = &p.io;
+    assert!(y.len() == io_len(s, io) && y2.is_some() == io.y_copy && shortcut.is_some() == io.residual, "BN forward {s:?} {io:?}: y of {} values, y2 {}, shortcut {}", y.len(), y2.is_some(), shortcut.is_some());
     // Without a second output (or a shortcut) the kernel never touches binding 8 (9): y (x)
     // stands in for it.
     let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y), shortcut.unwrap_or(x)];
     let (entry, grid) = layout("forward_train", s);
-    vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), p, &bindings, grid)]
+    vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), &p.buffer, &bindings, grid)]
 }
 
 /// Which of a training kernel's two layouts runs `s`: a workgroup per channel (a tree
@@ -131,8 +146,8 @@ fn layout(entry: &'static str, s: &BnShape) -> (&'static str, [u32; 3]) {
 }
 
 /// Eval forward with the running statistics.
-pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_eval", &spec("apply_eval", vector_width(s)), p, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
+pub fn forward_eval(gpu: &Gpu, p: &BnParams, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
+    gpu.launch("bn.apply_eval", &spec("apply_eval", vector_width(s)), &p.buffer, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, then dx
@@ -141,7 +156,7 @@ pub fn forward_eval(gpu: &Gpu, p: &Arc<wgpu::Buffer>, s: &BnShape, x: &Tensor, r
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
-    p: &Arc<wgpu::Buffer>,
+    p: &BnParams,
     s: &BnShape,
     dy: &Tensor,
     dy2: Option<&Tensor>,
@@ -153,6 +168,8 @@ pub fn backward(
 ) -> Vec<Launch> {
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
+    let io = &p.io;
+    assert!(dy.len() == io_len(s, io) && dy2.is_some() == io.dy_sum, "BN backward {s:?} {io:?}: dy of {} values, dy2 {}", dy.len(), dy2.is_some());
     let (entry, grid) = layout("backward", s);
-    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), p, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
+    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), &p.buffer, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
 }
