@@ -19,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train SPGNet (defaults: the CIFAR-10 notebook's recipe). Writes to --out: metrics.csv,
-    /// loss.png, acc.png, best.safetensors, last.safetensors and resume.safetensors
+    /// loss.png, acc.png, best.safetensors, last.safetensors, live.safetensors (with --ema: the
+    /// weights themselves, where best and last hold their average) and resume.safetensors
     Train(TrainCli),
     /// Classify images (PNG, JPEG, BMP, WebP, GIF; a folder means every image in it) with the
     /// shipped Fashion-MNIST model or --weights

@@ -477,6 +477,10 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         // Checkpoints first, the resume file last: it is the commit point of the epoch.
         let model_ck = eval_state.to_checkpoint(gpu, meta.clone())?;
         checkpoint::save(&args.out.join("last.safetensors"), &model_ck)?;
+        if ema.is_some() {
+            // The weights themselves beside their average, to evaluate or ship either.
+            checkpoint::save(&args.out.join("live.safetensors"), &trainer.state.to_checkpoint(gpu, meta.clone())?)?;
+        }
         if val_acc > best_acc {
             best_acc = val_acc;
             checkpoint::save(&args.out.join("best.safetensors"), &model_ck)?;

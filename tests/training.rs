@@ -90,9 +90,13 @@ fn resumed_run_ends_with_the_same_weights() {
     let csv = std::fs::read_to_string(split.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("epoch,step,lr,train_loss,train_acc,val_loss,val_acc,img_per_s,seconds"));
-    for f in ["best.safetensors", "last.safetensors", "resume.safetensors", "loss.png", "acc.png"] {
+    for f in ["best.safetensors", "last.safetensors", "live.safetensors", "resume.safetensors", "loss.png", "acc.png"] {
         assert!(split.join(f).is_file(), "{f} missing");
     }
+    // With --ema, last holds the average and live the weights themselves: both full checkpoints.
+    let live = checkpoint::load(&split.join("live.safetensors")).unwrap();
+    assert_eq!(live.meta.input_size, b.meta.input_size);
+    assert!(live.tensors.keys().any(|n| live.tensors[n] != b.tensors[n]), "live.safetensors should hold the weights, not their average");
     assert_eq!(image::open(split.join("acc.png")).unwrap().width(), 800);
     // The checkpoint carries what inference needs.
     assert_eq!(b.meta.classes.as_ref().unwrap()[0], "T-shirt/top");
