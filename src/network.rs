@@ -259,7 +259,7 @@ impl ConvBn {
         let (launches, layout) = conv::forward_sharing(b.gpu, &conv, x, &b.state.param(&def.weight), &z);
         b.forward.extend(launches);
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
-        let bn_params = batchnorm::params_io(b.gpu, &bn, def.relu, io.map_or(BnIo::whole(&bn), |(_, io)| io));
+        let bn_params = batchnorm::params_io(b.gpu, &bn, def.relu, io.map_or(BnIo::whole(bn.c), |(_, io)| io));
         let st = b.state;
         let affine = (&st.param(&format!("{}.weight", def.bn)), &st.param(&format!("{}.bias", def.bn)));
         let running = (&st.stat(&format!("{}.running_mean", def.bn)), &st.stat(&format!("{}.running_var", def.bn)));
@@ -393,8 +393,7 @@ impl Block {
             conv_out
         } else {
             // The residual add and the block's ReLU in conv_out's BN: y = relu(BN + shortcut).
-            let bn = BnShape { n: out_shape[0], c: out_shape[1], hw: out_shape[2] * out_shape[3] };
-            ConvBn::forward_into(b, &def.conv_out, &cat, Some((&y, BnIo { residual: true, ..BnIo::whole(&bn) })), Some(&shortcut))
+            ConvBn::forward_into(b, &def.conv_out, &cat, Some((&y, BnIo { residual: true, ..BnIo::whole(def.conv_out.cout) })), Some(&shortcut))
         };
         Block { conv_in, conv1, conv2, conv_out, skip, y }
     }
@@ -556,10 +555,9 @@ impl Graph {
         // The first block's input gradient comes back as two terms, which stem1's BN sums.
         let stem1 = match mode {
             Mode::Train => {
-                let s = ConvBn::shape(&arch.stem[1], &stem0.y);
-                let stem_out = b.alloc(&s.output_shape(), &arch.stem[1].bn);
-                let bn = BnShape { n: s.n, c: s.cout, hw: s.oh() * s.ow() };
-                ConvBn::forward_into(&mut b, &arch.stem[1], &stem0.y, Some((&stem_out, BnIo { dy_sum: true, ..BnIo::whole(&bn) })), None)
+                let def = &arch.stem[1];
+                let stem_out = b.alloc(&ConvBn::shape(def, &stem0.y).output_shape(), &def.bn);
+                ConvBn::forward_into(&mut b, def, &stem0.y, Some((&stem_out, BnIo { dy_sum: true, ..BnIo::whole(def.cout) })), None)
             }
             Mode::Eval => ConvBn::forward(&mut b, &arch.stem[1], &stem0.y),
         };

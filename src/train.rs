@@ -419,7 +419,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
                 gpu.device.destroy();
             }
             trainer.step(gpu, &b.input, &b.labels, lr, (args.seed as u32).wrapping_add(step as u32))?;
-            if let Some(decay) = args.ema.filter(|_| !ema_launches.is_empty()) {
+            if let Some(decay) = args.ema {
                 let d = if args.ema_warmup { sgd::ema_decay(decay, step) } else { decay };
                 for l in &ema_launches {
                     gpu.queue.write_buffer(&l.params, sgd::EMA_DECAY_OFFSET, bytemuck::bytes_of(&d));

@@ -271,7 +271,7 @@ fn conv_random_shapes() {
 }
 
 fn check_batchnorm(s: BnShape, relu: bool, seed: u64) {
-    check_batchnorm_io(s, relu, BnIo::whole(&s), seed);
+    check_batchnorm_io(s, relu, BnIo::whole(s.c), seed);
 }
 
 /// Values of x: scale * U(-1, 1) + offset.
@@ -357,8 +357,8 @@ fn batchnorm_statistics_of_values_far_from_zero() {
     // this but lost precision against the Paddle golden step, and was dropped.) Both layouts
     // (a workgroup and a lane per channel), vec4 and scalar.
     for (i, s) in [BnShape { n: 40, c: 3, hw: 49 }, BnShape { n: 21, c: 5, hw: 64 }, BnShape { n: 16, c: 33, hw: 1 }, BnShape { n: 7, c: 4, hw: 12 }].into_iter().enumerate() {
-        check_batchnorm_with(s, i % 2 == 0, BnIo::whole(&s), (0.1, 30.0), 380 + i as u64);
-        check_batchnorm_with(s, true, BnIo::whole(&s), (1.0, -100.0), 390 + i as u64);
+        check_batchnorm_with(s, i % 2 == 0, BnIo::whole(s.c), (0.1, 30.0), 380 + i as u64);
+        check_batchnorm_with(s, true, BnIo::whole(s.c), (1.0, -100.0), 390 + i as u64);
     }
 }
 

@@ -74,9 +74,9 @@ pub struct BnIo {
 }
 
 impl BnIo {
-    /// y and dy are whole tensors of this BN's channels, one of each.
-    pub fn whole(s: &BnShape) -> BnIo {
-        BnIo { total: s.c, first: 0, y_copy: false, dy_sum: false, residual: false }
+    /// y and dy are whole tensors of the BN's `channels`, one of each.
+    pub fn whole(channels: usize) -> BnIo {
+        BnIo { total: channels, first: 0, y_copy: false, dy_sum: false, residual: false }
     }
 }
 
@@ -89,7 +89,7 @@ pub struct BnParams {
 }
 
 pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> BnParams {
-    params_io(gpu, s, relu, BnIo::whole(s))
+    params_io(gpu, s, relu, BnIo::whole(s.c))
 }
 
 /// The parameters of a training BN whose y and dy are laid out as `io` says.
