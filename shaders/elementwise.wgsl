@@ -1,10 +1,10 @@
-// Flat elementwise kernels: ReLU, residual add, channel concat/split, dropout.
+// Flat elementwise kernels: ReLU and its backward, the residual add + ReLU of eval, dropout.
 // Grids may be 2-D when a tensor has more than 65535 * EW values.
 
 struct Ew {
-    len: u32, seed: u32, hw: u32, channels: u32,
-    src_total: u32, src_offset: u32, dst_total: u32, dst_offset: u32,
-    drop_p: f32, scale: f32, _a: u32, _b: u32,
+    len: u32, seed: u32, _a: u32, _b: u32,
+    _c: u32, _d: u32, _e: u32, _f: u32,
+    drop_p: f32, scale: f32, _g: u32, _h: u32,
 }
 
 const EW: u32 = 64u;
@@ -26,8 +26,8 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     rf_y[i] = max(rf_x[i], 0.0);
 }
 
-// relu_backward(_sum), add, add_relu and copy_channels read and write V: vec4<f32> when the length
-// (for copy_channels, every run and offset) is a multiple of 4 (VW = 4), else f32 (VW = 1); the host
+// relu_backward(_sum) and add_relu read and write V: vec4<f32> when the length is a multiple
+// of 4 (VW = 4), else f32 (VW = 1); the host
 // appends V and VW. Each lane handles PER_LANE values of V: lavapipe pays per workgroup and per
 // loaded element (a vec4 load costs what a scalar one does), so fewer, wider lanes win.
 const PER_LANE: u32 = 4u;
@@ -67,46 +67,17 @@ fn relu_backward_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
 }
 
-// add: out = a + b;  add_relu: out = max(a + b, 0) (the end of a residual block)
+// add_relu: out = max(a + b, 0) (the end of a residual block in eval; training does it in
+// conv_out's BatchNorm)
 @group(0) @binding(1) var<storage, read> ad_a: array<V>;
 @group(0) @binding(2) var<storage, read> ad_b: array<V>;
 @group(0) @binding(3) var<storage, read_write> ad_out: array<V>;
-
-@compute @workgroup_size(EW, 1, 1)
-fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i0 = first_v(gid, nwg);
-    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
-        ad_out[i] = ad_a[i] + ad_b[i];
-    }
-}
 
 @compute @workgroup_size(EW, 1, 1)
 fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i0 = first_v(gid, nwg);
     for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
         ad_out[i] = max(ad_a[i] + ad_b[i], V(0.0));
-    }
-}
-
-// copy_channels: dst[n, dst_offset + c, :] = src[n, src_offset + c, :] for c < channels.
-// Concat is two copies into one buffer; its backward (split) is two copies out of it.
-// One image's channel range is one contiguous run of channels * hw values, so an image
-// (workgroup_id.y) copies one run, its lanes over consecutive V, PER_LANE each: neighbouring
-// lanes touch neighbouring memory, no lane divides an index, and a workgroup moves CW *
-// PER_LANE values of V however small the planes (a lane per plane moved one V at 2x2).
-const CW: u32 = 32u;
-@group(0) @binding(1) var<storage, read> cc_src: array<V>;
-@group(0) @binding(2) var<storage, read_write> cc_dst: array<V>;
-
-@compute @workgroup_size(CW, 1, 1)
-fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n = wid.y;
-    let run = p.channels * p.hw / VW;
-    let s = (n * p.src_total + p.src_offset) * p.hw / VW;
-    let d = (n * p.dst_total + p.dst_offset) * p.hw / VW;
-    let i0 = gid.x * PER_LANE;
-    for (var i = i0; i < min(i0 + PER_LANE, run); i++) {
-        cc_dst[d + i] = cc_src[s + i];
     }
 }
 

@@ -416,46 +416,33 @@ fn batchnorm_2d_and_1d() {
 }
 
 #[test]
-fn relu_add_concat_split() {
+fn relu_and_residual_kernels() {
     // Planes of 9 and 1 pixel (odd lengths: the scalar kernels), of 16 and 4 pixels (vec4),
-    // with a last lane that owns fewer than its four values; 1-pixel planes with channels in
-    // fours (a copy's runs in fours: vec4), and runs longer than a workgroup's share (ragged).
-    for (i, dims) in [(3, 5, 7, 9), (3, 5, 7, 16), (2, 3, 1, 4), (1, 3, 2, 1), (2, 8, 4, 1), (3, 40, 24, 4), (2, 44, 12, 9)].into_iter().enumerate() {
-        check_relu_add_concat_split(dims, 400 + i as u64);
+    // with a last lane that owns fewer than its four values.
+    for (i, dims) in [(3, 5, 9), (3, 5, 16), (2, 3, 4), (1, 3, 1), (2, 8, 1), (3, 40, 4), (2, 44, 9)].into_iter().enumerate() {
+        check_relu_and_residual(dims, 400 + i as u64);
     }
 }
 
-fn check_relu_add_concat_split((n, ca, cb, hw): (usize, usize, usize, usize), seed: u64) {
+fn check_relu_and_residual((n, c, hw): (usize, usize, usize), seed: u64) {
     let g = gpu();
     let mut r = rng(seed);
-    let a = random(&mut r, n * ca * hw);
-    let b = random(&mut r, n * cb * hw);
-    let c = random(&mut r, n * ca * hw);
-    let (at, bt, ct) = (up(&a, &[n, ca, hw]), up(&b, &[n, cb, hw]), up(&c, &[n, ca, hw]));
-    let cat = g.zeros(&[n, ca + cb, hw], "cat");
-    let (sa, sb) = (g.zeros(&[n, ca, hw], "sa"), g.zeros(&[n, cb, hw], "sb"));
-    let (relu_y, relu_dx, sum, sum_relu) = (g.zeros(&[n, ca, hw], "r"), g.zeros(&[n, ca, hw], "rd"), g.zeros(&[n, ca, hw], "s"), g.zeros(&[n, ca, hw], "sr"));
-    let mut l = elementwise::concat(g, &at, &bt, &cat);
-    l.extend(elementwise::split(g, &cat, &sa, &sb));
-    l.push(elementwise::relu_forward(g, &at, &relu_y));
-    l.push(elementwise::relu_backward(g, &ct, &at, &relu_dx));
-    l.push(elementwise::add(g, &at, &ct, &sum));
-    let relu_sum_dx = g.zeros(&[n, ca, hw], "rsd");
-    l.push(elementwise::relu_backward_sum(g, (&ct, &sum), &at, &relu_sum_dx));
-    l.push(elementwise::add_relu(g, &at, &ct, &sum_relu));
+    let shape = [n, c, hw];
+    let (a, b, d) = (random(&mut r, n * c * hw), random(&mut r, n * c * hw), random(&mut r, n * c * hw));
+    let (at, bt, dt) = (up(&a, &shape), up(&b, &shape), up(&d, &shape));
+    let [relu_y, relu_dx, relu_sum_dx, sum_relu] = ["r", "rd", "rsd", "sr"].map(|l| g.zeros(&shape, l));
+    let l = vec![
+        elementwise::relu_forward(g, &at, &relu_y),
+        elementwise::relu_backward(g, &bt, &at, &relu_dx),
+        elementwise::relu_backward_sum(g, (&bt, &dt), &at, &relu_sum_dx),
+        elementwise::add_relu(g, &at, &bt, &sum_relu),
+    ];
     g.run(&l).unwrap();
-    let (a64, b64, c64) = (f64s(&a), f64s(&b), f64s(&c));
-    let cat_ref = cpu::concat(n, &a64, &b64);
-    assert_close("concat", &read(&cat), &cat_ref, 0.0);
-    let (sa_ref, sb_ref) = cpu::split(n, &cat_ref, ca * hw);
-    assert_close("split a", &read(&sa), &sa_ref, 0.0);
-    assert_close("split b", &read(&sb), &sb_ref, 0.0);
+    let (a64, b64, d64) = (f64s(&a), f64s(&b), f64s(&d));
     assert_close("relu", &read(&relu_y), &cpu::relu(&a64), 0.0);
-    assert_close("relu backward", &read(&relu_dx), &cpu::relu_backward(&c64, &a64), 0.0);
-    assert_close("add", &read(&sum), &cpu::add(&a64, &c64), ELEMENTWISE_TOL);
-    let sum_read = f64s(&read(&sum));
-    assert_close("relu backward of a sum", &read(&relu_sum_dx), &cpu::relu_backward(&cpu::add(&c64, &sum_read), &a64), ELEMENTWISE_TOL);
-    assert_close("add relu", &read(&sum_relu), &cpu::relu(&cpu::add(&a64, &c64)), ELEMENTWISE_TOL);
+    assert_close("relu backward", &read(&relu_dx), &cpu::relu_backward(&b64, &a64), 0.0);
+    assert_close("relu backward of a sum", &read(&relu_sum_dx), &cpu::relu_backward(&cpu::add(&b64, &d64), &a64), ELEMENTWISE_TOL);
+    assert_close("add relu", &read(&sum_relu), &cpu::relu(&cpu::add(&a64, &b64)), ELEMENTWISE_TOL);
 }
 
 #[test]
@@ -467,10 +454,10 @@ fn elementwise_grid_beyond_one_dimension() {
     let a: Vec<f32> = (0..len).map(|i| (i % 1000) as f32).collect();
     let b: Vec<f32> = (0..len).map(|i| -((i % 7) as f32)).collect();
     let (at, bt, out) = (up(&a, &[len]), up(&b, &[len]), g.zeros(&[len], "out"));
-    let add = elementwise::add(g, &at, &bt, &out);
+    let add = elementwise::add_relu(g, &at, &bt, &out);
     assert!(add.workgroups[1] > 1, "grid {:?} should have a second row", add.workgroups);
     g.run(&[add]).unwrap();
-    assert_close("add on a 2-D grid", &read(&out), &cpu::add(&f64s(&a), &f64s(&b)), 0.0);
+    assert_close("add + relu on a 2-D grid", &read(&out), &cpu::relu(&cpu::add(&f64s(&a), &f64s(&b))), 0.0);
 }
 
 #[test]

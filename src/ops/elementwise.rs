@@ -1,4 +1,5 @@
-//! ReLU, residual add, channel concat/split and dropout (shaders/elementwise.wgsl).
+//! ReLU and its backward (also of a two-term gradient), eval's residual add + ReLU, dropout
+//! (shaders/elementwise.wgsl).
 
 use crate::gpu::{f, grid_1d, Access, Gpu, KernelSpec, Launch, Tensor};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
 /// The kernels that read V (vec4 or f32, see the shader) take the vector width; the rest 1.
 fn spec(entry: &'static str, vw: usize) -> KernelSpec {
     let bindings: &'static [Access] = match entry {
-        "relu_forward" | "copy_channels" | "dropout" | "dropout_mask" => &[Read, ReadWrite],
-        "relu_backward" | "add" | "add_relu" => &[Read, Read, ReadWrite],
+        "relu_forward" | "dropout" | "dropout_mask" => &[Read, ReadWrite],
+        "relu_backward" | "add_relu" => &[Read, Read, ReadWrite],
         "relu_backward_sum" => &[Read, Read, Read, ReadWrite],
         _ => unreachable!("no elementwise kernel {entry}"),
     };
@@ -20,11 +21,10 @@ fn spec(entry: &'static str, vw: usize) -> KernelSpec {
 
 /// Values per lane in the vectorised kernels (PER_LANE in the shader).
 const PER_LANE: usize = 4;
-/// Lanes per workgroup of the flat kernels (EW) and of copy_channels (CW).
+/// Lanes per workgroup of the flat kernels (EW in the shader).
 const EW: u32 = 64;
-const CW: u32 = 32;
 
-const VECTORISED: [&str; 5] = ["relu_backward", "relu_backward_sum", "add", "add_relu", "copy_channels"];
+const VECTORISED: [&str; 3] = ["relu_backward", "relu_backward_sum", "add_relu"];
 
 pub fn kernels() -> Vec<KernelSpec> {
     let scalar = ["relu_forward", "dropout", "dropout_mask"].into_iter().map(|e| spec(e, 1));
@@ -62,53 +62,9 @@ pub fn relu_backward_sum(gpu: &Gpu, dy: (&Tensor, &Tensor), y: &Tensor, dx: &Ten
     flat_v(gpu, "relu_backward_sum", &[dy.0, dy.1, y, dx])
 }
 
-pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
-    flat_v(gpu, "add", &[a, b, out])
-}
-
 /// out = relu(a + b); its backward is `relu_backward` with out as the mask.
 pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
     flat_v(gpu, "add_relu", &[a, b, out])
-}
-
-/// A channel range of an NCHW tensor: `channels` channels from `offset` out of `total`.
-#[derive(Clone, Copy, Debug)]
-pub struct Channels {
-    pub total: usize,
-    pub offset: usize,
-}
-
-/// dst[:, dst.offset + c] = src[:, src.offset + c] for c < channels; hw pixels per channel.
-pub fn copy_channels(gpu: &Gpu, n: usize, channels: usize, hw: usize, src: (&Tensor, Channels), dst: (&Tensor, Channels)) -> Launch {
-    let len = n * channels * hw;
-    let p = gpu.params(&[
-        len as u32, 0, hw as u32, channels as u32,
-        src.1.total as u32, src.1.offset as u32, dst.1.total as u32, dst.1.offset as u32, 0, 0, 0, 0,
-    ]);
-    // An image's range is one run of channels * hw values: vec4s where every run starts and ends in fours.
-    let vw = if [channels, src.1.total, src.1.offset, dst.1.total, dst.1.offset].iter().all(|c| c * hw % 4 == 0) { 4 } else { 1 };
-    let lanes = (channels * hw / vw).div_ceil(PER_LANE);
-    gpu.launch("copy_channels", &spec("copy_channels", vw), &p, &[src.0, dst.0], [(lanes as u32).div_ceil(CW), n as u32, 1])
-}
-
-/// out = concat(a, b) along channels: two launches.
-pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Vec<Launch> {
-    let (n, ca, cb, hw) = (a.shape[0], a.shape[1], b.shape[1], a.len() / (a.shape[0] * a.shape[1]));
-    let total = ca + cb;
-    vec![
-        copy_channels(gpu, n, ca, hw, (a, Channels { total: ca, offset: 0 }), (out, Channels { total, offset: 0 })),
-        copy_channels(gpu, n, cb, hw, (b, Channels { total: cb, offset: 0 }), (out, Channels { total, offset: ca })),
-    ]
-}
-
-/// The backward of concat: split `d_out` back into `da` and `db`.
-pub fn split(gpu: &Gpu, d_out: &Tensor, da: &Tensor, db: &Tensor) -> Vec<Launch> {
-    let (n, ca, cb, hw) = (da.shape[0], da.shape[1], db.shape[1], da.len() / (da.shape[0] * da.shape[1]));
-    let total = ca + cb;
-    vec![
-        copy_channels(gpu, n, ca, hw, (d_out, Channels { total, offset: 0 }), (da, Channels { total: ca, offset: 0 })),
-        copy_channels(gpu, n, cb, hw, (d_out, Channels { total, offset: ca }), (db, Channels { total: cb, offset: 0 })),
-    ]
 }
 
 /// Parameters of a dropout layer; forward and backward share them (and so the mask).
