@@ -46,7 +46,7 @@ enum Command {
         /// Evaluate the first N test images only
         #[arg(long)]
         limit: Option<usize>,
-        /// Save the confusion matrix as a PNG picture here
+        /// Save the confusion matrix as a picture here (.png, .jpg or .bmp)
         #[arg(long)]
         plot: Option<PathBuf>,
         /// One JSON line: {"accuracy": A, "images": N, "img_per_s": R, ...}
@@ -57,6 +57,7 @@ enum Command {
     Grid {
         #[command(flatten)]
         set: TestSetFlags,
+        /// The picture (.png, .jpg or .bmp)
         #[arg(long, default_value = "grid.png")]
         out: PathBuf,
         /// Number of test images shown
@@ -320,6 +321,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval { set, batch, limit, plot, json } => {
+            if let Some(p) = &plot {
+                spgnet::plot::check_picture_path(p)?;
+            }
             let (model, test) = set.load(limit)?;
             let g = gpu(&cli.backend)?;
             let r = spgnet::infer::evaluate(&g, &model, test, batch)?;
@@ -347,6 +351,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Grid { set, out, count } => {
+            spgnet::plot::check_picture_path(&out)?;
             let (model, test) = set.load(Some(count))?;
             let g = gpu(&cli.backend)?;
             let pred = spgnet::infer::predict_dataset(&g, &model, &test, count)?;

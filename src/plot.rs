@@ -1,7 +1,8 @@
-//! PNG pictures: learning curves like the notebook's. Text uses a vendored DejaVu Sans, so
+//! Pictures (PNG, or JPEG / BMP by the file's extension): learning curves like the notebook's,
+//! the confusion matrix and the prediction grid. Text uses a vendored DejaVu Sans, so
 //! no system fonts are needed.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -15,14 +16,11 @@ pub fn register_font() {
     });
 }
 
-/// A line chart of several named series over x, written as a PNG (atomically).
+/// A line chart of several named series over x, written atomically.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
     register_font();
-    // The encoder picks the format from the extension, so the temporary name ends in .png too.
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
-    {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+    save_via_tmp(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
         let points: Vec<&(f64, f64)> = series.iter().flat_map(|s| s.1.iter()).filter(|p| p.1.is_finite()).collect();
         let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
@@ -61,18 +59,38 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
             .label_font(("sans-serif", 14))
             .draw()
             .map_err(|e| anyhow!("plot: {e}"))?;
-        root.present().map_err(|e| anyhow!("plot {}: {e}", path.display()))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))
+        root.present().map_err(|e| anyhow!("plot: {e}"))
+    })
 }
 
+/// The picture formats the drawing backend writes, chosen by the file name's extension.
+const PICTURE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+/// Refuses, before any work is done, a picture path that cannot be written: an extension the
+/// encoder does not know or a folder that does not exist.
+pub fn check_picture_path(path: &Path) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !ext.as_deref().is_some_and(|e| PICTURE_EXTENSIONS.contains(&e)) {
+        bail!("{}: pictures are written as .png, .jpg or .bmp: give the file one of those extensions", path.display());
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("{}: cannot write: the folder {} does not exist (create it or choose another path)", path.display(), dir.display());
+    }
+    Ok(())
+}
+
+/// Draws into a hidden temporary file beside `path`, then renames it into place, so a picture
+/// is never left half-written. The temporary name keeps the extension: the encoder picks the
+/// format from it.
 fn save_via_tmp(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_picture_path(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
-    let r = draw(&tmp);
-    if r.is_err() {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.{ext}"));
+    if let Err(e) = draw(&tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return r;
+        return Err(anyhow!("{}: cannot write the picture ({e})", path.display()));
     }
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))
 }

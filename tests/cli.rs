@@ -107,13 +107,15 @@ fn summary_totals() {
 fn eval_grid_and_bench_on_real_data() {
     let dir = tempfile::tempdir().unwrap();
     let model = test_model(dir.path());
-    let plot = dir.path().join("cm.png");
+    // The picture's format follows its extension (a JPEG here).
+    let plot = dir.path().join("cm.jpg");
     let (ok, out, err) = spgnet(&["eval", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--limit", "40", "--batch", "16", "--json", "--plot", plot.to_str().unwrap()]);
     assert!(ok, "{err}");
     let j = &json_lines(&out)[0];
     assert_eq!(j["images"].as_u64(), Some(40));
     let acc = j["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc) && j["top5"].as_f64().unwrap() >= acc && j["img_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(image::ImageReader::open(&plot).unwrap().with_guessed_format().unwrap().format(), Some(image::ImageFormat::Jpeg));
     assert!(image::open(&plot).is_ok());
     let (ok, out, _) = spgnet(&["eval", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--limit", "20"]);
     assert!(ok && out.contains("confusion matrix") && out.contains("Ankle boot"), "{out}");
@@ -121,6 +123,8 @@ fn eval_grid_and_bench_on_real_data() {
     let (ok, out, err) = spgnet(&["grid", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--count", "12"]);
     assert!(ok && out.contains("12 test images"), "{err}");
     assert_eq!(image::open(&grid).unwrap().width(), 8 * 136 + 10);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp")).collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
     let (ok, out, err) = spgnet(&["bench", "--batch", "2", "--size", "32", "--steps", "1", "--json"]);
     assert!(ok, "{err}");
     let b = &json_lines(&out)[0];

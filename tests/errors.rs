@@ -111,6 +111,23 @@ fn bad_datasets_and_flags() {
 }
 
 #[test]
+fn bad_picture_paths_are_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-folder").join("grid.png");
+    let text = d.path().join("cm.txt");
+    let cases: [(&[&str], &[&str]); 2] = [
+        (&["grid", "--dataset", "fashion-mnist", "--out", missing.to_str().unwrap()], &["grid.png", "no-such-folder does not exist"]),
+        (&["eval", "--dataset", "fashion-mnist", "--plot", text.to_str().unwrap()], &["cm.txt", ".png, .jpg or .bmp"]),
+    ];
+    for (args, needles) in cases {
+        fails(args, needles);
+        let (_, err) = run(args, &[]);
+        assert!(!err.contains("adapter:"), "{args:?}: the path was checked only after opening the GPU: {err}");
+    }
+    assert!(!text.exists());
+}
+
+#[test]
 fn no_adapter_says_how_to_get_one() {
     // Linux has no Metal: asking for it is the same as having no adapter at all.
     let (code, err) = run(&["bench", "--backend", "metal"], &[]);
