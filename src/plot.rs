@@ -105,7 +105,8 @@ pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Re
     save_via_tmp(path, |tmp| {
         let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-        root.draw(&Text::new("confusion matrix (rows: true, columns: predicted)", (10, 15), ("sans-serif", 18))).map_err(|e| anyhow!("plot: {e}"))?;
+        root.draw(&Text::new("confusion matrix (rows: true class, columns: predicted, by number)", (10, 15), ("sans-serif", 18))).map_err(|e| anyhow!("plot: {e}"))?;
+        let label = |i: usize| format!("{i} {}", classes[i].chars().take(16).collect::<String>());
         for (t, row) in m.iter().enumerate() {
             let total = row.iter().sum::<usize>().max(1) as f64;
             for (p, &count) in row.iter().enumerate() {
@@ -115,13 +116,16 @@ pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Re
                 let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(|e| anyhow!("plot: {e}"))?;
                 if cell >= 24 && count > 0 {
-                    let style = ("sans-serif", (cell / 3).min(14)).into_font().color(&BLACK);
+                    // white on the dark cells, where black would not read
+                    let ink = if frac > 0.5 { &WHITE } else { &BLACK };
+                    let style = ("sans-serif", (cell / 3).min(14)).into_font().color(ink);
                     root.draw(&Text::new(count.to_string(), (x + 3, y + cell / 3), style)).map_err(|e| anyhow!("plot: {e}"))?;
                 }
             }
             if cell >= 10 {
-                let name: String = classes[t].chars().take(18).collect();
-                root.draw(&Text::new(name, (5, top + t as i32 * cell + cell / 3), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
+                root.draw(&Text::new(label(t), (5, top + t as i32 * cell + cell / 3), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
+                let number = t.to_string();
+                root.draw(&Text::new(number, (left + t as i32 * cell + cell / 3, top - 18), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
             }
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))
