@@ -302,7 +302,8 @@ pub fn tiny_map(s: &ConvShape) -> bool {
 fn tiny_input_pixel(s: &ConvShape, op: usize, t: usize) -> Option<usize> {
     let qy = ((op / s.ow()) * s.stride + t / s.k) as isize - s.pad() as isize;
     let qx = ((op % s.ow()) * s.stride + t % s.k) as isize - s.pad() as isize;
-    (qy >= 0 && qy < s.h as isize && qx >= 0 && qx < s.w as isize).then_some(qy as usize * s.w + qx as usize)
+    // then, not then_some: the index of a padding tap would overflow (a panic in debug builds)
+    (qy >= 0 && qy < s.h as isize && qx >= 0 && qx < s.w as isize).then(|| qy as usize * s.w + qx as usize)
 }
 
 /// Tiles of the tiny-map GEMMs (64 x 64 x 64 per group in stage 2 at batch 64), the best of
