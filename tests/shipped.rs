@@ -29,6 +29,7 @@ fn shipped_model_metadata_and_accuracy() {
     assert_eq!(ck.config.in_channels, 1);
     assert_eq!(ck.meta.dataset.as_deref(), Some("fashion-mnist"));
     let recorded: f64 = spgnet::checkpoint::TensorFile::open(&path).unwrap().metadata()["spgnet.test_accuracy"].parse().unwrap();
+    assert!(recorded >= 0.93, "the shipped model must reach 93% test accuracy (records {recorded})");
     assert!(Path::new(FASHION).is_dir(), "install dataset-fashion-mnist (bash scripts/setup.sh)");
     let e = &json(&spgnet(&["eval", "--dataset", "fashion-mnist", "--limit", "1000", "--json"]))[0];
     let acc = e["accuracy"].as_f64().unwrap();
