@@ -145,7 +145,9 @@ fn tn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
     return acc;
 }
 
-// Writes one lane's tile of matmul_nn4 / matmul_tn4 (columns laid out as nn4_offsets says).
+// Writes one lane's tile of matmul_nn4 / matmul_tn4 (columns laid out as nn4_offsets says)
+// as vec4 stores: lavapipe stores lane by lane like it loads, so one vec4 store costs what a
+// scalar one does (the host checks that C's rows, images, batches and offset are in fours).
 fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32, add: bool) {
     for (var v = 0u; v < NV; v++) {
         if (col0 + 4u * v >= p.n) { break; }
@@ -153,13 +155,11 @@ fn store_nn4(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, z: u32, add: 
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
-            for (var e = 0u; e < 4u; e++) {
-                let o = row * p.c_row + c_off + e;
-                if (add) {
-                    c[o] += acc[i * NV + v][e];
-                } else {
-                    c[o] = acc[i * NV + v][e];
-                }
+            let o = (row * p.c_row + c_off) / 4u;
+            if (add) {
+                c4[o] += acc[i * NV + v];
+            } else {
+                c4[o] = acc[i * NV + v];
             }
         }
     }
@@ -219,10 +219,9 @@ fn store_nn4_bn(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
         let q = bn_channel(row, p.eps);
         for (var v = 0u; v < NV; v++) {
             if (col0 + 4u * v >= p.n) { break; }
-            let c_off = nn4_offsets(col0 + 4u * v).y;
-            for (var e = 0u; e < 4u; e++) {
-                c[row * p.c_row + c_off + e] = bn_apply(acc[i * NV + v][e], q, p.relu);
-            }
+            let o = (row * p.c_row + nn4_offsets(col0 + 4u * v).y) / 4u;
+            let t = acc[i * NV + v];
+            c4[o] = vec4<f32>(bn_apply(t.x, q, p.relu), bn_apply(t.y, q, p.relu), bn_apply(t.z, q, p.relu), bn_apply(t.w, q, p.relu));
         }
     }
 }
@@ -256,9 +255,9 @@ fn store_bn_cols(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }
-            for (var e = 0u; e < 4u; e++) {
-                c[row * p.c_row + col0 + 4u * v + e] = bn_apply(acc[i * NV + v][e], q[e], p.relu);
-            }
+            let t = acc[i * NV + v];
+            let o = (row * p.c_row + col0 + 4u * v) / 4u;
+            c4[o] = vec4<f32>(bn_apply(t.x, q[0], p.relu), bn_apply(t.y, q[1], p.relu), bn_apply(t.z, q[2], p.relu), bn_apply(t.w, q[3], p.relu));
         }
     }
 }

@@ -150,6 +150,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Whether the *_sg kernels run: the adapter has subgroups of at least 8 lanes.
+    pub subgroups: bool,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -228,7 +230,13 @@ impl Gpu {
                 limits.max_storage_buffers_per_shader_stage
             );
         }
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        // Subgroups where every subgroup holds a whole 8-lane workgroup (the *_sg kernels);
+        // SPGNET_NO_SUBGROUPS=1 runs the plain kernels instead (for A/B runs and tests).
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8 && std::env::var_os("SPGNET_NO_SUBGROUPS").is_none_or(|v| v.is_empty() || v == "0");
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        if subgroups {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("spgnet"),
             required_features: adapter.features() & wanted,
@@ -253,6 +261,7 @@ impl Gpu {
             queue,
             info,
             limits,
+            subgroups,
             pipelines: Mutex::default(),
             layouts: Mutex::default(),
             errors,

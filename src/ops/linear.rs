@@ -7,6 +7,9 @@ use Access::{Read, ReadWrite};
 /// The file, then the BN epilogue its *_bn entries share with conv2d.wgsl (after it, so line
 /// numbers in errors stay true).
 const SOURCE: &str = concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
+/// The subgroup variants (Gpu::subgroups) with matmul.wgsl after them: their file first, so
+/// that its line numbers stay true.
+const SUBGROUP_SOURCE: &str = concat!(include_str!("../../shaders/matmul_subgroup.wgsl"), "\n", include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl"));
 const BINDINGS: &[Access] = &[Read, Read, ReadWrite];
 const BN_BINDINGS: &[Access] = &[Read, Read, ReadWrite, Read, Read, Read, Read];
 /// matmul_tn4's with A (binding 1) in a uniform binding (see a_uniform).
@@ -24,8 +27,12 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose1", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose_rows4", BINDINGS));
+    v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nt4_images_sg", BINDINGS));
     v
 }
+
+/// The tile of the subgroup kernels: 8 rows (one per lane of an 8-lane subgroup) x 8 columns.
+const SUBGROUP_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 
 /// How matmul_nn4's n columns lie in memory: images of `hw` pixels each; column (image,
 /// pixel) of B in row k is at image * b_img + k * b_row + pixel, of C in row r at
@@ -146,6 +153,8 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
     assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
+    let c_fours = [cols.c_row, cols.c_img, z.c_z, z.c_off].iter().all(|v| v % 4 == 0);
+    assert!(c_fours, "matmul_nn4: C ({cols:?}, {z:?}) is not in fours (it is written as vec4s)");
     assert!(!z.accumulate || (bn.is_none() && a_in_row_fours(tile, m, a.1, z)), "only matmul_tn4 adds into C");
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
     let tn4 = a_in_row_fours(tile, m, a.1, z);
@@ -347,7 +356,11 @@ pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usiz
     let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
     let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
     let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
-    let mut l = gpu.launch("dense.nt4_images", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_images", BINDINGS), &p, &[a, b, c], tile.grid(m, n, 1));
+    let spec = match gpu.subgroups && tile.tm == SUBGROUP_TILE.tm && tile.wg == SUBGROUP_TILE.wg {
+        true => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nt4_images_sg", BINDINGS),
+        false => tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_images", BINDINGS),
+    };
+    let mut l = gpu.launch("dense.nt4_images", &spec, &p, &[a, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * images * hw) as f64;
     l
 }

@@ -1,0 +1,55 @@
+// Variants of matmul.wgsl's kernels (appended after this file, with its uniform and bindings)
+// for adapters with subgroups of 8 or more lanes (naga takes subgroup builtins without an
+// `enable subgroups;`, which it does not parse yet), run with workgroups of 8 (one subgroup).
+// lavapipe executes a load lane by lane even when every lane reads the same address, so the
+// TM "uniform rows" of A that each lane of matmul_nt4_images loads per step cost TM
+// lane-by-lane loops. Here lane l loads row l alone (one loop for all 8 rows) and
+// subgroupBroadcast hands each row to every lane: a register move, not a memory access.
+// No lane leaves early: a broadcast reads the lanes past the last column too.
+
+// The 8 rows of A that lane `mine` of a subgroup loaded, in every lane.
+fn rows_of_subgroup(mine: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        subgroupBroadcast(mine, 0u), subgroupBroadcast(mine, 1u), subgroupBroadcast(mine, 2u), subgroupBroadcast(mine, 3u),
+        subgroupBroadcast(mine, 4u), subgroupBroadcast(mine, 5u), subgroupBroadcast(mine, 6u), subgroupBroadcast(mine, 7u));
+}
+
+// matmul_nt4_images (see matmul.wgsl) with TM == 8 rows from subgroup broadcasts.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * 8u;
+    let col0 = gid.x * TN;
+    let hwq = p.hw / 4u;
+    let a_mine = (min(row0 + lane % 8u, p.m - 1u) * p.a_row) / 4u;
+    var b_base: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        b_base[j] = (min(col0 + j, p.n - 1u) * p.b_col) / 4u;
+    }
+    var acc: array<f32, 8 * TN>;
+    for (var img = 0u; img < p.k; img++) {
+        let a_img = img * (p.a_z / 4u);
+        let b_img = img * (p.b_z / 4u);
+        for (var q = 0u; q < hwq; q++) {
+            var bv: array<vec4<f32>, TN>;
+            for (var j = 0u; j < TN; j++) {
+                bv[j] = b4[b_img + b_base[j] + q];
+            }
+            var av = rows_of_subgroup(a4[a_img + a_mine + q]);
+            for (var i = 0u; i < 8u; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * TN + j] += dot(av[i], bv[j]);
+                }
+            }
+        }
+    }
+    if (col0 >= p.n) { return; }
+    for (var i = 0u; i < 8u; i++) {
+        let row = row0 + i;
+        if (row >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < p.n) {
+                c[row * p.c_row + col0 + j] = acc[i * TN + j];
+            }
+        }
+    }
+}
