@@ -53,3 +53,60 @@ fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         }
     }
 }
+
+// matmul_tn4's tile (see tn4_tile) with A's rows from subgroup broadcasts. Its TM rows are
+// Q = TM / 4 vec4s per step of k, so the 8 lanes load the rows of S = 8 / Q steps at once:
+// lane l the vec4 of row quad l % Q at step l / Q (zero past the end of k, where B's row is
+// clamped to a real one). TM is 8 or 16.
+fn tn4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<vec4<f32>, TM * NV> {
+    const Q = TM / 4u;
+    const S = 8u / Q;
+    let a_mine = (p.a_off + z * p.a_z) / 4u + min(row0 / 4u + lane % Q, p.m / 4u - 1u);
+    let step_mine = lane / Q;
+    var b_off: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
+    }
+    let b_rowq = p.b_row / 4u;
+    let a_colq = p.a_col / 4u;
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var k0 = 0u; k0 < p.k; k0 += S) {
+        let ka = k0 + step_mine;
+        var rows = rows_of_subgroup(select(vec4<f32>(0.0), a4[min(ka, p.k - 1u) * a_colq + a_mine], ka < p.k));
+        for (var s = 0u; s < S; s++) {
+            let kk = min(k0 + s, p.k - 1u);
+            var bv: array<vec4<f32>, NV>;
+            for (var v = 0u; v < NV; v++) {
+                bv[v] = b4[kk * b_rowq + b_off[v]];
+            }
+            for (var q = 0u; q < Q; q++) {
+                let a_rows = rows[s * Q + q];
+                for (var e = 0u; e < 4u; e++) {
+                    let av = vec4<f32>(a_rows[e]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[(4u * q + e) * NV + v] = fma(av, bv[v], acc[(4u * q + e) * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = tn4_tile_sg(row0, col0, wid.z, lane);
+    if (col0 >= p.n) { return; }
+    store_nn4(acc, row0, col0, wid.z, false);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_add_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = tn4_tile_sg(row0, col0, wid.z, lane);
+    if (col0 >= p.n) { return; }
+    store_nn4(acc, row0, col0, wid.z, true);
+}

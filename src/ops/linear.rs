@@ -27,7 +27,9 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose1", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose_rows4", BINDINGS));
-    v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nt4_images_sg", BINDINGS));
+    for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg"] {
+        v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BINDINGS));
+    }
     v
 }
 
@@ -165,8 +167,17 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     let mut l = match bn {
         None if tn4 => {
             let bindings = if uniform { UNIFORM_A_BINDINGS } else { BINDINGS };
-            let entry = if z.accumulate { "matmul_tn4_add" } else { "matmul_tn4" };
-            gpu.launch("dense.tn4", &tile.spec("matmul.wgsl", SOURCE, entry, bindings), &p, &[a.0, b, c], tile.grid(m, n, z.count))
+            // With subgroups A's rows come from broadcasts (matmul_subgroup.wgsl), A in a uniform
+            // binding or not: benches/shares.rs, 192->96 1x1 (A in storage) 21 -> 27 GFLOP/s,
+            // the best GEMM (A uniform) 28 -> 30.
+            let sg = gpu.subgroups && tile.wg == 8 && (tile.tm == 8 || tile.tm == 16);
+            let spec = match (sg, z.accumulate) {
+                (true, true) => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_tn4_add_sg", bindings),
+                (true, false) => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_tn4_sg", bindings),
+                (false, true) => tile.spec("matmul.wgsl", SOURCE, "matmul_tn4_add", bindings),
+                (false, false) => tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", bindings),
+            };
+            gpu.launch("dense.tn4", &spec, &p, &[a.0, b, c], tile.grid(m, n, z.count))
         }
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
