@@ -343,8 +343,11 @@ fn matmul_nt4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nt4_tile(row0, col0, wid.z);
-    let c_base = p.c_off + wid.z * p.c_z;
+    store_nt4(nt4_tile(row0, col0, wid.z), row0, col0, wid.z);
+}
+
+fn store_nt4(acc: array<f32, TM * TN>, row0: u32, col0: u32, z: u32) {
+    let c_base = p.c_off + z * p.c_z;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
@@ -365,12 +368,15 @@ fn matmul_nt4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     if (col0 >= p.n) { return; }
-    let acc = nt4_tile(row0, col0, wid.z);
-    let c_base = p.c_off + wid.z * p.c_z;
+    store_nt4_bn(nt4_tile(row0, col0, wid.z), row0, col0, wid.z);
+}
+
+fn store_nt4_bn(acc: array<f32, TM * TN>, row0: u32, col0: u32, z: u32) {
+    let c_base = p.c_off + z * p.c_z;
     for (var j = 0u; j < TN; j++) {
         let col = col0 + j;
         if (col >= p.n) { break; }
-        let q = bn_channel((wid.z * p.n + col) / p.hw, p.eps);
+        let q = bn_channel((z * p.n + col) / p.hw, p.eps);
         for (var i = 0u; i < TM; i++) {
             let row = row0 + i;
             if (row >= p.m) { break; }

@@ -57,7 +57,7 @@ fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 // matmul_tn4's tile (see tn4_tile) with A's rows from subgroup broadcasts. Its TM rows are
 // Q = TM / 4 vec4s per step of k, so the 8 lanes load the rows of S = 8 / Q steps at once:
 // lane l the vec4 of row quad l % Q at step l / Q (zero past the end of k, where B's row is
-// clamped to a real one). TM is 8 or 16.
+// clamped to a real one). TM is 4, 8, 16 or 32.
 fn tn4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<vec4<f32>, TM * NV> {
     const Q = TM / 4u;
     const S = 8u / Q;
@@ -109,4 +109,72 @@ fn matmul_tn4_add_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     let acc = tn4_tile_sg(row0, col0, wid.z, lane);
     if (col0 >= p.n) { return; }
     store_nn4(acc, row0, col0, wid.z, true);
+}
+
+// Eval: matmul_tn4_bn and matmul_tn4_bn_cols (matmul.wgsl) on tn4_tile_sg.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = tn4_tile_sg(row0, col0, 0u, lane);
+    if (col0 >= p.n) { return; }
+    store_nn4_bn(acc, row0, col0);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_tn4_bn_cols_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = tn4_tile_sg(row0, col0, 0u, lane);
+    if (col0 >= p.n) { return; }
+    store_bn_cols(acc, row0, col0);
+}
+
+// matmul_nt4's tile (see nt4_tile) with A's TM rows (8 or 16) from subgroup broadcasts, 8
+// rows per load: lane l loads row 8 r + l in round r.
+fn nt4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<f32, TM * TN> {
+    const R = TM / 8u;
+    let kq = p.k / 4u;
+    var a_mine: array<u32, (TM + 7u) / 8u>;  // sized for every TM the module is built with
+    for (var r = 0u; r < R; r++) {
+        a_mine[r] = (p.a_off + z * p.a_z + min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
+    }
+    var b_base: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        b_base[j] = (z * p.b_z + min(col0 + j, p.n - 1u) * p.b_col) / 4u;
+    }
+    var acc: array<f32, TM * TN>;
+    for (var q = 0u; q < kq; q++) {
+        var bv: array<vec4<f32>, TN>;
+        for (var j = 0u; j < TN; j++) {
+            bv[j] = b4[b_base[j] + q];
+        }
+        for (var r = 0u; r < R; r++) {
+            var av = rows_of_subgroup(a4[a_mine[r] + q]);
+            for (var i = 0u; i < 8u; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[(8u * r + i) * TN + j] += dot(av[i], bv[j]);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = nt4_tile_sg(row0, col0, wid.z, lane);
+    if (col0 >= p.n) { return; }
+    store_nt4(acc, row0, col0, wid.z);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nt4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = nt4_tile_sg(row0, col0, wid.z, lane);
+    if (col0 >= p.n) { return; }
+    store_nt4_bn(acc, row0, col0, wid.z);
 }

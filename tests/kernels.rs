@@ -15,6 +15,27 @@ use spgnet::reference as cpu;
 const REDUCTION_TOL: f64 = 1e-4;
 const ELEMENTWISE_TOL: f64 = 1e-5;
 
+/// Where the adapter has subgroups the GEMMs run their *_sg variants (matmul_subgroup.wgsl);
+/// adapters without run the plain kernels: every test here again in a child process with
+/// SPGNET_NO_SUBGROUPS=1, so both stay proven.
+#[test]
+fn every_kernel_test_again_without_subgroups() {
+    if std::env::var_os("SPGNET_NO_SUBGROUPS").is_some() {
+        return; // the child itself
+    }
+    if !gpu().subgroups {
+        eprintln!("this adapter runs the plain kernels (no subgroups of 8 lanes): the other tests proved them");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SPGNET_NO_SUBGROUPS", "1")
+        .args(["--skip", "every_kernel_test_again_without_subgroups"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("test result: ok"), "without subgroups:\n{text}");
+}
+
 fn up(data: &[f32], shape: &[usize]) -> Tensor {
     gpu().upload(data, shape, "test")
 }
@@ -676,7 +697,7 @@ fn plain_matmul_with_transposed_operands() {
         assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
         // the vec4 kernels where their layout allows, with every tile shape the benches try
-        for tile in [linear::DENSE_TILE, conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 16, nv: 2, wg: 8 }] {
+        for tile in [linear::DENSE_TILE, conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 16, nv: 2, wg: 8 }] {
             if n % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nn4");
                 g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, linear::Columns::matrix(n), &c)]).unwrap();

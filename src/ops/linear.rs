@@ -27,14 +27,31 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose1", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose_rows4", BINDINGS));
-    for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg"] {
+    for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg", "matmul_nt4_sg"] {
         v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BINDINGS));
+    }
+    for e in ["matmul_tn4_bn_sg", "matmul_tn4_bn_cols_sg", "matmul_nt4_bn_sg"] {
+        v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BN_BINDINGS));
     }
     v
 }
 
 /// The tile of the subgroup kernels: 8 rows (one per lane of an 8-lane subgroup) x 8 columns.
 const SUBGROUP_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
+
+/// The spec of `entry`, or of its subgroup variant (`entry`_sg in matmul_subgroup.wgsl) where
+/// the adapter has subgroups (Gpu::subgroups), the workgroup is one 8-lane subgroup and the
+/// tile's rows are ones the variant handles (`rows`).
+fn spec_sg(gpu: &Gpu, tile: Tile, entry: &'static str, entry_sg: &'static str, rows: &[u32], bindings: &'static [Access]) -> KernelSpec {
+    match gpu.subgroups && tile.wg == 8 && rows.contains(&tile.tm) {
+        true => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, entry_sg, bindings),
+        false => tile.spec("matmul.wgsl", SOURCE, entry, bindings),
+    }
+}
+
+/// Row counts per tile that the subgroup variants handle: tn4_tile_sg's and nt4_tile_sg's.
+const TN4_SG_ROWS: &[u32] = &[4, 8, 16, 32];
+const NT4_SG_ROWS: &[u32] = &[8, 16];
 
 /// How matmul_nn4's n columns lie in memory: images of `hw` pixels each; column (image,
 /// pixel) of B in row k is at image * b_img + k * b_row + pixel, of C in row r at
@@ -170,19 +187,19 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
             // With subgroups A's rows come from broadcasts (matmul_subgroup.wgsl), A in a uniform
             // binding or not: benches/shares.rs, 192->96 1x1 (A in storage) 21 -> 27 GFLOP/s,
             // the best GEMM (A uniform) 28 -> 30.
-            let sg = gpu.subgroups && tile.wg == 8 && (tile.tm == 8 || tile.tm == 16);
-            let spec = match (sg, z.accumulate) {
-                (true, true) => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_tn4_add_sg", bindings),
-                (true, false) => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_tn4_sg", bindings),
-                (false, true) => tile.spec("matmul.wgsl", SOURCE, "matmul_tn4_add", bindings),
-                (false, false) => tile.spec("matmul.wgsl", SOURCE, "matmul_tn4", bindings),
+            let spec = match z.accumulate {
+                true => spec_sg(gpu, tile, "matmul_tn4_add", "matmul_tn4_add_sg", TN4_SG_ROWS, bindings),
+                false => spec_sg(gpu, tile, "matmul_tn4", "matmul_tn4_sg", TN4_SG_ROWS, bindings),
             };
             gpu.launch("dense.tn4", &spec, &p, &[a.0, b, c], tile.grid(m, n, z.count))
         }
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
-            let entry = if tn4 { "matmul_tn4_bn" } else { "matmul_nn4_bn" };
-            let spec = tile.spec("matmul.wgsl", SOURCE, entry, if uniform { UNIFORM_A_BN_BINDINGS } else { BN_BINDINGS });
+            let bindings = if uniform { UNIFORM_A_BN_BINDINGS } else { BN_BINDINGS };
+            let (entry, spec) = match tn4 {
+                true => ("matmul_tn4_bn", spec_sg(gpu, tile, "matmul_tn4_bn", "matmul_tn4_bn_sg", TN4_SG_ROWS, bindings)),
+                false => ("matmul_nn4_bn", tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", bindings)),
+            };
             gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
         }
     };
@@ -213,9 +230,9 @@ pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize
     let p = gemm_params(gpu, (m, n, k), Strides::rows(a.1), Strides::transposed(b.1), bn.is_some_and(|b| b.0.relu), cols, z);
     let grid = tile.grid(m, n, z.count);
     let mut l = match bn {
-        None => gpu.launch("dense.nt4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nt4", BINDINGS), &p, &[a.0, b.0, c.0], grid),
+        None => gpu.launch("dense.nt4", &spec_sg(gpu, tile, "matmul_nt4", "matmul_nt4_sg", NT4_SG_ROWS, BINDINGS), &p, &[a.0, b.0, c.0], grid),
         Some((bn, _)) => {
-            let spec = tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_bn", BN_BINDINGS);
+            let spec = spec_sg(gpu, tile, "matmul_nt4_bn", "matmul_nt4_bn_sg", NT4_SG_ROWS, BN_BINDINGS);
             gpu.launch("dense.nt4_bn", &spec, &p, &[a.0, b.0, c.0, bn.mean, bn.var, bn.gamma, bn.beta], grid)
         }
     };
@@ -260,7 +277,7 @@ pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x:
         None => ((x, Strides::rows(fin)), "matmul_nn4_bn_cols"),
     };
     let p = gemm_params(gpu, (batch, fout, fin), a.1, Strides { row: fout, col: 1 }, bn.relu, Columns::matrix(fout), Batches::one());
-    let spec = tile.spec("matmul.wgsl", SOURCE, entry, BN_BINDINGS);
+    let spec = spec_sg(gpu, tile, entry, if xt.is_some() { "matmul_tn4_bn_cols_sg" } else { entry }, if xt.is_some() { TN4_SG_ROWS } else { &[] }, BN_BINDINGS);
     let mut forward = gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(batch, fout, 1));
     forward.flops = 2.0 * (batch * fin * fout) as f64;
     launches.push(forward);
@@ -367,10 +384,7 @@ pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usiz
     let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
     let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
     let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
-    let spec = match gpu.subgroups && tile.tm == SUBGROUP_TILE.tm && tile.wg == SUBGROUP_TILE.wg {
-        true => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nt4_images_sg", BINDINGS),
-        false => tile.spec("matmul.wgsl", SOURCE, "matmul_nt4_images", BINDINGS),
-    };
+    let spec = spec_sg(gpu, tile, "matmul_nt4_images", "matmul_nt4_images_sg", &[8], BINDINGS);
     let mut l = gpu.launch("dense.nt4_images", &spec, &p, &[a, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * images * hw) as f64;
     l
