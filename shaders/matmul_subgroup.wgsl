@@ -178,3 +178,61 @@ fn matmul_nt4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
     if (col0 >= p.n) { return; }
     store_nt4_bn(acc, row0, col0, wid.z);
 }
+
+// matmul_nn4's tile (see nn4_tile) for A row-major (a_col == 1) with its rows read as vec4s
+// along k through broadcasts: lane l loads four values of k of row 8 r + l in round r, so
+// A needs no transposed copy (a 1x1 conv's weights, a dense layer's output gradient). Needs
+// k, a_row, a_z and a_off in fours; TM is 8 or 16.
+fn nn4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<vec4<f32>, TM * NV> {
+    const R = TM / 8u;
+    var a_mine: array<u32, (TM + 7u) / 8u>;  // sized for every TM the module is built with
+    for (var r = 0u; r < R; r++) {
+        a_mine[r] = (p.a_off + z * p.a_z + min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
+    }
+    var b_off: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
+    }
+    let b_rowq = p.b_row / 4u;
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var kq = 0u; kq < p.k / 4u; kq++) {
+        var bv: array<vec4<f32>, 4u * NV>;
+        for (var s = 0u; s < 4u; s++) {
+            for (var v = 0u; v < NV; v++) {
+                bv[s * NV + v] = b4[(4u * kq + s) * b_rowq + b_off[v]];
+            }
+        }
+        for (var r = 0u; r < R; r++) {
+            var av = rows_of_subgroup(a4[a_mine[r] + kq]);
+            for (var i = 0u; i < 8u; i++) {
+                let a_k = av[i];
+                for (var s = 0u; s < 4u; s++) {
+                    let a_s = vec4<f32>(a_k[s]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[(8u * r + i) * NV + v] = fma(a_s, bv[s * NV + v], acc[(8u * r + i) * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = nn4_tile_sg(row0, col0, wid.z, lane);
+    if (col0 >= p.n) { return; }
+    store_nn4(acc, row0, col0, wid.z, false);
+}
+
+// Eval: matmul_nn4_bn on nn4_tile_sg.
+@compute @workgroup_size(WG, 1, 1)
+fn matmul_nn4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let acc = nn4_tile_sg(row0, col0, 0u, lane);
+    if (col0 >= p.n) { return; }
+    store_nn4_bn(acc, row0, col0);
+}

@@ -678,7 +678,7 @@ fn sgd_momentum_weight_decay_and_ema() {
 fn plain_matmul_with_transposed_operands() {
     let g = gpu();
     let mut r = rng(750);
-    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5), (36, 68, 5), (12, 8, 33)] {
+    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5), (36, 68, 5), (12, 8, 33), (20, 36, 44), (48, 64, 96)] {
         let a = random(&mut r, m * k);
         let b = random(&mut r, k * n);
         let (a64, b64) = (f64s(&a), f64s(&b));

@@ -223,12 +223,14 @@ pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w:
 }
 
 fn pointwise_forward_launches(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
-    use super::linear::{matmul_nn4, matmul_nn4_bn, transposed_weight, Columns, Strides};
+    use super::linear::{a_rows_by_subgroup, matmul_nn4, matmul_nn4_bn, transposed_weight, Batches, Columns, Strides};
     let hw = s.h * s.w;
     let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
     let mnk = (s.cout, s.n * hw, s.cin);
     let mut launches = vec![];
-    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0).then(|| {
+    // matmul_nn4_sg reads w's rows as vec4s along k as cheaply as matmul_tn4 reads the copy
+    let by_subgroup = a_rows_by_subgroup(gpu, tile, s.cin, Strides::rows(s.cin), Batches::one());
+    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0 && !by_subgroup).then(|| {
         let (wt, l) = transposed_weight(gpu, (s.cout, s.cin), w);
         launches.push(l);
         wt

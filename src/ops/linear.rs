@@ -27,10 +27,10 @@ pub fn kernels() -> Vec<KernelSpec> {
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose4", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose1", BINDINGS));
     v.push(t.spec("matmul.wgsl", SOURCE, "transpose_rows4", BINDINGS));
-    for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg", "matmul_nt4_sg"] {
+    for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg", "matmul_nt4_sg", "matmul_nn4_sg"] {
         v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BINDINGS));
     }
-    for e in ["matmul_tn4_bn_sg", "matmul_tn4_bn_cols_sg", "matmul_nt4_bn_sg"] {
+    for e in ["matmul_tn4_bn_sg", "matmul_tn4_bn_cols_sg", "matmul_nt4_bn_sg", "matmul_nn4_bn_sg"] {
         v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BN_BINDINGS));
     }
     v
@@ -52,6 +52,7 @@ fn spec_sg(gpu: &Gpu, tile: Tile, entry: &'static str, entry_sg: &'static str, r
 /// Row counts per tile that the subgroup variants handle: tn4_tile_sg's and nt4_tile_sg's.
 const TN4_SG_ROWS: &[u32] = &[4, 8, 16, 32];
 const NT4_SG_ROWS: &[u32] = &[8, 16];
+const NN4_SG_ROWS: &[u32] = &[8, 16];
 
 /// How matmul_nn4's n columns lie in memory: images of `hw` pixels each; column (image,
 /// pixel) of B in row k is at image * b_img + k * b_row + pixel, of C in row r at
@@ -159,11 +160,17 @@ fn a_in_row_fours(tile: Tile, m: usize, a: Strides, z: Batches) -> bool {
     a.row == 1 && [tile.tm as usize, m, a.col, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
 }
 
+/// Whether matmul_nn4_sg runs this GEMM: subgroups, A row-major with k, its rows and batch
+/// offsets in fours (read as vec4s along k), 8 or 16 rows per tile.
+pub fn a_rows_by_subgroup(gpu: &Gpu, tile: Tile, k: usize, a: Strides, z: Batches) -> bool {
+    gpu.subgroups && tile.wg == 8 && NN4_SG_ROWS.contains(&tile.tm) && a.col == 1 && [k, a.row, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
+}
+
 /// Whether matmul_tn4 can read A from a uniform binding (Access::Uniform: lavapipe loads
 /// it branch-free, 1.2-1.5x faster; benches/tiles.rs): all of A's values lie in one (a small
 /// weight, or a weight's transposed copy, which transposed_weight pads for this).
 fn a_uniform(gpu: &Gpu, (m, k): (usize, usize), a: (&Tensor, Strides), z: Batches) -> bool {
-    let extent = z.a_off + z.count.saturating_sub(1) * z.a_z + k * a.1.col.max(m);
+    let extent = z.a_off + z.count.saturating_sub(1) * z.a_z + (m.max(1) - 1) * a.1.row + (k.max(1) - 1) * a.1.col + 1;
     gpu.uniform_view(a.0, extent)
 }
 
@@ -177,7 +184,8 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
     assert!(!z.accumulate || (bn.is_none() && a_in_row_fours(tile, m, a.1, z)), "only matmul_tn4 adds into C");
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: cols.b_row, col: 1 }, bn.is_some_and(|bn| bn.relu), cols, z);
     let tn4 = a_in_row_fours(tile, m, a.1, z);
-    let uniform = tn4 && a_uniform(gpu, (m, k), a, z);
+    let rows_sg = !tn4 && a_rows_by_subgroup(gpu, tile, k, a.1, z);
+    let uniform = (tn4 || rows_sg) && a_uniform(gpu, (m, k), a, z);
     // With A in a uniform binding the loads are cheap enough for 16 x 8 tiles: 12.3 against
     // 10.2 GFLOP/s for 8 x 8 (64x4096x256 on lavapipe), where the rows fill them.
     let tile = if uniform && m % 16 == 0 && tile.tm == 8 { Tile { tm: 16, ..tile } } else { tile };
@@ -193,12 +201,17 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
             };
             gpu.launch("dense.tn4", &spec, &p, &[a.0, b, c], tile.grid(m, n, z.count))
         }
+        None if rows_sg => {
+            let spec = tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nn4_sg", if uniform { UNIFORM_A_BINDINGS } else { BINDINGS });
+            gpu.launch("dense.nn4", &spec, &p, &[a.0, b, c], tile.grid(m, n, z.count))
+        }
         None => gpu.launch("dense.nn4", &tile.spec("matmul.wgsl", SOURCE, "matmul_nn4", BINDINGS), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
             let bindings = if uniform { UNIFORM_A_BN_BINDINGS } else { BN_BINDINGS };
-            let (entry, spec) = match tn4 {
-                true => ("matmul_tn4_bn", spec_sg(gpu, tile, "matmul_tn4_bn", "matmul_tn4_bn_sg", TN4_SG_ROWS, bindings)),
-                false => ("matmul_nn4_bn", tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", bindings)),
+            let (entry, spec) = match (tn4, rows_sg) {
+                (true, _) => ("matmul_tn4_bn", spec_sg(gpu, tile, "matmul_tn4_bn", "matmul_tn4_bn_sg", TN4_SG_ROWS, bindings)),
+                (false, true) => ("matmul_nn4_bn", tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nn4_bn_sg", bindings)),
+                (false, false) => ("matmul_nn4_bn", tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", bindings)),
             };
             gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1))
         }
