@@ -35,13 +35,16 @@ fn main() {
     eprintln!("adapter: {}", gpu.describe());
     // The best GEMM of benches/kernels.rs, matmul_tn4 64x4096x576 (A from storage), and the
     // same with k = 256, where A (16384 values) fits a uniform binding and is read from there
-    // as the convs read their weights: the faster of the two is the reference.
+    // as the convs read their weights; with subgroups also A row-major (matmul_nn4_sg) and
+    // C = A B^T (matmul_nt4_sg). The fastest of them all is the reference.
     let (m, n) = (64, 4096);
     let mut gemms: Vec<Vec<Launch>> = vec![];
     for k in [576, 256] {
-        let (a, b, c) = (gpu.zeros(&[k, m], "a^T"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
+        let (a, b, c) = (gpu.zeros_with_uniform_room(k * m, 0, "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
         for t in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
             gemms.push(vec![linear::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::transposed(m)), &b, linear::Columns::matrix(n), &c)]);
+            gemms.push(vec![linear::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &c)]);
+            gemms.push(vec![linear::matmul_nt4(&gpu, t, (m, n, k), &a, &b, &c)]);
         }
     }
     // The reference 3x3 shape and the 1x1 conv of benches/kernels.rs.
@@ -68,7 +71,7 @@ fn main() {
         }
         eprintln!("round {} of {rounds}", round + 1);
     }
-    println!("best GEMM (matmul_tn4 64x4096 by k = 576 or 256, tiles 8 x 8, 8 x 16, 16 x 8): median {:.2} GFLOP/s over {} runs", median(best_gemm), rounds * kernels.len());
+    println!("best GEMM (64x4096 by k = 576 or 256: matmul_tn4, matmul_nn4, matmul_nt4, tiles 8 x 8, 8 x 16, 16 x 8; subgroups {}): median {:.2} GFLOP/s over {} runs", if gpu.subgroups { "on" } else { "off" }, median(best_gemm), rounds * kernels.len());
     println!("{:<34} {:>9} {:>22}", "kernel (with its transposes)", "GFLOP/s", "share of the GEMM beside it");
     for ((name, _), r) in kernels.iter().zip(&results) {
         let (g, share) = (median(r.iter().map(|x| x.0).collect()), median(r.iter().map(|x| x.1).collect()));

@@ -257,6 +257,9 @@ fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
 // roles of the channels swapped and the kernel flipped (tap t -> 8 - t).
 @group(0) @binding(1) var<storage, read> rows_src4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> rows_w4: array<vec4<f32>>;
+// The output as vec4s: a run's four pixels are one aligned vec4 (the width comes in fours),
+// and lavapipe stores lane by lane, so one vec4 store costs what a scalar one does.
+@group(0) @binding(3) var<storage, read_write> rows_y4: array<vec4<f32>>;
 
 // The tile: `src` is the vec4 index of the group's first source plane in the image, `n_in`
 // and `n_out` the channels per group on each side, `w_first` the group's first weight vec4.
@@ -323,10 +326,7 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
-        let o = forward_rows_out(r, wid.z, row);
-        for (var e = 0u; e < 4u; e++) {
-            fwd_y[o + e] = acc[i][e];
-        }
+        rows_y4[forward_rows_out(r, wid.z, row) / 4u] = acc[i];
     }
 }
 
@@ -339,10 +339,8 @@ fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
         let bq = bn_channel(wid.z * p.cog + row, p.eps);
-        let o = forward_rows_out(r, wid.z, row);
-        for (var e = 0u; e < 4u; e++) {
-            fwd_y[o + e] = bn_apply(acc[i][e], bq, p.relu);
-        }
+        let t = acc[i];
+        rows_y4[forward_rows_out(r, wid.z, row) / 4u] = vec4<f32>(bn_apply(t.x, bq, p.relu), bn_apply(t.y, bq, p.relu), bn_apply(t.z, bq, p.relu), bn_apply(t.w, bq, p.relu));
     }
 }
 
@@ -357,10 +355,7 @@ fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cig) { break; }
-        let o = (r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z;
-        for (var e = 0u; e < 4u; e++) {
-            fwd_y[o + e] = acc[i][e];
-        }
+        rows_y4[((r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z) / 4u] = acc[i];
     }
 }
 
