@@ -263,14 +263,17 @@ fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
 
 // The tile: `src` is the vec4 index of the group's first source plane in the image, `n_in`
 // and `n_out` the channels per group on each side, `w_first` the group's first weight vec4.
-fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, q: u32, flip: bool) -> array<vec4<f32>, TM> {
+// A lane owns NV neighbouring runs of a row from run q on (the host makes NV divide the
+// runs per row): their NV vec4s and the two end values outside them give all 3 NV shifted
+// vec4s, so NV + 2 loads feed 3 NV TM vec4 FMAs (the weights' 3 TM / 4 loads are shared).
+fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, q: u32, flip: bool) -> array<vec4<f32>, TM * NV> {
     let hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
     let outq = n_out / 4u;
     let w_q = row_quads(w_first, row0, n_out);
     let has_left = q > 0u;
-    let has_right = q + 1u < wq;
-    var acc: array<vec4<f32>, TM>;
+    let has_right = q + NV < wq;
+    var acc: array<vec4<f32>, TM * NV>;
     for (var ky = 0u; ky < 3u; ky++) {
         let iy = i32(oy + ky) - 1;
         let row_ok = iy >= 0 && iy < i32(p.h);
@@ -281,11 +284,20 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
         let tc = select(3u * ky + 2u, 6u - 3u * ky, flip);
         for (var c = 0u; c < n_in; c++) {
             let o = run + c * hwq;
-            let m = select(vec4<f32>(0.0), rows_src4[o], row_ok);
+            var m: array<vec4<f32>, NV>;
+            for (var v = 0u; v < NV; v++) {
+                m[v] = select(vec4<f32>(0.0), rows_src4[o + v], row_ok);
+            }
             let left = select(0.0, rows_src4[select(o, o - 1u, has_left)].w, row_ok && has_left);
-            let right = select(0.0, rows_src4[select(o, o + 1u, has_right)].x, row_ok && has_right);
-            let l = vec4<f32>(left, m.x, m.y, m.z);
-            let r = vec4<f32>(m.y, m.z, m.w, right);
+            let right = select(0.0, rows_src4[select(o, o + NV, has_right)].x, row_ok && has_right);
+            var l: array<vec4<f32>, NV>;
+            var r: array<vec4<f32>, NV>;
+            for (var v = 0u; v < NV; v++) {
+                let before = select(left, m[max(v, 1u) - 1u].w, v > 0u);
+                let after = select(right, m[min(v + 1u, NV - 1u)].x, v + 1u < NV);
+                l[v] = vec4<f32>(before, m[v].x, m[v].y, m[v].z);
+                r[v] = vec4<f32>(m[v].y, m[v].z, m[v].w, after);
+            }
             let w_row = c * 9u * outq;
             for (var qq = 0u; qq < TM / 4u; qq++) {
                 let w0 = rows_w4[w_q[qq] + w_row + ta * outq];
@@ -293,7 +305,9 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
                 let w2 = rows_w4[w_q[qq] + w_row + tc * outq];
                 for (var e = 0u; e < 4u; e++) {
                     let i = 4u * qq + e;
-                    acc[i] = fma(vec4<f32>(w0[e]), l, fma(vec4<f32>(w1[e]), m, fma(vec4<f32>(w2[e]), r, acc[i])));
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), l[v], fma(vec4<f32>(w1[e]), m[v], fma(vec4<f32>(w2[e]), r[v], acc[i * NV + v])));
+                    }
                 }
             }
         }
@@ -301,14 +315,18 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
     return acc;
 }
 
-// Lane gid.x's run: image, row and run in the row.
+// Lane gid.x's first run: image, row and run in the row (NV runs per lane).
 fn rows_run(lane: u32) -> vec3<u32> {
-    let wq = p.w / 4u;
-    return vec3<u32>(lane / (p.h * wq), (lane / wq) % p.h, lane % wq);
+    let lanes_per_row = p.w / 4u / NV;
+    return vec3<u32>(lane / (p.h * lanes_per_row), (lane / lanes_per_row) % p.h, (lane % lanes_per_row) * NV);
+}
+
+fn rows_lanes() -> u32 {
+    return p.n * p.h * (p.w / 4u / NV);
 }
 
 // The forward's tile for run r (rows_run) of workgroup wid.
-fn forward_rows_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM> {
+fn forward_rows_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM * NV> {
     let src = (r.x * p.x_channels + p.x_first + wid.z * p.cig) * (p.h * p.w / 4u);
     return rows_tile(src, p.cig, p.cog, wid.z * p.cig * 9u * (p.cog / 4u), wid.y * TM, r.y, r.z, false);
 }
@@ -320,33 +338,39 @@ fn forward_rows_out(r: vec3<u32>, g: u32, row: u32) -> u32 {
 
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    if (gid.x >= rows_lanes()) { return; }
     let r = rows_run(gid.x);
     let acc = forward_rows_acc(r, wid);
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
-        rows_y4[forward_rows_out(r, wid.z, row) / 4u] = acc[i];
+        let o = forward_rows_out(r, wid.z, row) / 4u;
+        for (var v = 0u; v < NV; v++) {
+            rows_y4[o + v] = acc[i * NV + v];
+        }
     }
 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    if (gid.x >= rows_lanes()) { return; }
     let r = rows_run(gid.x);
     let acc = forward_rows_acc(r, wid);
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
         let bq = bn_channel(wid.z * p.cog + row, p.eps);
-        let t = acc[i];
-        rows_y4[forward_rows_out(r, wid.z, row) / 4u] = vec4<f32>(bn_apply(t.x, bq, p.relu), bn_apply(t.y, bq, p.relu), bn_apply(t.z, bq, p.relu), bn_apply(t.w, bq, p.relu));
+        let o = forward_rows_out(r, wid.z, row) / 4u;
+        for (var v = 0u; v < NV; v++) {
+            let t = acc[i * NV + v];
+            rows_y4[o + v] = vec4<f32>(bn_apply(t.x, bq, p.relu), bn_apply(t.y, bq, p.relu), bn_apply(t.z, bq, p.relu), bn_apply(t.w, bq, p.relu));
+        }
     }
 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= p.n * p.h * (p.w / 4u)) { return; }
+    if (gid.x >= rows_lanes()) { return; }
     let r = rows_run(gid.x);
     let hw = p.h * p.w;
     let g = wid.z;
@@ -355,7 +379,10 @@ fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cig) { break; }
-        rows_y4[((r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z) / 4u] = acc[i];
+        let o = ((r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z) / 4u;
+        for (var v = 0u; v < NV; v++) {
+            rows_y4[o + v] = acc[i * NV + v];
+        }
     }
 }
 

@@ -79,8 +79,9 @@ fn check_conv(s: ConvShape, seed: u64) {
     if nhwc {
         launches.extend(conv::backward_weight_nhwc(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
-    // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is not)
-    let fwd_row_tiles = [conv::Tile { tm: 16, nv: 1, wg: 8 }, conv::Tile { tm: 8, nv: 1, wg: 8 }];
+    // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is
+    // not), one run per lane or two neighbouring ones where they divide a row
+    let fwd_row_tiles: Vec<conv::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)].into_iter().filter(|&(_, nv)| (s.w / 4) % nv == 0).map(|(tm, nv)| conv::Tile { tm, nv: nv as u32, wg: 8 }).collect();
     let fwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cog() % 4 == 0;
     let y_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.output_shape(), "y_rows")).collect();
     if fwd_rows {
@@ -203,6 +204,7 @@ fn conv_awkward_shapes() {
         ConvShape { n: 9, cin: 10, h: 8, w: 8, cout: 6, groups: 2, k: 3, stride: 1 },
         // SPGNet-like grouped 3x3 (G = 6) and a 5x5 kernel
         ConvShape { n: 4, cin: 48, h: 8, w: 8, cout: 48, groups: 6, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 8, h: 3, w: 16, cout: 24, groups: 2, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 7, w: 6, cout: 4, groups: 2, k: 5, stride: 2 },
         // stride 2 on an even map; 2x2 output; 3-channel stem
         ConvShape { n: 3, cin: 8, h: 4, w: 4, cout: 8, groups: 4, k: 3, stride: 2 },

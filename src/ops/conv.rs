@@ -516,14 +516,22 @@ fn by_rows(s: &ConvShape) -> bool {
 /// The grid of forward_rows and backward_data_rows: a lane per run of four pixels, `rows`
 /// channels per group in tiles of tile.tm, the groups.
 fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
-    [((s.n * s.h * s.w / 4) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
+    assert!((s.w / 4) % tile.nv as usize == 0, "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
+    [((s.n * s.h * s.w / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
+}
+
+/// Runs per lane of the row-run kernels: two where they divide a row (benches/shares.rs,
+/// 96->96 g6 on 8x8 maps, 16 rows: forward 23.9 -> 35.6 GFLOP/s, input gradient 24.2 -> 35.3:
+/// the weights' loads serve twice the FMAs and neighbouring runs share their edge values).
+fn runs_per_lane(s: &ConvShape) -> u32 {
+    if (s.w / 4) % 2 == 0 { 2 } else { 1 }
 }
 
 /// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
 /// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
 fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
-    let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: 1, wg: 8 };
-    let fits = rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
+    let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: runs_per_lane(s), wg: 8 };
+    let fits = row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
     (by_rows(s) && fits).then_some(tile)
 }
 
