@@ -111,25 +111,6 @@ fn matmul_tn4_add_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     store_nn4(acc, row0, col0, wid.z, true);
 }
 
-// Eval: matmul_tn4_bn and matmul_tn4_bn_cols (matmul.wgsl) on tn4_tile_sg.
-@compute @workgroup_size(WG, 1, 1)
-fn matmul_tn4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
-    let acc = tn4_tile_sg(row0, col0, 0u, lane);
-    if (col0 >= p.n) { return; }
-    store_nn4_bn(acc, row0, col0);
-}
-
-@compute @workgroup_size(WG, 1, 1)
-fn matmul_tn4_bn_cols_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * TM;
-    let col0 = gid.x * TN;
-    let acc = tn4_tile_sg(row0, col0, 0u, lane);
-    if (col0 >= p.n) { return; }
-    store_bn_cols(acc, row0, col0);
-}
-
 // matmul_nt4's tile (see nt4_tile) with A's TM rows (8 or 16) from subgroup broadcasts, 8
 // rows per load: lane l loads row 8 r + l in round r.
 fn nt4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<f32, TM * TN> {

@@ -30,7 +30,7 @@ pub fn kernels() -> Vec<KernelSpec> {
     for e in ["matmul_nt4_images_sg", "matmul_tn4_sg", "matmul_tn4_add_sg", "matmul_nt4_sg", "matmul_nn4_sg"] {
         v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BINDINGS));
     }
-    for e in ["matmul_tn4_bn_sg", "matmul_tn4_bn_cols_sg", "matmul_nt4_bn_sg", "matmul_nn4_bn_sg"] {
+    for e in ["matmul_nt4_bn_sg", "matmul_nn4_bn_sg"] {
         v.push(SUBGROUP_TILE.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, e, BN_BINDINGS));
     }
     v
@@ -209,7 +209,7 @@ fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tens
         Some(bn) => {
             let bindings = if uniform { UNIFORM_A_BN_BINDINGS } else { BN_BINDINGS };
             let (entry, spec) = match (tn4, rows_sg) {
-                (true, _) => ("matmul_tn4_bn", spec_sg(gpu, tile, "matmul_tn4_bn", "matmul_tn4_bn_sg", TN4_SG_ROWS, bindings)),
+                (true, _) => ("matmul_tn4_bn", tile.spec("matmul.wgsl", SOURCE, "matmul_tn4_bn", bindings)),
                 (false, true) => ("matmul_nn4_bn", tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, "matmul_nn4_bn_sg", bindings)),
                 (false, false) => ("matmul_nn4_bn", tile.spec("matmul.wgsl", SOURCE, "matmul_nn4_bn", bindings)),
             };
@@ -295,7 +295,7 @@ pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x:
         None => ((x, Strides::rows(fin)), "matmul_nn4_bn_cols"),
     };
     let p = gemm_params(gpu, (batch, fout, fin), a.1, Strides { row: fout, col: 1 }, bn.relu, Columns::matrix(fout), Batches::one());
-    let spec = spec_sg(gpu, tile, entry, if xt.is_some() { "matmul_tn4_bn_cols_sg" } else { entry }, if xt.is_some() { TN4_SG_ROWS } else { &[] }, BN_BINDINGS);
+    let spec = tile.spec("matmul.wgsl", SOURCE, entry, BN_BINDINGS);
     let mut forward = gpu.launch(entry.replace("matmul_", "dense."), &spec, &p, &[a.0, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(batch, fout, 1));
     forward.flops = 2.0 * (batch * fin * fout) as f64;
     launches.push(forward);
