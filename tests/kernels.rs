@@ -789,7 +789,8 @@ fn conv_bn_eval_fused_with_channel_slices() {
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 12);
     let s = ConvShape { n: 19, cin: 8, h: 1, w: 1, cout: 16, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 13);
-    // ... and the batch in fours too: the input transposed, matmul_tn4_bn_cols
+    // ... and the batch in fours too: the input transposed, matmul_tn4_bn_cols (with
+    // subgroups matmul_nt4_bn_sg reads x and w as they lie)
     let s = ConvShape { n: 12, cin: 36, h: 1, w: 1, cout: 72, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 15);
     // 1x1 convs on maps of 4k pixels take the pointwise vec4 GEMM with the BN epilogue
@@ -797,7 +798,8 @@ fn conv_bn_eval_fused_with_channel_slices() {
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 10);
     let s = ConvShape { n: 2, cin: 9, h: 4, w: 3, cout: 6, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), false, 11);
-    // channels in fours: the weights transposed, matmul_tn4_bn (a ragged row tile of 12)
+    // channels in fours: the weights transposed, matmul_tn4_bn (a ragged row tile of 12; with
+    // subgroups matmul_nn4_bn_sg reads them as they lie)
     let s = ConvShape { n: 3, cin: 8, h: 2, w: 2, cout: 12, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 16);
 }
