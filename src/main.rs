@@ -292,7 +292,7 @@ fn json_string(s: &str) -> String {
 
 fn gpu(cli_backend: &Option<String>) -> Result<Gpu> {
     let g = Gpu::with_backend(cli_backend.as_deref())?;
-    let kernels = if g.subgroups { " (GEMMs with subgroups; SPGNET_NO_SUBGROUPS=1 for the plain ones)" } else { "" };
+    let kernels = if g.subgroups { "; GEMMs with subgroups (SPGNET_NO_SUBGROUPS=1 for the plain ones)" } else { "" };
     eprintln!("adapter: {}{kernels}", g.describe());
     Ok(g)
 }
