@@ -14,18 +14,23 @@ fn rows_of_subgroup(mine: vec4<f32>) -> array<vec4<f32>, 8> {
         subgroupBroadcast(mine, 4u), subgroupBroadcast(mine, 5u), subgroupBroadcast(mine, 6u), subgroupBroadcast(mine, 7u));
 }
 
-// matmul_nt4_images (see matmul.wgsl) with TM == 8 rows from subgroup broadcasts.
+// matmul_nt4_images (see matmul.wgsl) with A's TM rows (8 or 16) from subgroup broadcasts,
+// 8 rows per load: lane l loads row 8 r + l in round r.
 @compute @workgroup_size(WG, 1, 1)
 fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * 8u;
+    const R = TM / 8u;
+    let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let hwq = p.hw / 4u;
-    let a_mine = (min(row0 + lane % 8u, p.m - 1u) * p.a_row) / 4u;
+    var a_mine: array<u32, (TM + 7u) / 8u>;  // sized for every TM the module is built with
+    for (var r = 0u; r < R; r++) {
+        a_mine[r] = (min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
+    }
     var b_base: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
         b_base[j] = (min(col0 + j, p.n - 1u) * p.b_col) / 4u;
     }
-    var acc: array<f32, 8 * TN>;
+    var acc: array<f32, TM * TN>;
     for (var img = 0u; img < p.k; img++) {
         let a_img = img * (p.a_z / 4u);
         let b_img = img * (p.b_z / 4u);
@@ -34,24 +39,18 @@ fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             for (var j = 0u; j < TN; j++) {
                 bv[j] = b4[b_img + b_base[j] + q];
             }
-            var av = rows_of_subgroup(a4[a_img + a_mine + q]);
-            for (var i = 0u; i < 8u; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] += dot(av[i], bv[j]);
+            for (var r = 0u; r < R; r++) {
+                var av = rows_of_subgroup(a4[a_img + a_mine[r] + q]);
+                for (var i = 0u; i < 8u; i++) {
+                    for (var j = 0u; j < TN; j++) {
+                        acc[(8u * r + i) * TN + j] += dot(av[i], bv[j]);
+                    }
                 }
             }
         }
     }
     if (col0 >= p.n) { return; }
-    for (var i = 0u; i < 8u; i++) {
-        let row = row0 + i;
-        if (row >= p.m) { break; }
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < p.n) {
-                c[row * p.c_row + col0 + j] = acc[i * TN + j];
-            }
-        }
-    }
+    store_nt4(acc, row0, col0, 0u);
 }
 
 // matmul_tn4's tile (see tn4_tile) with A's rows from subgroup broadcasts. Its TM rows are

@@ -402,6 +402,7 @@ pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usiz
     let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
     let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
     let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
+    // 8 rows: 16 (two broadcast rounds) was no faster in the training step (two profiled pairs)
     let spec = spec_sg(gpu, tile, "matmul_nt4_images", "matmul_nt4_images_sg", &[8], BINDINGS);
     let mut l = gpu.launch("dense.nt4_images", &spec, &p, &[a, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * images * hw) as f64;
