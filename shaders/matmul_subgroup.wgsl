@@ -2,10 +2,11 @@
 // for adapters with subgroups of 8 or more lanes (naga takes subgroup builtins without an
 // `enable subgroups;`, which it does not parse yet), run with workgroups of 8 (one subgroup).
 // lavapipe executes a load lane by lane even when every lane reads the same address, so the
-// TM "uniform rows" of A that each lane of matmul_nt4_images loads per step cost TM
-// lane-by-lane loops. Here lane l loads row l alone (one loop for all 8 rows) and
-// subgroupBroadcast hands each row to every lane: a register move, not a memory access.
-// No lane leaves early: a broadcast reads the lanes past the last column too.
+// TM "uniform rows" of A (rows from workgroup_id) that each lane of a GEMM tile loads per
+// step of k cost TM / 4 or TM lane-by-lane loops. Here lane l loads its own part of A (row l,
+// or one step of k) and subgroupBroadcast hands it to every lane: a register move, not a
+// memory access, so 8 parts cost one load. No lane leaves early: a broadcast reads the lanes
+// past the last column too.
 
 // The 8 rows of A that lane `mine` of a subgroup loaded, in every lane.
 fn rows_of_subgroup(mine: vec4<f32>) -> array<vec4<f32>, 8> {
