@@ -82,6 +82,16 @@ fn nn4_offsets(col: u32) -> vec2<u32> {
     return vec2<u32>((img * p.b_img + px) / 4u, img * p.c_img + px);
 }
 
+// Where each of a lane's NV vec4s of columns starts in B (in vec4s), batch z (the columns
+// past the end clamped to the last vec4: read, never stored).
+fn nn4_b_offsets(col0: u32, z: u32) -> array<u32, NV> {
+    var b_off: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
+    }
+    return b_off;
+}
+
 // The accumulators of one lane's TM x TN tile of matmul_nn4.
 fn nn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
     var a_base: array<u32, TM>;
@@ -89,10 +99,7 @@ fn nn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
         a_base[i] = p.a_off + z * p.a_z + min(row0 + i, p.m - 1u) * p.a_row;
     }
     // Each vec4 of columns lies in one image (hw % 4 == 0).
-    var b_off: array<u32, NV>;
-    for (var v = 0u; v < NV; v++) {
-        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
-    }
+    let b_off = nn4_b_offsets(col0, z);
     let b_rowq = p.b_row / 4u;
     var acc: array<vec4<f32>, TM * NV>;
     for (var kk = 0u; kk < p.k; kk++) {
@@ -120,10 +127,7 @@ fn tn4_tile(row0: u32, col0: u32, z: u32) -> array<vec4<f32>, TM * NV> {
     for (var q = 0u; q < TM / 4u; q++) {
         a_q[q] = (p.a_off + z * p.a_z) / 4u + min(row0 / 4u + q, p.m / 4u - 1u);
     }
-    var b_off: array<u32, NV>;
-    for (var v = 0u; v < NV; v++) {
-        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
-    }
+    let b_off = nn4_b_offsets(col0, z);
     let b_rowq = p.b_row / 4u;
     let a_colq = p.a_col / 4u;
     var acc: array<vec4<f32>, TM * NV>;
@@ -311,6 +315,16 @@ fn transpose1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     c[i] = a[i - r + (r % p.m) * p.n + r / p.m];
 }
 
+// Where each of a lane's TN rows of B (matmul_nt4's [n, k]) starts, in vec4s, b_first floats
+// in (the rows past the end clamped to the last: read, never stored).
+fn nt4_b_rows(col0: u32, b_first: u32) -> array<u32, TN> {
+    var b_base: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        b_base[j] = (b_first + min(col0 + j, p.n - 1u) * p.b_col) / 4u;
+    }
+    return b_base;
+}
+
 // The accumulators of one lane's TM x TN tile of matmul_nt4.
 fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
     let kq = p.k / 4u;
@@ -318,10 +332,7 @@ fn nt4_tile(row0: u32, col0: u32, z: u32) -> array<f32, TM * TN> {
     for (var i = 0u; i < TM; i++) {
         a_base[i] = (p.a_off + z * p.a_z + min(row0 + i, p.m - 1u) * p.a_row) / 4u;
     }
-    var b_base: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        b_base[j] = (z * p.b_z + min(col0 + j, p.n - 1u) * p.b_col) / 4u;
-    }
+    let b_base = nt4_b_rows(col0, z * p.b_z);
     var acc: array<f32, TM * TN>;
     for (var q = 0u; q < kq; q++) {
         var bv: array<vec4<f32>, TN>;
@@ -399,10 +410,7 @@ fn matmul_nt4_images(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     for (var i = 0u; i < TM; i++) {
         a_base[i] = (min(row0 + i, p.m - 1u) * p.a_row) / 4u;
     }
-    var b_base: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        b_base[j] = (min(col0 + j, p.n - 1u) * p.b_col) / 4u;
-    }
+    let b_base = nt4_b_rows(col0, 0u);
     var acc: array<f32, TM * TN>;
     for (var img = 0u; img < p.k; img++) {
         let a_img = img * (p.a_z / 4u);
@@ -420,13 +428,5 @@ fn matmul_nt4_images(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
             }
         }
     }
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + i;
-        if (row >= p.m) { break; }
-        for (var j = 0u; j < TN; j++) {
-            if (col0 + j < p.n) {
-                c[row * p.c_row + col0 + j] = acc[i * TN + j];
-            }
-        }
-    }
+    store_nt4(acc, row0, col0, 0u);
 }

@@ -27,10 +27,7 @@ fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     for (var r = 0u; r < R; r++) {
         a_mine[r] = (min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
     }
-    var b_base: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        b_base[j] = (min(col0 + j, p.n - 1u) * p.b_col) / 4u;
-    }
+    let b_base = nt4_b_rows(col0, 0u);
     var acc: array<f32, TM * TN>;
     for (var img = 0u; img < p.k; img++) {
         let a_img = img * (p.a_z / 4u);
@@ -63,10 +60,7 @@ fn tn4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<vec4<f32>, TM *
     const S = 8u / Q;
     let a_mine = (p.a_off + z * p.a_z) / 4u + min(row0 / 4u + lane % Q, p.m / 4u - 1u);
     let step_mine = lane / Q;
-    var b_off: array<u32, NV>;
-    for (var v = 0u; v < NV; v++) {
-        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
-    }
+    let b_off = nn4_b_offsets(col0, z);
     let b_rowq = p.b_row / 4u;
     let a_colq = p.a_col / 4u;
     var acc: array<vec4<f32>, TM * NV>;
@@ -120,10 +114,7 @@ fn nt4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<f32, TM * TN> {
     for (var r = 0u; r < R; r++) {
         a_mine[r] = (p.a_off + z * p.a_z + min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
     }
-    var b_base: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        b_base[j] = (z * p.b_z + min(col0 + j, p.n - 1u) * p.b_col) / 4u;
-    }
+    let b_base = nt4_b_rows(col0, z * p.b_z);
     var acc: array<f32, TM * TN>;
     for (var q = 0u; q < kq; q++) {
         var bv: array<vec4<f32>, TN>;
@@ -170,10 +161,7 @@ fn nn4_tile_sg(row0: u32, col0: u32, z: u32, lane: u32) -> array<vec4<f32>, TM *
     for (var r = 0u; r < R; r++) {
         a_mine[r] = (p.a_off + z * p.a_z + min(row0 + 8u * r + lane % 8u, p.m - 1u) * p.a_row) / 4u;
     }
-    var b_off: array<u32, NV>;
-    for (var v = 0u; v < NV; v++) {
-        b_off[v] = (z * p.b_z) / 4u + nn4_offsets(min(col0 + 4u * v, p.n - 4u)).x;
-    }
+    let b_off = nn4_b_offsets(col0, z);
     let b_rowq = p.b_row / 4u;
     var acc: array<vec4<f32>, TM * NV>;
     for (var kq = 0u; kq < p.k / 4u; kq++) {

@@ -43,13 +43,19 @@ const SUBGROUP_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 /// the adapter has subgroups (Gpu::subgroups), the workgroup is one 8-lane subgroup and the
 /// tile's rows are ones the variant handles (`rows`).
 fn spec_sg(gpu: &Gpu, tile: Tile, entry: &'static str, entry_sg: &'static str, rows: &[u32], bindings: &'static [Access]) -> KernelSpec {
-    match gpu.subgroups && tile.wg == 8 && rows.contains(&tile.tm) {
+    match by_subgroup(gpu, tile, rows) {
         true => tile.spec("matmul_subgroup.wgsl", SUBGROUP_SOURCE, entry_sg, bindings),
         false => tile.spec("matmul.wgsl", SOURCE, entry, bindings),
     }
 }
 
-/// Row counts per tile that the subgroup variants handle: tn4_tile_sg's and nt4_tile_sg's.
+/// Whether a subgroup variant that handles `rows` rows per tile runs `tile` on this adapter.
+fn by_subgroup(gpu: &Gpu, tile: Tile, rows: &[u32]) -> bool {
+    gpu.subgroups && tile.wg == SUBGROUP_TILE.wg && rows.contains(&tile.tm)
+}
+
+/// Row counts per tile that the subgroup variants handle: tn4_tile_sg's, nt4_tile_sg's and
+/// nn4_tile_sg's.
 const TN4_SG_ROWS: &[u32] = &[4, 8, 16, 32];
 const NT4_SG_ROWS: &[u32] = &[8, 16];
 const NN4_SG_ROWS: &[u32] = &[8, 16];
@@ -163,7 +169,7 @@ fn a_in_row_fours(tile: Tile, m: usize, a: Strides, z: Batches) -> bool {
 /// Whether matmul_nn4_sg runs this GEMM: subgroups, A row-major with k, its rows and batch
 /// offsets in fours (read as vec4s along k), 8 or 16 rows per tile.
 pub fn a_rows_by_subgroup(gpu: &Gpu, tile: Tile, k: usize, a: Strides, z: Batches) -> bool {
-    gpu.subgroups && tile.wg == 8 && NN4_SG_ROWS.contains(&tile.tm) && a.col == 1 && [k, a.row, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
+    by_subgroup(gpu, tile, NN4_SG_ROWS) && a.col == 1 && [k, a.row, z.a_z, z.a_off].iter().all(|v| v % 4 == 0)
 }
 
 /// Whether matmul_tn4 can read A from a uniform binding (Access::Uniform: lavapipe loads
@@ -255,14 +261,16 @@ pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize
 
 /// A dense layer y[batch, out] = x[batch, in] w[out, in]^T with in % 4 == 0: its forward,
 /// input gradient and weight gradient as vec4 GEMMs (a 1x1 conv on 1x1 maps is one too).
-/// Where batch, in and out come in fours, every one of them runs as matmul_tn4 (A read as
-/// vec4s of four rows), the forward and input gradient after transposing their operands
-/// (4x4-block copies, a few percent of the GEMM); otherwise as matmul_nt4 / matmul_nn4.
+/// With subgroups the forward is matmul_nt4_sg and the input gradient matmul_nn4_sg, both
+/// reading x, dy and w as they lie. Without, where batch, in and out come in fours, every one
+/// of them runs as matmul_tn4 (A read as vec4s of four rows), the forward and input gradient
+/// after transposing their operands (4x4-block copies, a few percent of the GEMM); otherwise
+/// as matmul_nt4 / matmul_nn4.
 pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, y: &Tensor) -> Vec<Launch> {
     // With subgroups matmul_nt4 reads x's rows through broadcasts as cheaply as matmul_tn4
     // reads a transposed copy, so no copy is made: the head's 1024 -> 1024 layer (forward and
     // backward) 22.6-30.9 -> 16.1-17.3 ms per step in two profiled pairs.
-    if ![batch, fin, fout].iter().all(|v| v % 4 == 0) || (gpu.subgroups && NT4_SG_ROWS.contains(&DENSE_TILE.tm)) {
+    if ![batch, fin, fout].iter().all(|v| v % 4 == 0) || by_subgroup(gpu, DENSE_TILE, NT4_SG_ROWS) {
         return vec![matmul_nt4(gpu, DENSE_TILE, (batch, fout, fin), x, w, y)];
     }
     let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
@@ -275,11 +283,12 @@ pub fn dense_forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &T
 
 /// Eval: y = BN(x w^T) (+ ReLU) with BN per output channel (column), reading a transposed
 /// copy of w (the transpose is marked `weight_layout`: eval graphs run it once per change of
-/// the weights) and, where the batch comes in fours, a transposed x (matmul_tn4_bn_cols).
+/// the weights) and, where the batch comes in fours, a transposed x (matmul_tn4_bn_cols);
+/// with subgroups neither: matmul_nt4_bn_sg reads x and w as they lie.
 pub fn dense_forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor, w: &Tensor, bn: &conv::BnEval, y: &Tensor) -> Vec<Launch> {
     // as dense_forward: with subgroups x and w are read as they lie (inference +6-12% in three
     // pairs of `spgnet bench`)
-    if fout % 4 != 0 || (gpu.subgroups && NT4_SG_ROWS.contains(&DENSE_TILE.tm)) {
+    if fout % 4 != 0 || by_subgroup(gpu, DENSE_TILE, NT4_SG_ROWS) {
         return vec![matmul_nt4_bn(gpu, DENSE_TILE, (batch, fout, fin), x, w, bn, y)];
     }
     let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
