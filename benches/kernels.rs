@@ -5,8 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spgnet::gpu::{Gpu, Launch};
-use spgnet::ops::conv::{self, ConvShape, Tile};
-use spgnet::ops::linear::{self, Strides};
+use spgnet::ops::conv::{self, ConvShape};
+use spgnet::ops::gemm::{self, Tile};
+use spgnet::ops::gemm::Strides;
 
 const REPEAT: usize = 10;
 
@@ -62,22 +63,22 @@ fn kernels(c: &mut Criterion) {
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
-        let l = linear::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
+        let l = gemm::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
         bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     // The vec4 GEMMs (B, or A and B, read four values per load): the real ceiling.
     let bt = gpu.zeros(&[n, k], "b^T");
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
-        let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &cc);
+        let l = gemm::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), &b, gemm::Columns::matrix(n), &cc);
         bench_launch(c, &gpu, &format!("gemm_nn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     // A stored transposed ([k, m]), read as vec4s of four rows (matmul_tn4): the fewest loads
     for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
-        let l = linear::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::transposed(m)), &b, linear::Columns::matrix(n), &cc);
+        let l = gemm::matmul_nn4(&gpu, tile, (m, n, k), (&a, Strides::transposed(m)), &b, gemm::Columns::matrix(n), &cc);
         bench_launch(c, &gpu, &format!("gemm_tn4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
     for tile in [Tile { tm: 4, nv: 1, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
-        let l = linear::matmul_nt4(&gpu, tile, (m, n, k), &a, &bt, &cc);
+        let l = gemm::matmul_nt4(&gpu, tile, (m, n, k), &a, &bt, &cc);
         bench_launch(c, &gpu, &format!("gemm_nt4_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }
 }

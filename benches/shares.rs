@@ -4,8 +4,9 @@
 //! rounds. `cargo bench --bench shares [ROUNDS]`.
 
 use spgnet::gpu::{Gpu, Launch};
-use spgnet::ops::conv::{self, ConvShape, Tile};
-use spgnet::ops::linear::{self, Strides};
+use spgnet::ops::conv::{self, ConvShape};
+use spgnet::ops::gemm::{self, Tile};
+use spgnet::ops::gemm::Strides;
 use std::time::Instant;
 
 const REPEAT: usize = 10;
@@ -42,9 +43,9 @@ fn main() {
     for k in [576, 256] {
         let (a, b, c) = (gpu.zeros_with_uniform_room(k * m, 0, "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
         for t in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
-            gemms.push(vec![linear::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::transposed(m)), &b, linear::Columns::matrix(n), &c)]);
-            gemms.push(vec![linear::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::rows(k)), &b, linear::Columns::matrix(n), &c)]);
-            gemms.push(vec![linear::matmul_nt4(&gpu, t, (m, n, k), &a, &b, &c)]);
+            gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::transposed(m)), &b, gemm::Columns::matrix(n), &c)]);
+            gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::rows(k)), &b, gemm::Columns::matrix(n), &c)]);
+            gemms.push(vec![gemm::matmul_nt4(&gpu, t, (m, n, k), &a, &b, &c)]);
         }
     }
     // The reference 3x3 shape and the 1x1 conv of benches/kernels.rs.

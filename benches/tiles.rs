@@ -3,8 +3,8 @@
 //! `cargo bench --bench tiles -- 1024` sweeps only the shapes whose name contains "1024".
 
 use spgnet::gpu::{Gpu, Launch};
-use spgnet::ops::conv::{self, ConvShape, Tile};
-use spgnet::ops::linear;
+use spgnet::ops::conv::{self, ConvShape};
+use spgnet::ops::gemm::{self, Tile};
 use std::time::Instant;
 
 fn time(gpu: &Gpu, l: &[Launch]) -> f64 {
@@ -72,15 +72,15 @@ fn main() {
                         "pw_f" => conv::forward_pointwise(&gpu, &s, t, &x, &w, &y),
                         "pw_d" => vec![conv::backward_data_pointwise(&gpu, &s, t, &y, &w, &x)],
                         // dense (1x1 on 1x1 maps) as the vec4 GEMMs of ops::linear
-                        "dn_f" => vec![linear::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],
+                        "dn_f" => vec![gemm::matmul_nt4(&gpu, t, (d.0, d.2, d.1), &x, &w, &y)],
                         // the forward against a transposed weight: the transpose, then matmul_nn4
                         "dn_ft" => {
                             let wt = gpu.zeros(&[d.1, d.2], "wt");
-                            let f = linear::matmul_nn4(&gpu, t, (d.0, d.2, d.1), (&x, linear::Strides::rows(d.1)), &wt, linear::Columns::matrix(d.2), &y);
-                            vec![linear::transpose(&gpu, (d.2, d.1), &w, &wt), f]
+                            let f = gemm::matmul_nn4(&gpu, t, (d.0, d.2, d.1), (&x, gemm::Strides::rows(d.1)), &wt, gemm::Columns::matrix(d.2), &y);
+                            vec![gemm::transpose(&gpu, (d.2, d.1), &w, &wt), f]
                         }
-                        "dn_d" => vec![linear::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, linear::Strides::rows(d.2)), &w, linear::Columns::matrix(d.1), &x)],
-                        "dn_w" => vec![linear::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, linear::Strides::transposed(d.2)), &x, linear::Columns::matrix(d.1), &w)],
+                        "dn_d" => vec![gemm::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, gemm::Strides::rows(d.2)), &w, gemm::Columns::matrix(d.1), &x)],
+                        "dn_w" => vec![gemm::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, gemm::Strides::transposed(d.2)), &x, gemm::Columns::matrix(d.1), &w)],
                         // all nine taps per lane, tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
                         "bwd_w9" => conv::backward_weight_3x3(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                         // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here

@@ -7,13 +7,7 @@ struct Ew {
     drop_p: f32, scale: f32, _g: u32, _h: u32,
 }
 
-const EW: u32 = 64u;
-
 @group(0) @binding(0) var<uniform> p: Ew;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * EW;
-}
 
 // relu_forward: y = max(x, 0)
 @group(0) @binding(1) var<storage, read> rf_x: array<f32>;

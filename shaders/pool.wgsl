@@ -8,13 +8,7 @@ struct Pool {
     pad: u32, _a: u32, _b: u32, _c: u32,
 }
 
-const EW: u32 = 64u;
-
 @group(0) @binding(0) var<uniform> p: Pool;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * EW;
-}
 
 // gap_forward: y[n, c] = mean over h, w of x[n, c]
 @group(0) @binding(1) var<storage, read> gf_x: array<f32>;

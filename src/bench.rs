@@ -9,7 +9,7 @@ use crate::network::{Evaluator, TrainOptions, Trainer};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use web_time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct BenchArgs {
@@ -95,7 +95,7 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     let step = |i: usize| -> Result<f64> {
         let t = Instant::now();
         trainer.step(gpu, &input, &labels, 0.01, i as u32)?;
-        trainer.metrics(gpu)?;
+        pollster::block_on(trainer.metrics(gpu))?;
         Ok(t.elapsed().as_secs_f64())
     };
     step(0)?; // warm-up: compiles every pipeline
@@ -104,7 +104,7 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     let buffers_after_last_step = gpu.buffers_created();
     let infer = |_: usize| -> Result<f64> {
         let t = Instant::now();
-        evaluator.logits(gpu, &input)?;
+        pollster::block_on(evaluator.logits(gpu, &input))?;
         Ok(t.elapsed().as_secs_f64())
     };
     infer(0)?;

@@ -7,6 +7,7 @@ use crate::model::{Architecture, ModelConfig, Variant};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
+#[cfg(feature = "native")]
 use std::path::Path;
 
 /// A tensor read from a file, converted to f32 (or kept as integers for labels).
@@ -78,6 +79,7 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
+    #[cfg(feature = "native")]
     pub fn open(path: &Path) -> Result<TensorFile> {
         let shown = path.display().to_string();
         if path.is_dir() {
@@ -173,6 +175,7 @@ fn read_metadata(file: &TensorFile) -> Result<Metadata> {
 }
 
 /// Load and check a model checkpoint.
+#[cfg(feature = "native")]
 pub fn load(path: &Path) -> Result<Checkpoint> {
     from_file(&TensorFile::open(path)?)
 }
@@ -215,25 +218,6 @@ pub fn from_file(file: &TensorFile) -> Result<Checkpoint> {
     Ok(Checkpoint { config, tensors, meta })
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!("{}: cannot write ({e})", path.display()));
-    }
-    Ok(())
-}
-
 /// Serialize named f32 tensors with string metadata to safetensors bytes.
 pub fn to_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     to_bytes_as(tensors, metadata, |_| Dtype::F32)
@@ -260,14 +244,21 @@ pub fn to_bytes_as(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap
     safetensors::tensor::serialize(views, meta).map_err(|e| anyhow!("cannot serialize tensors: {e}"))
 }
 
-/// Save a checkpoint with full metadata.
+/// Save a checkpoint with full metadata (atomically: a run that dies leaves the old file).
+#[cfg(feature = "native")]
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     save_as(path, ck, false, HashMap::new())
 }
 
-/// Save with conv and linear weights in f16 when `half` (BN tensors stay f32: running
-/// variances lose too much in f16), plus extra metadata entries.
+/// Save with conv and linear weights in f16 when `half`, plus extra metadata entries.
+#[cfg(feature = "native")]
 pub fn save_as(path: &Path, ck: &Checkpoint, half: bool, extra: HashMap<String, String>) -> Result<()> {
+    crate::files::write_atomic(path, &to_safetensors(ck, half, extra)?)
+}
+
+/// A checkpoint as safetensors bytes with full metadata; conv and linear weights in f16 when
+/// `half` (BN tensors stay f32: running variances lose too much in f16), plus `extra` entries.
+pub fn to_safetensors(ck: &Checkpoint, half: bool, extra: HashMap<String, String>) -> Result<Vec<u8>> {
     let arch = Architecture::new(ck.config.clone());
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = arch
         .tensors()
@@ -302,5 +293,5 @@ pub fn save_as(path: &Path, ck: &Checkpoint, half: bool, extra: HashMap<String, 
     meta.extend(extra);
     let weights: std::collections::HashSet<String> = arch.tensors().into_iter().filter(|t| t.is_weight).map(|t| t.name).collect();
     let dtype = |name: &str| if half && weights.contains(name) { Dtype::F16 } else { Dtype::F32 };
-    write_atomic(path, &to_bytes_as(&tensors, meta, dtype)?)
+    to_bytes_as(&tensors, meta, dtype)
 }

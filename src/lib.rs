@@ -1,19 +1,44 @@
 //! spgnet: the SPGNet CNN trained and run with WGSL compute shaders on wgpu.
 //!
-//! Layers: `gpu` (context, tensors, launches) -> `ops` (one module per WGSL op family)
-//! -> `model` (the architecture as data) -> `network` (the model on the GPU, training step)
-//! -> commands (`debug_step`, ...). `reference` is the f64 CPU reference of every op.
-pub mod augment;
-pub mod bench;
+//! The portable core (builds for wasm32-unknown-unknown with `--no-default-features`), each
+//! layer using only those above it in this list:
+//! - `gpu`: the engine: adapter, tensors, kernel specs, pipeline cache, launches, async readback
+//! - `ops`: the kernels, one module per WGSL op family, each with its typed kernel table
+//! - `model`: the architecture as data (tensor names, shapes, initialisation)
+//! - `network`: the model on the GPU: state arenas, the recorded graph, trainer, evaluator
+//! - `checkpoint`, `data`, `preprocess`: safetensors, datasets and images from bytes, batches
+//! - `classify`, `debug_step`, `summary`: what the commands and the web page compute
+//!
+//! Native only (the `native` feature, on by default): files, threads, terminal and pictures:
+//! `files`, `datasets`, `augment`, `infer`, `train`, `bench`, `plot`.
+//!
+//! `reference` (the `testing` feature): the f64 CPU reference of every op, for tests.
+
 pub mod checkpoint;
+pub mod classify;
 pub mod data;
 pub mod debug_step;
 pub mod gpu;
-pub mod infer;
 pub mod model;
 pub mod network;
 pub mod ops;
-pub mod plot;
-pub mod reference;
+pub mod preprocess;
 pub mod summary;
+
+#[cfg(feature = "native")]
+pub mod augment;
+#[cfg(feature = "native")]
+pub mod bench;
+#[cfg(feature = "native")]
+pub mod datasets;
+#[cfg(feature = "native")]
+pub mod files;
+#[cfg(feature = "native")]
+pub mod infer;
+#[cfg(feature = "native")]
+pub mod plot;
+#[cfg(feature = "native")]
 pub mod train;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod reference;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use spgnet::gpu::Gpu;
 use spgnet::network::TrainOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "spgnet", version, about = "Train and run the SPGNet CNN with WGSL compute shaders on WebGPU (Vulkan, Metal, DX12)")]
@@ -151,7 +151,7 @@ impl TestSetFlags {
     fn load(&self, limit: Option<usize>) -> Result<(spgnet::infer::Model, spgnet::data::Dataset)> {
         let kind = spgnet::data::Kind::parse(&self.dataset)?;
         let path = dataset_path(kind, self.data.clone())?;
-        let model = spgnet::infer::Model::load(self.weights.as_deref())?;
+        let model = spgnet::infer::load_model(self.weights.as_deref())?;
         let test = spgnet::infer::test_split(&model, kind, &path, limit)?;
         Ok((model, test))
     }
@@ -276,20 +276,6 @@ fn dataset_path(kind: spgnet::data::Kind, data: Option<PathBuf>) -> Result<PathB
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut o = String::from("\"");
-    for ch in s.chars() {
-        match ch {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 fn gpu(cli_backend: &Option<String>) -> Result<Gpu> {
     let g = Gpu::with_backend(cli_backend.as_deref())?;
     let kernels = if g.subgroups { "; GEMMs with subgroups (SPGNET_NO_SUBGROUPS=1 for the plain ones)" } else { "" };
@@ -298,145 +284,178 @@ fn gpu(cli_backend: &Option<String>) -> Result<Gpu> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let backend = &cli.backend;
     match cli.command {
-        Command::Train(t) => {
-            let g = gpu(&cli.backend)?;
-            let args = if t.resume.is_some() { None } else { Some(t.to_args()?) };
-            let summary = spgnet::train::train(&g, args, t.resume.as_deref(), spgnet::train::RunControl { progress: true, stop_after: None })?;
-            eprintln!("best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}", 100.0 * summary.best_acc, summary.out.display());
-        }
-        Command::Infer { images, weights, top, json } => {
-            let files = spgnet::infer::expand_inputs(&images)?;
-            let model = spgnet::infer::Model::load(weights.as_deref())?;
-            let g = gpu(&cli.backend)?;
-            for p in spgnet::infer::predict(&g, &model, &files, top)? {
-                if json {
-                    let top: Vec<String> = p.top.iter().map(|(k, n, pr)| format!("{{\"class\": {k}, \"name\": {}, \"prob\": {pr:.6}}}", json_string(n))).collect();
-                    println!("{{\"image\": {}, \"top\": [{}]}}", json_string(&p.image), top.join(", "));
-                } else {
-                    println!("{}", p.image);
-                    for (k, n, pr) in &p.top {
-                        println!("  {:>6.2}%  {n} ({k})", 100.0 * pr);
-                    }
-                }
-            }
-        }
-        Command::Eval { set, batch, limit, plot, json } => {
-            if let Some(p) = &plot {
-                spgnet::plot::check_picture_path(p)?;
-            }
-            let (model, test) = set.load(limit)?;
-            let g = gpu(&cli.backend)?;
-            let r = spgnet::infer::evaluate(&g, &model, test, batch)?;
-            if let Some(p) = &plot {
-                spgnet::plot::confusion_matrix(p, &r.classes, &r.confusion)?;
-            }
-            if json {
-                let top5 = r.top5.map_or("null".to_string(), |t| format!("{t:.6}"));
-                println!(
-                    "{{\"accuracy\": {:.6}, \"top5\": {top5}, \"loss\": {:.6}, \"images\": {}, \"img_per_s\": {:.2}, \"adapter\": {}}}",
-                    r.accuracy, r.loss, r.images, r.img_per_s, json_string(&g.describe())
-                );
-            } else {
-                println!("{} test images: top-1 {:.2}%{}, loss {:.4}", r.images, 100.0 * r.accuracy, r.top5.map_or(String::new(), |t| format!(", top-5 {:.2}%", 100.0 * t)), r.loss);
-                println!("throughput: {:.1} images/s", r.img_per_s);
-                let w = r.classes.iter().map(|c| c.len()).max().unwrap_or(4).min(14);
-                println!("confusion matrix (rows: true class, columns: predicted):");
-                for (t, row) in r.confusion.iter().enumerate() {
-                    let name: String = r.classes[t].chars().take(w).collect();
-                    println!("  {name:>w$} {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
-                }
-                if let Some(p) = &plot {
-                    println!("confusion matrix picture: {}", p.display());
-                }
-            }
-        }
-        Command::Grid { set, out, count } => {
-            spgnet::plot::check_picture_path(&out)?;
-            let (model, test) = set.load(Some(count))?;
-            let g = gpu(&cli.backend)?;
-            let pred = spgnet::infer::predict_dataset(&g, &model, &test, count)?;
-            let per = test.channels * test.h * test.w;
-            let tiles: Vec<spgnet::plot::GridTile> = pred
-                .iter()
-                .enumerate()
-                .map(|(i, &p)| spgnet::plot::GridTile {
-                    pixels: &test.images[i * per..(i + 1) * per],
-                    channels: test.channels,
-                    size: test.h,
-                    predicted: &model.classes[p],
-                    truth: &model.classes[test.labels[i] as usize],
-                })
-                .collect();
-            spgnet::plot::prediction_grid(&out, &tiles, 8)?;
-            let right = tiles.iter().filter(|t| t.predicted == t.truth).count();
-            println!("{}: {} test images, {right} predicted right", out.display(), tiles.len());
-        }
-        Command::Export { weights, out, half, meta } => {
-            let ck = spgnet::checkpoint::load(&weights)?;
-            let mut extra = std::collections::HashMap::new();
-            for kv in meta {
-                let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--meta '{kv}': expected KEY=VALUE"))?;
-                extra.insert(k.to_string(), v.to_string());
-            }
-            spgnet::checkpoint::save_as(&out, &ck, half, extra)?;
-            eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(&out)?.len());
-        }
-        Command::Summary { version, size, classes, in_ch } => {
-            let v = spgnet::model::Variant::parse(&version)?;
-            if size == 0 || classes == 0 || in_ch == 0 {
-                anyhow::bail!("--size, --classes and --in-ch must be positive");
-            }
-            let arch = spgnet::model::Architecture::new(spgnet::model::ModelConfig::new(v, in_ch, classes));
-            print!("{}", spgnet::summary::table(&arch, size));
-        }
+        Command::Train(t) => train(backend, t),
+        Command::Infer { images, weights, top, json } => infer(backend, &images, weights, top, json),
+        Command::Eval { set, batch, limit, plot, json } => eval(backend, set, batch, limit, plot, json),
+        Command::Grid { set, out, count } => grid(backend, set, out, count),
+        Command::Export { weights, out, half, meta } => export(&weights, &out, half, meta),
+        Command::Summary { version, size, classes, in_ch } => summary(&version, size, classes, in_ch),
         Command::Bench { version, batch, size, steps, classes, in_ch, profile, json } => {
-            let g = gpu(&cli.backend)?;
             let a = spgnet::bench::BenchArgs { version: spgnet::model::Variant::parse(&version)?, batch, size, steps, classes, in_channels: in_ch, profile };
-            let r = spgnet::bench::run(&g, &a)?;
-            if json {
-                println!(
-                    "{{\"train_img_per_s\": {:.2}, \"infer_img_per_s\": {:.2}, \"train_step_ms\": {:.1}, \"peak_buffer_bytes\": {}, \"buffers_after_first_step\": {}, \"buffers_after_last_step\": {}, \"adapter\": {:?}, \"version\": {:?}, \"batch\": {batch}, \"size\": {size}}}",
-                    r.train_img_per_s, r.infer_img_per_s, r.train_step_ms, r.peak_buffer_bytes, r.buffers_after_first_step, r.buffers_after_last_step, r.adapter, version
-                );
-            } else {
-                println!("SPGNet {version}, batch {batch}, {size}x{size}: train {:.1} img/s ({:.0} ms/step), inference {:.1} img/s", r.train_img_per_s, r.train_step_ms, r.infer_img_per_s);
-                println!("peak GPU buffer bytes: {:.1} MiB; buffers created up to the first step {}, up to the last {}", r.peak_buffer_bytes as f64 / 1048576.0, r.buffers_after_first_step, r.buffers_after_last_step);
-            }
-            if profile {
-                let total: f64 = r.profile.iter().map(|k| k.seconds).sum();
-                let infer_total: f64 = r.infer_profile.iter().map(|k| k.seconds).sum();
-                let tables = [
-                    ("kernel (training step)", &r.profile, usize::MAX, total),
-                    ("layer (forward + backward)", &r.layers, 20, total),
-                    ("layer and kernel", &r.pairs, 40, total),
-                    ("kernel (inference pass)", &r.infer_profile, usize::MAX, infer_total),
-                ];
-                for (title, rows, limit, total) in tables {
-                    println!("\n{:<36} {:>6} {:>10} {:>7} {:>9}", title, "calls", "ms", "share", "GFLOP/s");
-                    for k in rows.iter().take(limit) {
-                        let gf = if k.flops > 0.0 { format!("{:.2}", k.flops / k.seconds / 1e9) } else { "-".into() };
-                        println!("{:<36} {:>6} {:>10.1} {:>6.1}% {:>9}", k.label, k.dispatches, 1000.0 * k.seconds, 100.0 * k.seconds / total, gf);
-                    }
-                }
-                println!("(each dispatch timed alone, with a wait: the shares include ~0.1 ms of submit cost per dispatch)");
-            }
+            bench(backend, &a, json)
         }
         Command::Info => {
             for a in Gpu::list_adapters() {
                 println!("available: {a}");
             }
-            println!("selected:  {}", Gpu::with_backend(cli.backend.as_deref())?.describe());
+            println!("selected:  {}", Gpu::with_backend(backend.as_deref())?.describe());
+            Ok(())
         }
-        Command::DebugStep { weights, batch, out, steps, optim } => {
-            let g = gpu(&cli.backend)?;
-            let opts = TrainOptions { momentum: optim.momentum, weight_decay: optim.weight_decay, label_smoothing: optim.label_smoothing, ..Default::default() };
-            let tensors = spgnet::debug_step::run(&g, &weights, &batch, steps, optim.lr, opts)?;
-            let bytes = spgnet::checkpoint::to_bytes(&tensors, Default::default())?;
-            spgnet::checkpoint::write_atomic(&out, &bytes)?;
-            eprintln!("wrote {} tensors to {}", tensors.len(), out.display());
+        Command::DebugStep { weights, batch, out, steps, optim } => debug_step(backend, &weights, &batch, &out, steps, optim),
+    }
+}
+
+fn train(backend: &Option<String>, t: TrainCli) -> Result<()> {
+    let g = gpu(backend)?;
+    let args = if t.resume.is_some() { None } else { Some(t.to_args()?) };
+    let summary = spgnet::train::train(&g, args, t.resume.as_deref(), spgnet::train::RunControl { progress: true, stop_after: None })?;
+    eprintln!("best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}", 100.0 * summary.best_acc, summary.out.display());
+    Ok(())
+}
+
+fn infer(backend: &Option<String>, images: &[PathBuf], weights: Option<PathBuf>, top: usize, json: bool) -> Result<()> {
+    let files = spgnet::infer::expand_inputs(images)?;
+    let model = spgnet::infer::load_model(weights.as_deref())?;
+    let g = gpu(backend)?;
+    for p in spgnet::infer::predict(&g, &model, &files, top)? {
+        if json {
+            let top: Vec<_> = p.top.iter().map(|(k, n, pr)| serde_json::json!({"class": k, "name": n, "prob": pr})).collect();
+            println!("{}", serde_json::json!({"image": p.image, "top": top}));
+        } else {
+            println!("{}", p.image);
+            for (k, n, pr) in &p.top {
+                println!("  {:>6.2}%  {n} ({k})", 100.0 * pr);
+            }
         }
     }
+    Ok(())
+}
+
+fn eval(backend: &Option<String>, set: TestSetFlags, batch: usize, limit: Option<usize>, plot: Option<PathBuf>, json: bool) -> Result<()> {
+    if let Some(p) = &plot {
+        spgnet::plot::check_picture_path(p)?;
+    }
+    let (model, test) = set.load(limit)?;
+    let g = gpu(backend)?;
+    let r = spgnet::infer::evaluate(&g, &model, test, batch)?;
+    if let Some(p) = &plot {
+        spgnet::plot::confusion_matrix(p, &r.classes, &r.confusion)?;
+    }
+    if json {
+        let line = serde_json::json!({"accuracy": r.accuracy, "top5": r.top5, "loss": r.loss, "images": r.images, "img_per_s": r.img_per_s, "adapter": g.describe()});
+        println!("{line}");
+        return Ok(());
+    }
+    println!("{} test images: top-1 {:.2}%{}, loss {:.4}", r.images, 100.0 * r.accuracy, r.top5.map_or(String::new(), |t| format!(", top-5 {:.2}%", 100.0 * t)), r.loss);
+    println!("throughput: {:.1} images/s", r.img_per_s);
+    let w = r.classes.iter().map(|c| c.len()).max().unwrap_or(4).min(14);
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for (t, row) in r.confusion.iter().enumerate() {
+        let name: String = r.classes[t].chars().take(w).collect();
+        println!("  {name:>w$} {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
+    }
+    if let Some(p) = &plot {
+        println!("confusion matrix picture: {}", p.display());
+    }
+    Ok(())
+}
+
+fn grid(backend: &Option<String>, set: TestSetFlags, out: PathBuf, count: usize) -> Result<()> {
+    spgnet::plot::check_picture_path(&out)?;
+    let (model, test) = set.load(Some(count))?;
+    let g = gpu(backend)?;
+    let pred = spgnet::infer::predict_dataset(&g, &model, &test, count)?;
+    let per = test.channels * test.h * test.w;
+    let tiles: Vec<spgnet::plot::GridTile> = pred
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| spgnet::plot::GridTile {
+            pixels: &test.images[i * per..(i + 1) * per],
+            channels: test.channels,
+            size: test.h,
+            predicted: &model.classes[p],
+            truth: &model.classes[test.labels[i] as usize],
+        })
+        .collect();
+    spgnet::plot::prediction_grid(&out, &tiles, 8)?;
+    let right = tiles.iter().filter(|t| t.predicted == t.truth).count();
+    println!("{}: {} test images, {right} predicted right", out.display(), tiles.len());
+    Ok(())
+}
+
+fn export(weights: &Path, out: &Path, half: bool, meta: Vec<String>) -> Result<()> {
+    let ck = spgnet::checkpoint::load(weights)?;
+    let mut extra = std::collections::HashMap::new();
+    for kv in meta {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--meta '{kv}': expected KEY=VALUE"))?;
+        extra.insert(k.to_string(), v.to_string());
+    }
+    spgnet::checkpoint::save_as(out, &ck, half, extra)?;
+    eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(out)?.len());
+    Ok(())
+}
+
+fn summary(version: &str, size: usize, classes: usize, in_ch: usize) -> Result<()> {
+    let v = spgnet::model::Variant::parse(version)?;
+    if size == 0 || classes == 0 || in_ch == 0 {
+        anyhow::bail!("--size, --classes and --in-ch must be positive");
+    }
+    let arch = spgnet::model::Architecture::new(spgnet::model::ModelConfig::new(v, in_ch, classes));
+    print!("{}", spgnet::summary::table(&arch, size));
+    Ok(())
+}
+
+fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> Result<()> {
+    let g = gpu(backend)?;
+    let r = spgnet::bench::run(&g, a)?;
+    let (version, batch, size) = (a.version.name(), a.batch, a.size);
+    if json {
+        let line = serde_json::json!({
+            "train_img_per_s": r.train_img_per_s, "infer_img_per_s": r.infer_img_per_s, "train_step_ms": r.train_step_ms,
+            "peak_buffer_bytes": r.peak_buffer_bytes, "buffers_after_first_step": r.buffers_after_first_step,
+            "buffers_after_last_step": r.buffers_after_last_step, "adapter": r.adapter, "version": version, "batch": batch, "size": size,
+        });
+        println!("{line}");
+    } else {
+        println!("SPGNet {version}, batch {batch}, {size}x{size}: train {:.1} img/s ({:.0} ms/step), inference {:.1} img/s", r.train_img_per_s, r.train_step_ms, r.infer_img_per_s);
+        println!("peak GPU buffer bytes: {:.1} MiB; buffers created up to the first step {}, up to the last {}", r.peak_buffer_bytes as f64 / 1048576.0, r.buffers_after_first_step, r.buffers_after_last_step);
+    }
+    if a.profile {
+        print_profile(&r);
+    }
+    Ok(())
+}
+
+/// `bench --profile`'s tables: kernels and layers of a training step, kernels of an inference pass.
+fn print_profile(r: &spgnet::bench::BenchReport) {
+    let total: f64 = r.profile.iter().map(|k| k.seconds).sum();
+    let infer_total: f64 = r.infer_profile.iter().map(|k| k.seconds).sum();
+    let tables = [
+        ("kernel (training step)", &r.profile, usize::MAX, total),
+        ("layer (forward + backward)", &r.layers, 20, total),
+        ("layer and kernel", &r.pairs, 40, total),
+        ("kernel (inference pass)", &r.infer_profile, usize::MAX, infer_total),
+    ];
+    for (title, rows, limit, total) in tables {
+        println!("\n{:<36} {:>6} {:>10} {:>7} {:>9}", title, "calls", "ms", "share", "GFLOP/s");
+        for k in rows.iter().take(limit) {
+            let gf = if k.flops > 0.0 { format!("{:.2}", k.flops / k.seconds / 1e9) } else { "-".into() };
+            println!("{:<36} {:>6} {:>10.1} {:>6.1}% {:>9}", k.label, k.dispatches, 1000.0 * k.seconds, 100.0 * k.seconds / total, gf);
+        }
+    }
+    println!("(each dispatch timed alone, with a wait: the shares include ~0.1 ms of submit cost per dispatch)");
+}
+
+fn debug_step(backend: &Option<String>, weights: &Path, batch: &Path, out: &Path, steps: usize, optim: OptimizerFlags) -> Result<()> {
+    let g = gpu(backend)?;
+    let opts = TrainOptions { momentum: optim.momentum, weight_decay: optim.weight_decay, label_smoothing: optim.label_smoothing, ..Default::default() };
+    let ck = spgnet::checkpoint::load(weights)?;
+    let b = spgnet::debug_step::parse_batch(&spgnet::checkpoint::TensorFile::open(batch)?, ck.config.num_classes)?;
+    let tensors = pollster::block_on(spgnet::debug_step::run(&g, &ck, &b, steps, optim.lr, opts))?;
+    spgnet::files::write_atomic(out, &spgnet::checkpoint::to_bytes(&tensors, Default::default())?)?;
+    eprintln!("wrote {} tensors to {}", tensors.len(), out.display());
     Ok(())
 }
 

@@ -80,19 +80,11 @@ pub fn check_picture_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Draws into a hidden temporary file beside `path`, then renames it into place, so a picture
-/// is never left half-written. The temporary name keeps the extension: the encoder picks the
-/// format from it.
+/// Draws through a temporary file beside `path` (files::write_via_tmp), so a picture is never
+/// left half-written.
 fn save_via_tmp(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_picture_path(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.{ext}"));
-    if let Err(e) = draw(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!("{}: cannot write the picture ({e})", path.display()));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write ({e})", path.display()))
+    crate::files::write_via_tmp(path, draw)
 }
 
 /// A confusion matrix (rows: true class, columns: predicted) as a heat map with counts.

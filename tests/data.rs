@@ -1,6 +1,8 @@
 //! Dataset readers on files written here in each exact format, augmentation and the schedule.
 
-use spgnet::augment::{self, Preprocess};
+use spgnet::augment;
+use spgnet::datasets;
+use spgnet::preprocess::{self, Preprocess};
 use spgnet::data::{self, Kind};
 use spgnet::train::learning_rate;
 use std::io::Write;
@@ -33,7 +35,7 @@ fn write_mnist(dir: &Path, n_train: usize, n_test: usize, gzip: bool) {
 }
 
 fn load_err(kind: Kind, path: &Path) -> String {
-    match data::load(kind, path, 0.1, 0) {
+    match datasets::load(kind, path, 0.1, 0) {
         Ok(_) => panic!("loading {} should fail", path.display()),
         Err(e) => format!("{e:#}"),
     }
@@ -44,13 +46,13 @@ fn mnist_idx_gzipped_or_not() {
     for gzip in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         write_mnist(dir.path(), 12, 5, gzip);
-        let s = data::load(Kind::FashionMnist, dir.path(), 0.1, 0).unwrap();
+        let s = datasets::load(Kind::FashionMnist, dir.path(), 0.1, 0).unwrap();
         assert_eq!((s.train.len(), s.test.len()), (12, 5));
         assert_eq!((s.train.channels, s.train.h, s.train.w), (1, 28, 28));
         assert_eq!(s.train.labels[..4], [0, 1, 2, 3]);
         assert_eq!(s.train.image(1)[..3], [(784 % 251) as u8, (785 % 251) as u8, (786 % 251) as u8]);
         assert_eq!(s.train.classes[9], "Ankle boot");
-        let m = data::load(Kind::Mnist, dir.path(), 0.1, 0).unwrap();
+        let m = datasets::load(Kind::Mnist, dir.path(), 0.1, 0).unwrap();
         assert_eq!(m.test.classes[3], "3");
     }
 }
@@ -120,8 +122,8 @@ fn cifar10_from_folder_and_tar_gz() {
         assert_eq!((img[0], img[1024], img[2048]), (1, 81, 161), "R, G, B planes in order");
         assert_eq!(s.test.classes[0], "airplane");
     };
-    check(data::load(Kind::Cifar10, dir.path(), 0.1, 0).unwrap());
-    check(data::load(Kind::Cifar10, &bin, 0.1, 0).unwrap());
+    check(datasets::load(Kind::Cifar10, dir.path(), 0.1, 0).unwrap());
+    check(datasets::load(Kind::Cifar10, &bin, 0.1, 0).unwrap());
     // The archive as downloaded.
     let tgz = dir.path().join("cifar-10-binary.tar.gz");
     {
@@ -135,7 +137,7 @@ fn cifar10_from_folder_and_tar_gz() {
         }
         t.into_inner().unwrap().finish().unwrap();
     }
-    check(data::load(Kind::Cifar10, &tgz, 0.1, 0).unwrap());
+    check(datasets::load(Kind::Cifar10, &tgz, 0.1, 0).unwrap());
     // Truncated record, bad label, missing batch.
     std::fs::write(bin.join("test_batch.bin"), &files[5].1[..3000]).unwrap();
     assert!(load_err(Kind::Cifar10, &bin).contains("not a whole number of 3073-byte CIFAR records"));
@@ -154,7 +156,7 @@ fn cifar100_uses_fine_labels() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("train.bin"), cifar_records(5, 2, 100, 90)).unwrap();
     std::fs::write(dir.path().join("test.bin"), cifar_records(2, 2, 100, 0)).unwrap();
-    let s = data::load(Kind::Cifar100, dir.path(), 0.1, 0).unwrap();
+    let s = datasets::load(Kind::Cifar100, dir.path(), 0.1, 0).unwrap();
     assert_eq!(s.train.labels, vec![90, 91, 92, 93, 94]);
     assert_eq!(s.train.classes.len(), 100);
     assert_eq!(s.train.image(0)[1024], 80);
@@ -180,10 +182,10 @@ fn image_folder_with_split_and_with_train_val() {
         }
         std::fs::write(d.join("notes.txt"), "not an image").unwrap();
     }
-    let s = data::load(Kind::Folder, dir.path(), 0.2, 1).unwrap();
+    let s = datasets::load(Kind::Folder, dir.path(), 0.2, 1).unwrap();
     assert_eq!(s.train.classes, vec!["cat", "dog"]);
     assert_eq!((s.train.len(), s.test.len()), (8, 2));
-    assert_eq!((s.train.channels, s.train.h, s.train.w), (3, data::FOLDER_SIZE, data::FOLDER_SIZE));
+    assert_eq!((s.train.channels, s.train.h, s.train.w), (3, datasets::FOLDER_SIZE, datasets::FOLDER_SIZE));
     // train/ and val/ sub-folders are used as given.
     let tv = tempfile::tempdir().unwrap();
     for split in ["train", "val"] {
@@ -193,7 +195,7 @@ fn image_folder_with_split_and_with_train_val() {
             save_image(&d.join("x.png"), 8, 8, false, 3);
         }
     }
-    let s = data::load(Kind::Folder, tv.path(), 0.2, 1).unwrap();
+    let s = datasets::load(Kind::Folder, tv.path(), 0.2, 1).unwrap();
     assert_eq!((s.train.len(), s.test.len(), s.train.classes.len()), (3, 3, 3));
     // Errors: no class folders, class folders without images, a broken image.
     let empty = tempfile::tempdir().unwrap();
@@ -219,7 +221,7 @@ fn preprocessing_normalises_crops_flips_and_converts() {
     let pre = Preprocess { mean: vec![0.0], std: vec![1.0], pad: 2, flip: true };
     let (mut shifted, mut flipped) = (false, false);
     for b in 0..40 {
-        let mut rng = augment::batch_rng(3, 0, b);
+        let mut rng = preprocess::batch_rng(3, 0, b);
         pre.apply(&src, 1, s, &mut out, Some(&mut rng));
         let found = (-2isize..=2).flat_map(|dy| (-2isize..=2).map(move |dx| (dy, dx))).flat_map(|d| [(d, false), (d, true)]).find(|&((dy, dx), f)| {
             (0..s).all(|y| {
@@ -238,15 +240,15 @@ fn preprocessing_normalises_crops_flips_and_converts() {
     assert!(shifted && flipped, "crops and flips should both occur");
     // Same seed, epoch and batch: same augmentation.
     let (mut a, mut b) = (vec![0f32; s * s], vec![0f32; s * s]);
-    pre.apply(&src, 1, s, &mut a, Some(&mut augment::batch_rng(9, 2, 5)));
-    pre.apply(&src, 1, s, &mut b, Some(&mut augment::batch_rng(9, 2, 5)));
+    pre.apply(&src, 1, s, &mut a, Some(&mut preprocess::batch_rng(9, 2, 5)));
+    pre.apply(&src, 1, s, &mut b, Some(&mut preprocess::batch_rng(9, 2, 5)));
     assert_eq!(a, b);
     // Gray to RGB copies; RGB to gray uses luminance; sizes are brought to the model's.
     let gray = data::Dataset { name: "t".into(), images: src.clone(), labels: vec![0], channels: 1, h: s, w: s, classes: vec!["x".into()] };
-    let rgb = augment::conform(&gray, 3, s);
+    let rgb = preprocess::conform(&gray, 3, s);
     assert_eq!(&rgb.images[..s * s], &rgb.images[s * s..2 * s * s]);
     assert_eq!(&rgb.images[..s * s], &src[..]);
-    let back = augment::conform(&rgb, 1, 12);
+    let back = preprocess::conform(&rgb, 1, 12);
     assert_eq!((back.channels, back.h, back.images.len()), (1, 12, 144));
 }
 
@@ -263,7 +265,7 @@ fn batches_drop_or_pad_and_cover_the_data() {
     let eval: Vec<_> = augment::batches(ds, pre, 4, 1, 0, false).unwrap().into_iter().collect();
     assert_eq!(eval.iter().map(|b| b.valid).collect::<Vec<_>>(), vec![4, 4, 2]);
     assert_eq!(eval[2].labels[..2], [8, 9]);
-    assert_ne!(augment::epoch_order(10, 1, 0, true), augment::epoch_order(10, 1, 1, true), "each epoch reshuffles");
+    assert_ne!(preprocess::epoch_order(10, 1, 0, true), preprocess::epoch_order(10, 1, 1, true), "each epoch reshuffles");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use spgnet::network::{DeviceState, Evaluator};
 use spgnet::ops::batchnorm::{BnShape, EPS};
 use spgnet::ops::conv::ConvShape;
 use spgnet::ops::pool::PoolShape;
+use pollster::block_on;
 use spgnet::reference as cpu;
 use std::collections::BTreeMap;
 
@@ -63,7 +64,7 @@ fn check_eval_graph(n: usize, size: usize) {
     let state = DeviceState::new(g, &ck).unwrap();
     let eval = Evaluator::new(g, &state, n, (size, size), 0.0).unwrap();
     let input = random(&mut r, n * 3 * size * size);
-    let got = eval.logits(g, &input).unwrap();
+    let got = block_on(eval.logits(g, &input)).unwrap();
 
     let c = Cpu { t: &ck.tensors, n };
     let arch = &state.arch;
@@ -104,8 +105,8 @@ fn check_eval_graph(n: usize, size: usize) {
     params.iter_mut().enumerate().for_each(|(i, v)| *v *= 1.0 + 0.2 * ((i % 7) as f32 - 3.0) / 3.0);
     g.write(&state.params, &params);
     eval.weights_changed();
-    let again = eval.logits(g, &input).unwrap();
-    let fresh = Evaluator::new(g, &state, n, (size, size), 0.0).unwrap().logits(g, &input).unwrap();
+    let again = block_on(eval.logits(g, &input)).unwrap();
+    let fresh = block_on(Evaluator::new(g, &state, n, (size, size), 0.0).unwrap().logits(g, &input)).unwrap();
     assert!(!eval.graph.prepare.is_empty(), "the dense layers should read transposed weights");
     assert_eq!(again, fresh, "logits after weights_changed");
     assert_ne!(again, got, "the new weights should change the logits");

@@ -15,25 +15,11 @@ fn rel_l2(x: &[f32], e: &[f32]) -> f64 {
     d / n.max(1e-6)
 }
 
-/// Expected values as their generator meant them. The reference's make_golden.py saves the
-/// linear-layer gradients as `g.T`, a Fortran-ordered view whose raw buffer safetensors.numpy
-/// writes as is: the stored data is [in, out] under an [out, in] shape. Files written through
-/// tools/make_golden.py carry `spgnet.contiguous` and need no repair.
-fn expected_tensor(f: &TensorFile, name: &str) -> Vec<f32> {
-    let t = f.floats(name).unwrap();
-    let scrambled = f.metadata().get("spgnet.contiguous").is_none() && (name == "grad.fc.weight" || name == "grad.linear.weight");
-    if !scrambled {
-        return t.data;
-    }
-    let (rows, cols) = (t.shape[0], t.shape[1]);
-    // stored[i * rows + o] holds grad[o, i]
-    (0..rows * cols).map(|k| t.data[(k % cols) * rows + k / cols]).collect()
-}
-
 fn check_golden(dir: &Path) {
     let gpu = common::gpu();
-    let ours = spgnet::debug_step::run(gpu, &dir.join("weights.safetensors"), &dir.join("batch.safetensors"), 2, 0.1, TrainOptions::default())
-        .expect("debug step");
+    let ck = spgnet::checkpoint::load(&dir.join("weights.safetensors")).unwrap();
+    let batch = spgnet::debug_step::parse_batch(&TensorFile::open(&dir.join("batch.safetensors")).unwrap(), ck.config.num_classes).unwrap();
+    let ours = pollster::block_on(spgnet::debug_step::run(gpu, &ck, &batch, 2, 0.1, TrainOptions::default())).expect("debug step");
     let ours: HashMap<String, (Vec<usize>, Vec<f32>)> = ours.into_iter().map(|(n, s, d)| (n, (s, d))).collect();
     let expected = TensorFile::open(&dir.join("expected.safetensors")).unwrap();
     let baseline = TensorFile::open(&dir.join("expected-f32.safetensors")).unwrap();
@@ -41,12 +27,12 @@ fn check_golden(dir: &Path) {
     let names = expected.names();
     assert!(names.len() > 500, "golden holds {} tensors", names.len());
     for name in &names {
-        let e = expected_tensor(&expected, name);
+        let e = expected.floats(name).unwrap().data;
         let (shape, x) = ours.get(name).unwrap_or_else(|| panic!("{}: we produce no '{name}'", dir.display()));
         assert_eq!(Some(shape.clone()), expected.shape(name), "{name}: shape");
         assert!(x.iter().all(|v| v.is_finite()), "{name}: non-finite values");
         let err = rel_l2(x, &e);
-        let allowed = (3.0 * rel_l2(&expected_tensor(&baseline, name), &e)).max(1e-3);
+        let allowed = (3.0 * rel_l2(&baseline.floats(name).unwrap().data, &e)).max(1e-3);
         if err > allowed {
             failures.push(format!("{name}: error {err:.2e} > allowed {allowed:.2e}"));
         }
@@ -63,7 +49,7 @@ fn training_step_matches_the_paddle_reference() {
         return;
     }
     check_golden(&shipped);
-    // More goldens made with tools/make_golden.py, e.g. SPGNET_GOLDEN_DIRS=/tmp/golden/a:/tmp/golden/b
+    // More goldens made with ../shared/reference/make_golden.py, e.g. SPGNET_GOLDEN_DIRS=/tmp/golden/a:/tmp/golden/b
     if let Ok(dirs) = std::env::var("SPGNET_GOLDEN_DIRS") {
         for d in dirs.split(':').filter(|d| !d.is_empty()) {
             check_golden(Path::new(d));

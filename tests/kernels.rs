@@ -9,7 +9,7 @@ use spgnet::gpu::Tensor;
 use spgnet::ops::batchnorm::{self, BnIo, BnShape};
 use spgnet::ops::conv::{self, ConvShape};
 use spgnet::ops::pool::{self, PoolShape};
-use spgnet::ops::{elementwise, linear, loss, sgd};
+use spgnet::ops::{dense, elementwise, gemm, linear, loss, sgd};
 use spgnet::reference as cpu;
 
 const REDUCTION_TOL: f64 = 1e-4;
@@ -62,11 +62,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     let (forward, layout) = conv::forward_sharing(g, &s, &xt, &wt, &y_shared);
     launches.extend(forward);
     launches.extend(conv::backward_data_sharing(g, &s, &dyt, &wt, &layout, &dx_shared));
-    launches.push(conv::forward_by_pixel(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
+    launches.push(conv::forward_by_pixel(g, &s, gemm::Tile { tm: 8, nv: 2, wg: 8 }, &xt, &wt, &y_by_pixel));
     launches.extend(conv::backward_weight(g, &s, &dyt, &xt, &dw));
-    launches.extend(conv::backward_weight_by_tap(g, &s, conv::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
+    launches.extend(conv::backward_weight_by_tap(g, &s, gemm::Tile { tm: 2, nv: 2, wg: 8 }, &dyt, &xt, &dw_by_tap));
     // All nine taps per lane (3x3 only), with both of the tiles the host picks from.
-    let nine_tap_tiles = [conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 2, nv: 2, wg: 8 }];
+    let nine_tap_tiles = [gemm::Tile { tm: 4, nv: 1, wg: 8 }, gemm::Tile { tm: 2, nv: 2, wg: 8 }];
     let dw_nine_taps: Vec<Tensor> = nine_tap_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_nine_taps")).collect();
     if s.k == 3 {
         for (tile, dw) in nine_tap_tiles.iter().zip(&dw_nine_taps) {
@@ -77,11 +77,11 @@ fn check_conv(s: ConvShape, seed: u64) {
     let nhwc = s.cog() % 4 == 0 && s.cig() % 4 == 0;
     let dw_nhwc = g.zeros(&s.weight_shape(), "dw_nhwc");
     if nhwc {
-        launches.extend(conv::backward_weight_nhwc(g, &s, conv::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
+        launches.extend(conv::backward_weight_nhwc(g, &s, gemm::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
     // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is
     // not), one run per lane or two neighbouring ones where they divide a row
-    let fwd_row_tiles: Vec<conv::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)].into_iter().filter(|&(_, nv)| (s.w / 4) % nv == 0).map(|(tm, nv)| conv::Tile { tm, nv: nv as u32, wg: 8 }).collect();
+    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)].into_iter().filter(|&(_, nv)| (s.w / 4) % nv == 0).map(|(tm, nv)| gemm::Tile { tm, nv: nv as u32, wg: 8 }).collect();
     let fwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cog() % 4 == 0;
     let y_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.output_shape(), "y_rows")).collect();
     if fwd_rows {
@@ -98,7 +98,7 @@ fn check_conv(s: ConvShape, seed: u64) {
         }
     }
     // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
-    let row_tiles = [conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 4, nv: 4, wg: 8 }];
+    let row_tiles = [gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 4, nv: 4, wg: 8 }];
     let by_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0;
     let dw_rows: Vec<Tensor> = row_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_rows")).collect();
     if by_rows {
@@ -261,7 +261,7 @@ fn conv_on_tiny_maps_as_dense_gemms() {
 fn conv_large_shapes_span_workgroups_in_every_dimension() {
     // Many column tiles (x), several row tiles (y), several groups (z), and a split-K weight gradient.
     let s = ConvShape { n: 6, cin: 36, h: 16, w: 15, cout: 54, groups: 3, k: 3, stride: 1 };
-    let t = conv::Tile::for_forward(s.cog(), s.n * s.oh() * s.ow());
+    let t = gemm::Tile::for_forward(s.cog(), s.n * s.oh() * s.ow());
     let grid = t.grid(s.cog(), s.n * s.oh() * s.ow(), s.groups);
     assert!(grid.iter().all(|&d| d > 1), "grid {grid:?} should exceed one workgroup everywhere");
     check_conv(s, 100);
@@ -491,7 +491,7 @@ fn transpose_in_4x4_blocks() {
     for (rows, cols) in [(12, 8), (4, 4), (8, 2_099_200)] {
         let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
         let t = g.zeros(&[cols, rows], "t");
-        let l = linear::transpose(g, (rows, cols), &up(&a, &[rows, cols]), &t);
+        let l = gemm::transpose(g, (rows, cols), &up(&a, &[rows, cols]), &t);
         assert_eq!(l.workgroups[1] > 1, rows * cols > 65535 * 8 * 16, "grid {:?}", l.workgroups);
         g.run(&[l]).unwrap();
         let expected: Vec<f64> = (0..cols * rows).map(|i| a[(i % rows) * cols + i / rows] as f64).collect();
@@ -505,7 +505,7 @@ fn transpose_in_4x4_blocks() {
     for (count, rows, cols) in [(3, 12, 20), (5, 3, 9), (3, 8, 49), (2, 96, 9), (1, 4, 1), (1, 4, 524_289)] {
         let a: Vec<f32> = (0..count * rows * cols).map(|i| i as f32).collect();
         let t = g.zeros(&[count, cols, rows], "t");
-        g.run(&[linear::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();
+        g.run(&[gemm::transpose_each(g, (count, rows, cols), &up(&a, &[count, rows, cols]), &t)]).unwrap();
         let expected: Vec<f64> = (0..count * cols * rows)
             .map(|i| {
                 let (z, r) = (i / (rows * cols), i % (rows * cols));
@@ -658,9 +658,7 @@ fn sgd_momentum_weight_decay_and_ema() {
         assert_eq!(step.len(), (len >= 4) as usize + (len % 4 != 0) as usize);
         let (mut p, mut v) = (f64s(&p0), f64s(&v0));
         for lr in [0.1f32, 0.05, 0.01] {
-            for l in &step {
-                g.queue.write_buffer(&l.params, sgd::LR_OFFSET, bytemuck::bytes_of(&lr));
-            }
+            sgd::set_learning_rate(g, &step, lr);
             g.run(&step).unwrap();
             cpu::sgd_step(&mut p, &f64s(&grad), &mut v, lr as f64, 0.9, 5e-4);
         }
@@ -669,8 +667,11 @@ fn sgd_momentum_weight_decay_and_ema() {
         // The weight EMA over the same lengths: shadow = d * shadow + (1 - d) * value.
         let shadow0 = random(&mut r, len);
         let shadow = up(&shadow0, &[len]);
-        g.run(&sgd::ema(g, &pt, &shadow, 0.9)).unwrap();
-        let d = 0.9f32 as f64;
+        // built with one decay, run with another: set_ema_decay rewrites what the launches read
+        let ema = sgd::ema(g, &pt, &shadow, 0.9);
+        sgd::set_ema_decay(g, &ema, 0.8);
+        g.run(&ema).unwrap();
+        let d = 0.8f32 as f64;
         let want: Vec<f64> = f64s(&shadow0).iter().zip(&p).map(|(s, v)| d * s + (1.0 - d) * v).collect();
         assert_close(&format!("ema, {len} values"), &read(&shadow), &want, ELEMENTWISE_TOL);
     }
@@ -692,26 +693,26 @@ fn plain_matmul_with_transposed_operands() {
         let (att, btt) = (up(&a_t, &[k, m]), up(&b_t, &[n, k]));
         let (c1, c2) = (g.zeros(&[m, n], "c1"), g.zeros(&[m, n], "c2"));
         g.run(&[
-            linear::matmul(g, (m, n, k), (&at, linear::Strides::rows(k)), (&bt, linear::Strides::rows(n)), &c1),
-            linear::matmul(g, (m, n, k), (&att, linear::Strides::transposed(m)), (&btt, linear::Strides::transposed(k)), &c2),
+            gemm::matmul(g, (m, n, k), (&at, gemm::Strides::rows(k)), (&bt, gemm::Strides::rows(n)), &c1),
+            gemm::matmul(g, (m, n, k), (&att, gemm::Strides::transposed(m)), (&btt, gemm::Strides::transposed(k)), &c2),
         ])
         .unwrap();
         assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
         // the vec4 kernels where their layout allows, with every tile shape the benches try
-        for tile in [linear::DENSE_TILE, conv::Tile { tm: 4, nv: 1, wg: 8 }, conv::Tile { tm: 8, nv: 2, wg: 8 }, conv::Tile { tm: 16, nv: 2, wg: 8 }] {
+        for tile in [dense::DENSE_TILE, gemm::Tile { tm: 4, nv: 1, wg: 8 }, gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 16, nv: 2, wg: 8 }] {
             if n % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nn4");
-                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&at, linear::Strides::rows(k)), &bt, linear::Columns::matrix(n), &c)]).unwrap();
+                g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&at, gemm::Strides::rows(k)), &bt, gemm::Columns::matrix(n), &c)]).unwrap();
                 assert_close(&format!("matmul_nn4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
                 // A given transposed: matmul_tn4 (vec4s of four rows) where m comes in fours
                 let c = g.zeros(&[m, n], "c_tn4");
-                g.run(&[linear::matmul_nn4(g, tile, (m, n, k), (&att, linear::Strides::transposed(m)), &bt, linear::Columns::matrix(n), &c)]).unwrap();
+                g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&att, gemm::Strides::transposed(m)), &bt, gemm::Columns::matrix(n), &c)]).unwrap();
                 assert_close(&format!("matmul_nn4 with A transposed {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
             }
             if k % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nt4");
-                g.run(&[linear::matmul_nt4(g, tile, (m, n, k), &at, &btt, &c)]).unwrap();
+                g.run(&[gemm::matmul_nt4(g, tile, (m, n, k), &at, &btt, &c)]).unwrap();
                 assert_close(&format!("matmul_nt4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
             }
         }
@@ -732,7 +733,7 @@ fn check_conv_bn_eval(s: ConvShape, slices: conv::Slices, relu: bool, seed: u64)
     let y_before = random(&mut r, n * slices.y_channels * oh * ow);
     let y = up(&y_before, &[n, slices.y_channels, oh, ow]);
     let (mt, vt, gt, bt) = (up(&mean, &[s.cout]), up(&var, &[s.cout]), up(&gamma, &[s.cout]), up(&beta, &[s.cout]));
-    let bn = conv::BnEval { mean: &mt, var: &vt, gamma: &gt, beta: &bt, relu };
+    let bn = batchnorm::BnEval { mean: &mt, var: &vt, gamma: &gt, beta: &bt, relu };
     let xt = up(&x_wide, &[n, slices.x_channels, h, w]);
     g.run(&conv::forward_bn(g, &s, slices, &xt, &up(&wt, &s.weight_shape()), &bn, &y)).unwrap();
 

@@ -40,7 +40,7 @@ fn shipped_model_metadata_and_accuracy() {
 #[test]
 fn png_files_are_labelled_as_often_as_eval_says() {
     let n = 200;
-    let splits = spgnet::data::load(spgnet::data::Kind::FashionMnist, Path::new(FASHION), 0.1, 0).unwrap();
+    let splits = spgnet::datasets::load(spgnet::data::Kind::FashionMnist, Path::new(FASHION), 0.1, 0).unwrap();
     let test = splits.test;
     let dir = tempfile::tempdir().unwrap();
     let (gray, rgb) = (dir.path().join("gray"), dir.path().join("rgb"));

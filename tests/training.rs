@@ -147,11 +147,11 @@ fn training_steps_after_the_first_create_no_buffers() {
     let input = vec![0.5f32; 4 * 28 * 28];
     let labels = [1, 2, 3, 4];
     t.step(gpu, &input, &labels, 0.1, 0).unwrap();
-    t.metrics(gpu).unwrap();
+    pollster::block_on(t.metrics(gpu)).unwrap();
     let after_first = gpu.buffers_created();
     for i in 1..4 {
         t.step(gpu, &input, &labels, 0.1, i).unwrap();
-        t.metrics(gpu).unwrap();
+        pollster::block_on(t.metrics(gpu)).unwrap();
     }
     assert_eq!(gpu.buffers_created(), after_first, "steps 2-4 created GPU buffers");
 }

@@ -1,12 +1,50 @@
 //! BatchNorm 2-D / 1-D with optional fused ReLU (shaders/batchnorm.wgsl).
 
-use crate::gpu::{f, Access, Gpu, KernelSpec, Launch, Tensor};
+use crate::gpu::{Gpu, KernelSpec, Launch, Source, Tensor};
 use std::sync::Arc;
-use Access::{Read, ReadWrite};
 
-const SOURCE: &str = include_str!("../../shaders/batchnorm.wgsl");
+const SOURCE: Source = Source { file: "batchnorm.wgsl", text: include_str!("../../shaders/batchnorm.wgsl") };
 pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
+
+crate::kernel_table! {
+    /// The entry points of batchnorm.wgsl: the training kernels each in two layouts (see `layout`).
+    pub enum Kernel in SOURCE {
+        ForwardTrain = "forward_train" [Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
+        ForwardTrainByChannel = "forward_train_by_channel" [Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
+        ApplyEval = "apply_eval" [Read, Read, Read, Read, Read, ReadWrite],
+        Backward = "backward" [Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
+        BackwardByChannel = "backward_by_channel" [Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
+    }
+}
+
+/// The shader's `Bn` uniform.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BnUniform {
+    n: u32,
+    c: u32,
+    hw: u32,
+    relu: u32,
+    eps: f32,
+    momentum: f32,
+    io_total: u32,
+    io_first: u32,
+    y_copy: u32,
+    dy_sum: u32,
+    residual: u32,
+    _pad: u32,
+}
+
+/// BatchNorm in eval mode folded into a GEMM's or conv's epilogue (shaders/bn_epilogue.wgsl):
+/// the running statistics and affine of the layer, and whether a ReLU follows.
+pub struct BnEval<'a> {
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    pub relu: bool,
+}
 
 /// Data laid out [n, c, hw]; hw = 1 for BatchNorm1d.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,25 +68,13 @@ fn vector_width(s: &BnShape) -> u32 {
     if s.hw % 4 == 0 { 4 } else { 1 }
 }
 
-fn spec(entry: &'static str, vw: u32) -> KernelSpec {
-    let bindings: &'static [Access] = match entry {
-        "forward_train" | "forward_train_by_channel" => &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
-        "apply_eval" => &[Read, Read, Read, Read, Read, ReadWrite],
-        "backward" | "backward_by_channel" => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
-        _ => unreachable!("no batchnorm kernel {entry}"),
-    };
+/// The kernel reading activations as V: vec4<f32> (vw = 4) or f32, summed by `total`.
+pub fn spec(kernel: Kernel, vw: u32) -> KernelSpec {
     let (ty, total) = match vw {
         4 => ("vec4<f32>", "v.x + v.y + v.z + v.w"),
         _ => ("f32", "v"),
     };
-    KernelSpec::new("batchnorm.wgsl", SOURCE, entry, bindings)
-        .with_const("VW", vw)
-        .with_decl(&format!("alias V = {ty};\nfn total(v: V) -> f32 {{ return {total}; }}"))
-}
-
-pub fn kernels() -> Vec<KernelSpec> {
-    let entries = ["forward_train", "forward_train_by_channel", "apply_eval", "backward", "backward_by_channel"];
-    [1, 4].into_iter().flat_map(|vw| entries.into_iter().map(move |e| spec(e, vw))).collect()
+    KernelSpec::of(kernel).with_const("VW", vw).with_decl(&format!("alias V = {ty};\nfn total(v: V) -> f32 {{ return {total}; }}"))
 }
 
 /// Grid of the elementwise kernels: lanes over images (workgroups of 8), y over channels.
@@ -96,8 +122,21 @@ pub fn params(gpu: &Gpu, s: &BnShape, relu: bool) -> BnParams {
 pub fn params_io(gpu: &Gpu, s: &BnShape, relu: bool, io: BnIo) -> BnParams {
     assert!(io.first + s.c <= io.total, "{s:?}: channels {}.. of {} out of range", io.first, io.total);
     assert!(!(io.residual && relu), "{s:?}: a residual BN applies its ReLU after the shortcut, not before");
-    let (t, fi, yc, ds, res) = (io.total as u32, io.first as u32, io.y_copy as u32, io.dy_sum as u32, io.residual as u32);
-    BnParams { buffer: gpu.params(&[s.n as u32, s.c as u32, s.hw as u32, relu as u32, f(EPS), f(MOMENTUM), t, fi, yc, ds, res, 0]), io }
+    let u = BnUniform {
+        n: s.n as u32,
+        c: s.c as u32,
+        hw: s.hw as u32,
+        relu: relu as u32,
+        eps: EPS,
+        momentum: MOMENTUM,
+        io_total: io.total as u32,
+        io_first: io.first as u32,
+        y_copy: io.y_copy as u32,
+        dy_sum: io.dy_sum as u32,
+        residual: io.residual as u32,
+        _pad: 0,
+    };
+    BnParams { buffer: gpu.params(&u), io }
 }
 
 /// The length of y (forward) and dy (backward) under `io`: n images of `total` channels.
@@ -127,8 +166,8 @@ pub fn forward_train(
     // Without a second output (or a shortcut) the kernel never touches binding 8 (9): y (x)
     // stands in for it.
     let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y), shortcut.unwrap_or(x)];
-    let (entry, grid) = layout("forward_train", s);
-    vec![gpu.launch("bn.forward_train", &spec(entry, vector_width(s)), &p.buffer, &bindings, grid)]
+    let (kernel, grid) = layout(Kernel::ForwardTrain, s);
+    vec![gpu.launch("bn.forward_train", &spec(kernel, vector_width(s)), &p.buffer, &bindings, grid)]
 }
 
 /// Which of a training kernel's two layouts runs `s`: a workgroup per channel (a tree
@@ -136,18 +175,18 @@ pub fn forward_train(
 /// a channel holds at most BY_CHANNEL_MAX values (per-workgroup cost dominates there).
 pub const BY_CHANNEL_MAX: usize = 1024;
 
-fn layout(entry: &'static str, s: &BnShape) -> (&'static str, [u32; 3]) {
+fn layout(kernel: Kernel, s: &BnShape) -> (Kernel, [u32; 3]) {
     if s.n * s.hw <= BY_CHANNEL_MAX {
-        let by_channel = if entry == "backward" { "backward_by_channel" } else { "forward_train_by_channel" };
+        let by_channel = if kernel == Kernel::Backward { Kernel::BackwardByChannel } else { Kernel::ForwardTrainByChannel };
         (by_channel, [(s.c as u32).div_ceil(8), 1, 1])
     } else {
-        (entry, [s.c as u32, 1, 1])
+        (kernel, [s.c as u32, 1, 1])
     }
 }
 
 /// Eval forward with the running statistics.
 pub fn forward_eval(gpu: &Gpu, p: &BnParams, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_eval", &spec("apply_eval", vector_width(s)), &p.buffer, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
+    gpu.launch("bn.apply_eval", &spec(Kernel::ApplyEval, vector_width(s)), &p.buffer, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, then dx
@@ -170,6 +209,6 @@ pub fn backward(
     let (dgamma, dbeta) = grads;
     let io = &p.io;
     assert!(dy.len() == io_len(s, io) && dy2.is_some() == io.dy_sum, "BN backward {s:?} {io:?}: dy of {} values, dy2 {}", dy.len(), dy2.is_some());
-    let (entry, grid) = layout("backward", s);
-    vec![gpu.launch("bn.backward", &spec(entry, vector_width(s)), &p.buffer, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
+    let (kernel, grid) = layout(Kernel::Backward, s);
+    vec![gpu.launch("bn.backward", &spec(kernel, vector_width(s)), &p.buffer, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
 }

@@ -1,74 +1,27 @@
-//! GPU context: adapter choice, tensors in storage buffers, a pipeline cache and
-//! pre-built dispatches ("launches") that a step records into one compute pass.
+//! The GPU engine: adapter and device, tensors in storage buffers, a pipeline cache and
+//! pre-built dispatches ("launches") that a step records into one compute pass. Portable:
+//! readbacks are async (`read_async`); native code blocks on them with `read`.
+
+mod kernel;
+mod launch;
+mod tensor;
+
+pub use kernel::{Access, Entry, KernelSpec, Source, UNIFORM_VEC4S};
+use kernel::uniform_vec4_binding;
+pub use launch::{grid_1d, record, Launch};
+pub use tensor::Tensor;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
-use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// vec4s in a binding read as Access::Uniform: 64 KiB, the WebGPU minimum of
-/// max_uniform_buffer_binding_size (so every adapter takes it).
-pub const UNIFORM_VEC4S: usize = 4096;
+/// The most storage buffers one of spgnet's kernels binds (BatchNorm's backward with a
+/// two-term gradient: 9; tests/shaders.rs checks the kernel tables against it). Vulkan, Metal
+/// and DX12 adapters offer 31 or more per shader stage; `Gpu` refuses an adapter with fewer.
+pub const STORAGE_BUFFERS_NEEDED: u32 = 9;
 
-/// `source` with its read-only `array<vec4<f32>>` declarations at `binding` turned uniform.
-fn uniform_vec4_binding(source: &str, binding: usize) -> String {
-    let head = format!("@binding({binding}) var<storage, read> ");
-    source
-        .lines()
-        .map(|line| match line.split_once(&head) {
-            Some((before, rest)) if rest.ends_with(": array<vec4<f32>>;") => {
-                let name = rest.trim_end_matches(": array<vec4<f32>>;");
-                format!("{before}@binding({binding}) var<uniform> {name}: array<vec4<f32>, {UNIFORM_VEC4S}>;")
-            }
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// How a kernel sees one of its storage bindings (binding 0 is always its uniform parameters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Access {
-    Read,
-    ReadWrite,
-    /// Read through a uniform binding: a read-only `array<vec4<f32>>` of the shader becomes
-    /// `var<uniform>` with UNIFORM_VEC4S elements (the tensor must hold that many floats x 4).
-    /// lavapipe gathers uniform loads branch-free, but runs every storage load as a loop over
-    /// the lanes with a bounds test per lane: a kernel's small operand (a conv's weights)
-    /// reads 1.5x faster from here (benches/tiles.rs, fwd_wt).
-    Uniform,
-}
-
-/// One entry point of one WGSL file, with the constants appended to its source.
-#[derive(Clone, Debug)]
-pub struct KernelSpec {
-    pub file: &'static str,
-    pub source: &'static str,
-    pub entry: &'static str,
-    pub bindings: &'static [Access],
-    /// WGSL `const` declarations appended after the file (so line numbers stay true).
-    pub constants: String,
-}
-
-impl KernelSpec {
-    pub fn new(file: &'static str, source: &'static str, entry: &'static str, bindings: &'static [Access]) -> Self {
-        KernelSpec { file, source, entry, bindings, constants: String::new() }
-    }
-    pub fn with_const(mut self, name: &str, value: u32) -> Self {
-        self.constants.push_str(&format!("const {name}: u32 = {value}u;\n"));
-        self
-    }
-    /// Any other module-scope declaration (an alias, a helper function) appended the same way.
-    pub fn with_decl(mut self, decl: &str) -> Self {
-        self.constants.push_str(decl);
-        self.constants.push('\n');
-        self
-    }
-    pub fn full_source(&self) -> String {
-        format!("{}\n{}", self.source, self.constants)
-    }
-}
-
+#[cfg(not(target_arch = "wasm32"))]
 /// Which backends `--backend` may name.
 pub fn parse_backends(name: &str) -> Result<wgpu::Backends> {
     Ok(match name.to_ascii_lowercase().as_str() {
@@ -79,67 +32,6 @@ pub fn parse_backends(name: &str) -> Result<wgpu::Backends> {
         "primary" | "auto" => wgpu::Backends::PRIMARY,
         other => bail!("unknown backend '{other}': use vulkan, metal, dx12, gl or auto"),
     })
-}
-
-/// A view of `len` f32 (or u32) values in a storage buffer, with a logical shape.
-#[derive(Clone, Debug)]
-pub struct Tensor {
-    pub buffer: Arc<wgpu::Buffer>,
-    /// Offset in bytes; a multiple of the adapter's storage offset alignment.
-    pub offset: u64,
-    pub shape: Vec<usize>,
-}
-
-impl Tensor {
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn bytes(&self) -> u64 {
-        self.len() as u64 * 4
-    }
-    pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: NonZeroU64::new(self.bytes().max(4)),
-        })
-    }
-    /// The binding of a tensor read as Access::Uniform: UNIFORM_VEC4S vec4s from its start
-    /// (see Gpu::uniform_view).
-    pub fn uniform_binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: NonZeroU64::new(UNIFORM_VEC4S as u64 * 16) })
-    }
-    /// The `len` values from value `from` on, as a flat tensor on the same storage.
-    pub fn slice(&self, from: usize, len: usize) -> Tensor {
-        Tensor { buffer: self.buffer.clone(), offset: self.offset + from as u64 * 4, shape: vec![len] }
-    }
-    /// Same storage, another shape with the same number of values.
-    pub fn reshape(&self, shape: &[usize]) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape changes the size");
-        Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: shape.to_vec() }
-    }
-}
-
-/// A recorded dispatch: pipeline, its bind group and grid. Built once, replayed every step
-/// (benchmarks clone one to record it many times; the GPU objects are shared, not copied).
-#[derive(Clone)]
-pub struct Launch {
-    pub label: String,
-    pub pipeline: Arc<wgpu::ComputePipeline>,
-    pub bind_group: wgpu::BindGroup,
-    pub workgroups: [u32; 3],
-    /// The kernel's uniform parameters; steps may rewrite fields (learning rate, dropout seed).
-    pub params: Arc<wgpu::Buffer>,
-    /// Floating-point operations of one dispatch (for per-layer GFLOP/s reports).
-    pub flops: f64,
-    /// The network layer it belongs to ("" outside a network), for per-layer profiles.
-    pub layer: String,
-    /// It only re-lays out weights (a transposed copy): an eval graph runs it once per
-    /// change of the weights instead of in every pass (network.rs, Evaluator).
-    pub weight_layout: bool,
 }
 
 /// A compiled pipeline: (file, entry, appended constants, the bindings' declared access).
@@ -158,21 +50,24 @@ pub struct Gpu {
     /// Set by the device-lost callback.
     lost: Arc<Mutex<Option<String>>>,
     staging: Mutex<Vec<wgpu::Buffer>>,
-    created: std::sync::atomic::AtomicUsize,
-    created_bytes: std::sync::atomic::AtomicU64,
+    created: AtomicUsize,
+    created_bytes: AtomicU64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 const NO_ADAPTER_HELP: &str = "no GPU adapter found: install a Vulkan, Metal or DX12 driver; \
 on a CPU-only Linux machine install Mesa's lavapipe (Debian/Ubuntu: apt-get install mesa-vulkan-drivers)";
 
 impl Gpu {
     /// Open the default adapter, honouring WGPU_BACKEND and WGPU_ADAPTER_NAME.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu> {
         Self::with_backend(None)
     }
 
     /// Open an adapter on the named backend (`vulkan`, `metal`, `dx12`, `gl`, `auto`), or the
     /// environment's choice when `None`. GL is only used when nothing else exists.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_backend(backend: Option<&str>) -> Result<Gpu> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let explicit = match backend {
@@ -207,10 +102,21 @@ impl Gpu {
         };
         adapters.sort_by_key(rank);
         let adapter = adapters.into_iter().next().ok_or_else(|| anyhow!(NO_ADAPTER_HELP))?;
-        Self::from_adapter(adapter)
+        pollster::block_on(Self::from_adapter(adapter))
+    }
+
+    /// The browser's (or the platform's default) high-performance adapter, awaited.
+    pub async fn request() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .await
+            .map_err(|e| anyhow!("no WebGPU adapter ({e}): use a browser with WebGPU enabled (Chrome, Edge, Safari 26, Firefox 141 or newer)"))?;
+        Self::from_adapter(adapter).await
     }
 
     /// Adapters this machine offers, one line each.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters() -> Vec<String> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
@@ -219,10 +125,11 @@ impl Gpu {
             .collect()
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    /// Open the device on `adapter` with the features spgnet uses where the adapter has them.
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let needed = crate::ops::max_storage_bindings();
+        let needed = STORAGE_BUFFERS_NEEDED;
         if limits.max_storage_buffers_per_shader_stage < needed {
             bail!(
                 "adapter {} offers {} storage buffers per shader stage, spgnet's kernels bind up to {needed}: choose another adapter with --backend (Vulkan, Metal and DX12 offer 31 or more)",
@@ -237,13 +144,15 @@ impl Gpu {
         if subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("spgnet"),
-            required_features: adapter.features() & wanted,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .with_context(|| format!("could not open the device on adapter {}", describe(&info)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("spgnet"),
+                required_features: adapter.features() & wanted,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("could not open the device on adapter {}", describe(&info)))?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -292,18 +201,18 @@ impl Gpu {
 
     /// Buffers this context has created so far (a training step after the first creates none).
     pub fn buffers_created(&self) -> usize {
-        self.created.load(std::sync::atomic::Ordering::Relaxed)
+        self.created.load(Ordering::Relaxed)
     }
 
     /// Bytes of all buffers this context has created so far; none is freed while a model's
     /// graphs live, so after a step and a pass this is the peak (bench).
     pub fn bytes_created(&self) -> u64 {
-        self.created_bytes.load(std::sync::atomic::Ordering::Relaxed)
+        self.created_bytes.load(Ordering::Relaxed)
     }
 
     fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
-        self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.created_bytes.fetch_add(desc.size, std::sync::atomic::Ordering::Relaxed);
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.created_bytes.fetch_add(desc.size, Ordering::Relaxed);
         self.device.create_buffer(desc)
     }
 
@@ -342,13 +251,20 @@ impl Gpu {
         }
     }
 
-    /// Copy a tensor back to the host (waits for all submitted work).
+    /// Copy a tensor back to the host once all submitted work is done (blocks; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes(&t.buffer, t.offset, t.bytes())?;
+        pollster::block_on(self.read_async(t))
+    }
+
+    /// Copy a tensor back to the host once all submitted work is done.
+    pub async fn read_async(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(&t.buffer, t.offset, t.bytes()).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    /// `bytes` bytes of `buffer` from `offset`, through a (reused) staging buffer.
+    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -370,14 +286,16 @@ impl Gpu {
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..padded);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Natively the map completes inside poll; the browser completes it on its own.
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| self.failure(format!("GPU device lost while waiting for results: {e}")))?;
-        rx.recv()
+        rx.await
             .map_err(|_| self.failure("GPU readback was cancelled".into()))?
             .map_err(|e| self.failure(format!("GPU readback failed: {e}")))?;
         let data = slice.get_mapped_range().map_err(|e| self.failure(format!("GPU readback failed: {e:?}")))?.to_vec();
@@ -434,7 +352,7 @@ impl Gpu {
 
     /// The compiled pipeline of a kernel; each (file, entry, constants) compiles once.
     pub fn pipeline(&self, spec: &KernelSpec) -> Arc<wgpu::ComputePipeline> {
-        self.pipeline_with(spec, spec.bindings)
+        self.pipeline_with(spec, &spec.bindings)
     }
 
     /// The pipeline of `spec` with its bindings declared as `bindings` (see `launch`).
@@ -461,7 +379,11 @@ impl Gpu {
         // stores are guarded), which tests/kernels.rs proves against the CPU reference on
         // ragged shapes; without wgpu's injected bounds and loop checks lavapipe runs them
         // about 1.3x faster.
+        #[cfg(not(target_arch = "wasm32"))]
         let module = unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) };
+        // The browser compiles WGSL itself and keeps its own checks.
+        #[cfg(target_arch = "wasm32")]
+        let module = self.device.create_shader_module(desc);
         let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(spec.entry),
             layout: Some(&layout.1),
@@ -474,18 +396,26 @@ impl Gpu {
         pipeline
     }
 
-    /// A small uniform buffer holding a kernel's parameters (u32 words; f32 as bits).
-    pub fn params(&self, words: &[u32]) -> Arc<wgpu::Buffer> {
-        let mut padded = words.to_vec();
-        padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
+    /// A small uniform buffer holding a kernel's parameters: one of the `#[repr(C)]` structs
+    /// that mirror the shaders' uniform structs (ops::*), padded to 16 bytes.
+    pub fn params<P: bytemuck::Pod>(&self, params: &P) -> Arc<wgpu::Buffer> {
+        let bytes = bytemuck::bytes_of(params);
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
         let buf = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: padded.len() as u64 * 4,
+            size: padded.len() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(&padded));
+        self.queue.write_buffer(&buf, 0, &padded);
         Arc::new(buf)
+    }
+
+    /// Rewrite one field of a launch's parameters (at `offset`, from `std::mem::offset_of!`
+    /// on its params struct) before the next submit: a step's learning rate, a dropout seed.
+    pub fn write_param<T: bytemuck::Pod>(&self, params: &wgpu::Buffer, offset: usize, value: T) {
+        self.queue.write_buffer(params, offset as u64, bytemuck::bytes_of(&value));
     }
 
     /// Whether `floats` values fit a binding read as Access::Uniform on this adapter.
@@ -543,7 +473,7 @@ impl Gpu {
             .iter()
             .zip(tensors)
             .map(|(&a, t)| {
-                let written_too = tensors.iter().zip(spec.bindings).any(|(u, &b)| b == Access::ReadWrite && Arc::ptr_eq(&u.buffer, &t.buffer));
+                let written_too = tensors.iter().zip(&spec.bindings).any(|(u, &b)| b == Access::ReadWrite && Arc::ptr_eq(&u.buffer, &t.buffer));
                 if written_too { Access::ReadWrite } else { a }
             })
             .collect();
@@ -569,9 +499,9 @@ impl Gpu {
 
     /// A bind group that satisfies the layout with tiny buffers (for launches that never run).
     fn empty_bind_group(&self, spec: &KernelSpec) -> wgpu::BindGroup {
-        let layout = self.layout(spec.bindings);
+        let layout = self.layout(&spec.bindings);
         let dummy = self.zeros(&[4], "unused");
-        let params = self.params(&[0]);
+        let params = self.params(&[0u32; 4]);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         for i in 0..spec.bindings.len() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: dummy.binding() });
@@ -579,34 +509,25 @@ impl Gpu {
         self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout.0, entries: &entries })
     }
 
-    /// Record launches into one compute pass.
-    pub fn record(pass: &mut wgpu::ComputePass<'_>, launches: &[Launch]) {
-        for l in launches {
-            if l.workgroups.iter().any(|&w| w == 0) {
-                continue;
-            }
-            pass.set_pipeline(&l.pipeline);
-            pass.set_bind_group(0, &l.bind_group, &[]);
-            pass.dispatch_workgroups(l.workgroups[0], l.workgroups[1], l.workgroups[2]);
-        }
-    }
-
     /// Submit launches as one command buffer (one pass) and return without waiting.
     pub fn submit(&self, launches: &[Launch]) {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            Self::record(&mut pass, launches);
+            record(&mut pass, launches);
         }
         self.queue.submit([enc.finish()]);
     }
 
-    /// Submit and wait until the GPU has finished.
+    /// Submit and wait until the GPU has finished (blocks; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, launches: &[Launch]) -> Result<()> {
         self.submit(launches);
         self.wait()
     }
 
+    /// Wait until the GPU has finished all submitted work (blocks; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -624,15 +545,3 @@ fn describe(i: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
 }
 
-/// Split `n` invocations of `wg`-wide workgroups into a grid within the per-dimension limit.
-/// Kernels recover the flat index as `gid.x + gid.y * num_workgroups.x * wg`.
-pub fn grid_1d(n: usize, wg: u32) -> [u32; 3] {
-    let groups = (n as u64).div_ceil(wg as u64).max(1);
-    let x = groups.min(65535);
-    let y = groups.div_ceil(x);
-    [x as u32, y as u32, 1]
-}
-
-pub fn f(x: f32) -> u32 {
-    x.to_bits()
-}

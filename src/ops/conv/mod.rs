@@ -1,0 +1,306 @@
+//! Grouped 2-D convolution (shaders/conv2d.wgsl). Each direction has one file with the
+//! function that chooses its kernel for a shape and the launchers of its candidates:
+//! `forward`, `backward_data`, `backward_weight`; 1x1 convs run as GEMMs (`pointwise`),
+//! convs on tiny maps as dense products per group (`tiny`), 1x1 convs on 1x1 maps as dense
+//! layers (ops::dense).
+
+mod backward_data;
+mod backward_weight;
+mod forward;
+mod pointwise;
+mod tiny;
+
+pub use backward_data::*;
+pub use backward_weight::*;
+pub use forward::*;
+pub use pointwise::*;
+pub use tiny::*;
+
+use super::batchnorm::EPS;
+use super::dense;
+use super::gemm::{a_rows_by_subgroup, matmul_nt4_images, transpose_each, transposed_each, Tile};
+use crate::gpu::{grid_1d, Gpu, KernelSpec, Launch, Source, Tensor};
+use std::sync::Arc;
+
+/// The file, then the BN epilogue its *_bn entries share with matmul.wgsl (after it, so line
+/// numbers in errors stay true).
+const SOURCE: Source = Source { file: "conv2d.wgsl", text: concat!(include_str!("../../../shaders/conv2d.wgsl"), "\n", include_str!("../../../shaders/bn_epilogue.wgsl")) };
+
+crate::kernel_table! {
+    /// The entry points of conv2d.wgsl. Forward kernels bind x, w, y (and the *_bn ones the
+    /// running mean, variance, gamma and beta); the input gradient dy, w, dx; the weight
+    /// gradient dy, x, dw (or its split partial sums).
+    pub enum Kernel in SOURCE {
+        Forward = "forward" [Read, Read, ReadWrite],
+        ForwardBn = "forward_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardWt = "forward_wt" [Read, Read, ReadWrite],
+        ForwardWtBn = "forward_wt_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardByPixel = "forward_by_pixel" [Read, Read, ReadWrite],
+        ForwardByPixelBn = "forward_by_pixel_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardRows = "forward_rows" [Read, Read, ReadWrite],
+        ForwardRowsBn = "forward_rows_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        BackwardData = "backward_data" [Read, Read, ReadWrite],
+        BackwardDataWt = "backward_data_wt" [Read, Read, ReadWrite],
+        BackwardDataRows = "backward_data_rows" [Read, Read, ReadWrite],
+        BackwardWeight = "backward_weight" [Read, Read, ReadWrite],
+        BackwardWeightDyt = "backward_weight_dyt" [Read, Read, ReadWrite],
+        BackwardWeightNhwc = "backward_weight_nhwc" [Read, Read, ReadWrite],
+        BackwardWeightByTap = "backward_weight_by_tap" [Read, Read, ReadWrite],
+        BackwardWeight3x3 = "backward_weight_3x3" [Read, Read, ReadWrite],
+        BackwardWeightRows = "backward_weight_rows" [Read, Read, ReadWrite],
+        /// Adds the weight gradient's split partial sums in a fixed order.
+        SumSplits = "sum_splits" [Read, ReadWrite],
+        /// A tiny-map conv's weights as a dense matrix (see tiny::tiny_map), and back.
+        ExpandTiny = "expand_tiny" [Read, ReadWrite],
+        FoldTiny = "fold_tiny" [Read, ReadWrite],
+    }
+}
+
+/// The shader's `Conv` uniform.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    cig: u32,
+    cog: u32,
+    splits: u32,
+    n_per_split: u32,
+    relu: u32,
+    x_channels: u32,
+    x_first: u32,
+    y_channels: u32,
+    y_first: u32,
+    eps: f32,
+    ky_lo: u32,
+    ky_hi: u32,
+    kx_lo: u32,
+    kx_hi: u32,
+    _pad: [u32; 3],
+}
+
+fn spec(tile: Tile, kernel: Kernel) -> KernelSpec {
+    tile.spec(kernel)
+}
+
+/// The spec of a kernel reading a weight copy, with the copy bound as weight_copy decided.
+fn weight_spec(tile: Tile, kernel: Kernel, uniform: bool) -> KernelSpec {
+    let spec = tile.spec(kernel);
+    if uniform { spec.with_uniform(2) } else { spec }
+}
+
+/// Geometry of one convolution; padding is always k / 2 (SPGNet's "same" convs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub groups: usize,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl ConvShape {
+    pub fn pad(&self) -> usize {
+        self.k / 2
+    }
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad() - self.k) / self.stride + 1
+    }
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad() - self.k) / self.stride + 1
+    }
+    pub fn cig(&self) -> usize {
+        self.cin / self.groups
+    }
+    pub fn cog(&self) -> usize {
+        self.cout / self.groups
+    }
+    /// The kernel rows (or columns) [lo, hi) that touch the image for some output pixel,
+    /// along an axis of `size` inputs and `out` outputs; the others only see padding.
+    pub fn live_taps(&self, size: usize, out: usize) -> (usize, usize) {
+        let (pad, reach) = (self.pad(), (out - 1) * self.stride);
+        (pad.saturating_sub(reach), self.k.min(size + pad))
+    }
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.cin, self.h, self.w]
+    }
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.oh(), self.ow()]
+    }
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.cout, self.cig(), self.k, self.k]
+    }
+    /// Multiply-adds of the forward pass (each direction costs the same).
+    pub fn macs(&self) -> f64 {
+        (self.n * self.cout * self.oh() * self.ow() * self.cig() * self.k * self.k) as f64
+    }
+    pub fn validate(&self) {
+        assert!(self.groups > 0 && self.cin % self.groups == 0 && self.cout % self.groups == 0, "{self:?}: groups must divide channels");
+        assert!(self.k % 2 == 1 && self.stride >= 1, "{self:?}: odd kernel and stride >= 1 expected");
+    }
+}
+
+/// The tensor for a relaid copy of `len` weight values (the *_wt kernels read it four
+/// channels per vec4) and whether it is bound uniform: where the whole copy fits one uniform
+/// binding (Access::Uniform; it is then padded to that binding's size), lavapipe reads it
+/// 1.5x faster than from storage (benches/tiles.rs fwd_wt, 96->96 g6 on 8x8 maps).
+fn weight_copy(gpu: &Gpu, len: usize, label: &str) -> (Tensor, bool) {
+    let uniform = gpu.uniform_fits(len);
+    (if uniform { gpu.zeros_with_uniform_room(len, 0, label) } else { gpu.zeros(&[len], label) }, uniform)
+}
+
+/// Which channels of wider tensors a forward conv reads and writes: x holds `x_channels`
+/// channels and the conv reads `cin` of them from `x_first`; likewise y from `y_first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slices {
+    pub x_channels: usize,
+    pub x_first: usize,
+    pub y_channels: usize,
+    pub y_first: usize,
+}
+
+impl Slices {
+    /// Plain tensors: x has exactly cin channels and y exactly cout.
+    pub fn whole(s: &ConvShape) -> Slices {
+        Slices { x_channels: s.cin, x_first: 0, y_channels: s.cout, y_first: 0 }
+    }
+}
+
+fn params(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize) -> Arc<wgpu::Buffer> {
+    params_with(gpu, s, splits, n_per_split, false, Slices::whole(s))
+}
+
+fn params_with(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize, relu: bool, sl: Slices) -> Arc<wgpu::Buffer> {
+    s.validate();
+    assert!(sl.x_first + s.cin <= sl.x_channels && sl.y_first + s.cout <= sl.y_channels, "{s:?}: slices {sl:?} out of range");
+    let (ky, kx) = (s.live_taps(s.h, s.oh()), s.live_taps(s.w, s.ow()));
+    let u = |x: usize| x as u32;
+    gpu.params(&ConvParams {
+        n: u(s.n),
+        cin: u(s.cin),
+        h: u(s.h),
+        w: u(s.w),
+        cout: u(s.cout),
+        oh: u(s.oh()),
+        ow: u(s.ow()),
+        groups: u(s.groups),
+        k: u(s.k),
+        stride: u(s.stride),
+        pad: u(s.pad()),
+        cig: u(s.cig()),
+        cog: u(s.cog()),
+        splits: u(splits),
+        n_per_split: u(n_per_split),
+        relu: relu as u32,
+        x_channels: u(sl.x_channels),
+        x_first: u(sl.x_first),
+        y_channels: u(sl.y_channels),
+        y_first: u(sl.y_first),
+        eps: EPS,
+        ky_lo: u(ky.0),
+        ky_hi: u(ky.1),
+        kx_lo: u(kx.0),
+        kx_hi: u(kx.1),
+        _pad: [0; 3],
+    })
+}
+
+/// A 1x1 conv on 1x1 maps without groups is a dense layer ([n, c] rows): the vec4 GEMMs of
+/// ops::linear run it when the input channels come in fours.
+fn dense(s: &ConvShape) -> Option<(usize, usize, usize)> {
+    (s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin % 4 == 0).then_some((s.n, s.cin, s.cout))
+}
+
+/// A 1x1 conv (stride 1, no groups) on maps of a multiple of 4 pixels: a GEMM whose columns
+/// are the pixels of each image, read as vec4 by ops::gemm::matmul_nn4.
+fn pointwise(s: &ConvShape) -> Option<usize> {
+    let hw = s.h * s.w;
+    (s.k == 1 && s.stride == 1 && s.groups == 1 && hw % 4 == 0).then_some(hw)
+}
+
+/// One value (or one channel pair) per lane, 64 lanes a workgroup, over a flat grid: the tile
+/// of sum_splits, expand_tiny and fold_tiny.
+const FLAT_TILE: Tile = Tile { tm: 1, nv: 1, wg: 64 };
+
+/// What a training forward re-laid out of its weights that the input gradient reads too:
+/// valid until the weights change, so within one step (built after its forward, run after it).
+#[derive(Default)]
+pub struct SharedLayout(Option<Tensor>);
+
+/// Rows per lane of the kernels that read a weight copy four rows per load, where `rows`
+/// channels per group are the tile's rows: 12 for the stem's 12 and 24 channels (no lane
+/// computes rows past the end, as 8 or 16 would: first_conv.0's forward 5.1-8.5 -> 4.3-5.9
+/// ms, first_conv.1's forward and input gradient 6.6-9.4 -> 5.2-6.0 ms at 56x56, batch 64,
+/// three profiled pairs); 16 where the copy is in a uniform binding (loads cheap enough for
+/// the larger tile), else 8, or 4 for fewer channels.
+fn rows_per_lane(gpu: &Gpu, rows: usize, s: &ConvShape) -> u32 {
+    match rows {
+        12 | 24 => 12,
+        c if c >= 16 && gpu.uniform_fits(s.weight_shape().iter().product()) => 16,
+        c if c >= 8 => 8,
+        _ => 4,
+    }
+}
+
+/// The weights transposed per group to [g][ci][tap][co] for forward_wt (see weight_copy):
+/// a `weight_layout` launch (eval graphs run it once per change of the weights).
+fn weights_by_input(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Launch) {
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut l = transpose_each(gpu, (s.groups, s.cog(), s.cig() * s.k * s.k), w, &wt);
+    l.weight_layout = true;
+    (wt, uniform, l)
+}
+
+/// The weights transposed to [g][co][tap][ci] for the input-gradient kernels that read four
+/// input channels per load (backward_data_wt, backward_data_rows): a `weight_layout` launch.
+fn weights_by_output(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Launch) {
+    let (wt, uniform) = weight_copy(gpu, w.len(), "conv weight transposed");
+    let mut l = transpose_each(gpu, (s.cout, s.cig(), s.k * s.k), w, &wt);
+    l.weight_layout = true;
+    (wt, uniform, l)
+}
+
+/// Whether the row-run kernels (forward_rows, backward_data_rows, backward_weight_rows) take
+/// this conv: 3x3, stride 1, the width in fours.
+fn row_runs(s: &ConvShape) -> bool {
+    s.k == 3 && s.stride == 1 && s.w % 4 == 0
+}
+
+/// The grid of forward_rows and backward_data_rows: a lane per run of four pixels, `rows`
+/// channels per group in tiles of tile.tm, the groups.
+fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
+    assert!((s.w / 4) % tile.nv as usize == 0, "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
+    [((s.n * s.h * s.w / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
+}
+
+/// Runs per lane of the row-run kernels: two where they divide a row (benches/shares.rs,
+/// 96->96 g6 on 8x8 maps, 16 rows: forward 23.9 -> 35.6 GFLOP/s, input gradient 24.2 -> 35.3:
+/// the weights' loads serve twice the FMAs and neighbouring runs share their edge values).
+fn runs_per_lane(s: &ConvShape) -> u32 {
+    if (s.w / 4) % 2 == 0 { 2 } else { 1 }
+}
+
+/// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
+/// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
+fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
+    let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: runs_per_lane(s), wg: 8 };
+    let fits = row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
+    (by_rows(s) && fits).then_some(tile)
+}
+
+/// Whether forward_rows runs this conv: row runs, output channels per group in fours.
+fn by_rows(s: &ConvShape) -> bool {
+    row_runs(s) && s.cog() % 4 == 0
+}

@@ -1,0 +1,108 @@
+//! One epoch of a run: its training steps (with the EMA update, a progress bar or log lines,
+//! and a stop on a non-finite loss), then the evaluation on the test split.
+
+use super::faults::Faults;
+use super::setup::Prepared;
+use super::{learning_rate, EpochMetrics, TrainArgs};
+use crate::augment;
+use crate::data::Dataset;
+use crate::gpu::{Gpu, Launch};
+use crate::network::{Evaluator, Trainer};
+use crate::ops::sgd;
+use crate::preprocess::{steps_per_epoch, Preprocess};
+use anyhow::{bail, Result};
+use pollster::block_on;
+use std::sync::Arc;
+use web_time::Instant;
+
+/// What the steps of a run share: the trainer, the EMA's launches, the evaluator.
+pub(super) struct Session<'a> {
+    pub gpu: &'a Gpu,
+    pub args: &'a TrainArgs,
+    pub prep: &'a Prepared,
+    pub trainer: &'a Trainer,
+    pub ema_launches: &'a [Launch],
+    pub evaluator: &'a Evaluator,
+    pub faults: Faults,
+    pub progress: bool,
+}
+
+impl Session<'_> {
+    pub fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.prep.train.len(), self.args.batch)
+    }
+
+    /// Train epoch `epoch` (0-based) and evaluate: its row of metrics.csv.
+    pub fn run_epoch(&self, epoch: usize) -> Result<EpochMetrics> {
+        let (args, gpu) = (self.args, self.gpu);
+        let steps = self.steps_per_epoch();
+        let (total_steps, warmup) = (steps * args.epochs, steps * args.warmup_epochs);
+        let t0 = Instant::now();
+        let bar = if self.progress { indicatif::ProgressBar::new(steps as u64) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(bar_style());
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, args.epochs));
+        // Logs (stderr not a terminal) get a line every tenth of an epoch instead of a bar.
+        let log_lines = self.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0f64, 0usize);
+        let mut lr = args.lr;
+        for b in augment::batches(self.prep.train.clone(), self.prep.train_pre.clone(), args.batch, args.seed, epoch, true)? {
+            let step = epoch * steps + b.index;
+            lr = learning_rate(args.lr, step, warmup, total_steps);
+            self.faults.before_step(gpu, step);
+            self.trainer.step(gpu, &b.input, &b.labels, lr, (args.seed as u32).wrapping_add(step as u32))?;
+            if let Some(decay) = args.ema {
+                sgd::set_ema_decay(gpu, self.ema_launches, if args.ema_warmup { sgd::ema_decay(decay, step) } else { decay });
+                gpu.submit(self.ema_launches);
+            }
+            let (loss, right) = block_on(self.trainer.metrics(gpu))?;
+            if !loss.is_finite() {
+                bar.abandon();
+                let last = args.out.join("last.safetensors");
+                let kept = if last.exists() { format!("the last good checkpoint is {}", last.display()) } else { "no checkpoint was written yet".to_string() };
+                bail!("the loss became {loss} at epoch {} step {}: training stopped; {kept}. Try a smaller --lr", epoch + 1, b.index + 1);
+            }
+            loss_sum += loss as f64 * args.batch as f64;
+            correct += right as f64;
+            seen += args.batch;
+            let rate = seen as f64 / t0.elapsed().as_secs_f64();
+            let msg = format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr:.4}", loss_sum / seen as f64, 100.0 * correct / seen as f64, rate);
+            if log_lines && (b.index + 1) % (steps / 10).max(1) == 0 {
+                let eta = (steps - b.index - 1) as f64 * args.batch as f64 / rate;
+                eprintln!("epoch {}/{} step {}/{steps}: {msg}, epoch eta {eta:.0} s", epoch + 1, args.epochs, b.index + 1);
+            }
+            bar.set_message(msg);
+            bar.inc(1);
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let (val_loss, val_acc) = evaluate(gpu, self.evaluator, &self.prep.test, &self.prep.eval_pre, args.seed)?;
+        Ok(EpochMetrics {
+            epoch: epoch + 1,
+            step: (epoch + 1) * steps,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct / seen.max(1) as f64,
+            val_loss,
+            val_acc,
+            img_per_s: seen as f64 / train_secs,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Evaluate the evaluator's state on a dataset: (mean loss, accuracy).
+pub fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Arc<Dataset>, pre: &Arc<Preprocess>, seed: u64) -> Result<(f64, f64)> {
+    eval.weights_changed(); // training or the EMA wrote them since the last evaluation
+    let (mut loss, mut correct, mut n) = (0f64, 0f64, 0usize);
+    for b in augment::batches(ds.clone(), pre.clone(), eval.batch(), seed, 0, false)? {
+        let (l, c, _) = block_on(eval.evaluate(gpu, &b.input, &b.labels))?;
+        loss += l[..b.valid].iter().map(|&v| v as f64).sum::<f64>();
+        correct += c[..b.valid].iter().map(|&v| v as f64).sum::<f64>();
+        n += b.valid;
+    }
+    Ok((loss / n as f64, correct / n as f64))
+}
+
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").unwrap().progress_chars("=> ")
+}

@@ -1,0 +1,167 @@
+//! `spgnet train`: the CIFAR-10 notebook's recipe (and others) on the GPU, with progress bars,
+//! evaluation every epoch, metrics.csv, learning-curve pictures, best/last checkpoints and an
+//! exact `--resume`. Everything is written atomically; a NaN loss stops the run keeping the
+//! last good checkpoint. `args`: what defines a run; `setup`: its data and the checks before
+//! it; `resume`: where it starts; `epoch`: one epoch's steps and evaluation; `metrics`: the
+//! record it leaves; `faults`: fault injection for the tests.
+
+mod args;
+mod epoch;
+mod faults;
+mod metrics;
+mod resume;
+mod setup;
+
+pub use args::TrainArgs;
+pub use epoch::evaluate;
+pub use metrics::{read_metrics, EpochMetrics};
+pub use setup::{prepare, Prepared};
+
+use crate::checkpoint::{self, Checkpoint, Metadata};
+use crate::gpu::Gpu;
+use crate::model::ModelConfig;
+use crate::network::{DeviceState, Evaluator, TrainOptions, Trainer};
+use anyhow::{anyhow, bail, Result};
+use pollster::block_on;
+use std::path::{Path, PathBuf};
+
+/// Learning rate at a global step: linear warm-up, then cosine decay to 0 at the last step
+/// (PaddlePaddle's CosineAnnealingDecay stepped per batch, as in the notebook).
+pub fn learning_rate(base: f32, step: usize, warmup_steps: usize, total_steps: usize) -> f32 {
+    if step < warmup_steps {
+        return base * (step + 1) as f32 / warmup_steps as f32;
+    }
+    let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
+    let t = ((step - warmup_steps) as f64 / span).min(1.0);
+    (base as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+}
+
+/// What a finished (or stopped) run reports.
+pub struct Summary {
+    pub epochs: Vec<EpochMetrics>,
+    pub best_acc: f64,
+    pub out: PathBuf,
+}
+
+/// How a call to `train` runs (not part of the run's definition).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunControl {
+    /// Progress bars and per-epoch lines on stderr.
+    pub progress: bool,
+    /// Stop after this many epochs in total (as if the run were killed at that epoch's end).
+    pub stop_after: Option<usize>,
+}
+
+/// Train (or resume) a run. Returns the per-epoch metrics.
+pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control: RunControl) -> Result<Summary> {
+    let (args, resumed) = match resume {
+        Some(dir) => {
+            let (a, file) = resume::open(dir)?;
+            (a, Some(file))
+        }
+        None => (args.expect("train needs arguments or --resume"), None),
+    };
+    args.validate()?;
+    if let Some(init) = args.init.as_ref().filter(|p| !p.is_file()) {
+        bail!("--init {}: no such file (give a .safetensors checkpoint, e.g. a run's best.safetensors)", init.display());
+    }
+    setup::check_writable(&args.out)?;
+    let prep = prepare(&args)?;
+    let classes = prep.train.classes.clone();
+    let config = ModelConfig { dropout: args.dropout, ..ModelConfig::new(args.version, prep.channels, classes.len()) };
+    setup::check_space(&args.out, &config)?;
+    let meta = Metadata {
+        input_size: Some(prep.size),
+        classes: Some(classes),
+        mean: Some(prep.eval_pre.mean.clone()),
+        std: Some(prep.eval_pre.std.clone()),
+        dataset: Some(args.dataset.name().to_string()),
+    };
+    let opts = TrainOptions { momentum: args.momentum, weight_decay: args.weight_decay, decay_bn: args.decay_bn, label_smoothing: args.label_smoothing, dropout: args.dropout };
+
+    let (mut start_epoch, mut best_acc, mut history) = (0usize, -1f64, Vec::new());
+    let ck = match &resumed {
+        Some(file) => {
+            let m = file.metadata();
+            start_epoch = m.get("progress.epochs_done").and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("{}: no progress.epochs_done", file.path()))?;
+            best_acc = m.get("progress.best_acc").and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+            history = read_metrics(&args.out.join("metrics.csv")).into_iter().filter(|r| r.epoch <= start_epoch).collect();
+            resume::load_prefixed(file, "state.", config.clone(), meta.clone())?
+        }
+        None => match &args.init {
+            Some(path) => resume::initial_weights(path, &config)?,
+            None => Checkpoint::initialized(config.clone(), args.seed),
+        },
+    };
+    let size = (prep.size, prep.size);
+    let trainer = Trainer::new(gpu, &ck, args.batch, size, opts)?;
+    let ema = match (args.ema, &resumed) {
+        (None, _) => None,
+        (Some(_), Some(file)) => Some(DeviceState::new(gpu, &resume::load_prefixed(file, "ema.", config.clone(), meta.clone())?)?),
+        (Some(_), None) => Some(trainer.state.shadow(gpu)),
+    };
+    if let Some(file) = &resumed {
+        trainer.state.write_velocity(gpu, &resume::prefixed(file, "velocity.")?)?;
+    }
+    let eval_state = ema.as_ref().unwrap_or(&trainer.state);
+    let eval_batch = args.batch.min(prep.test.len()).max(2);
+    let evaluator = Evaluator::new(gpu, eval_state, eval_batch, size, args.label_smoothing)?;
+    let ema_launches = ema.as_ref().map(|e| e.ema_from(gpu, &trainer.state, args.ema.unwrap())).unwrap_or_default();
+    let session = epoch::Session { gpu, args: &args, prep: &prep, trainer: &trainer, ema_launches: &ema_launches, evaluator: &evaluator, faults: faults::Faults::from_env(), progress: control.progress };
+
+    if start_epoch >= args.epochs {
+        eprintln!("{}: all {} epochs are done", args.out.display(), args.epochs);
+    } else if control.progress {
+        announce(&args, &prep, session.steps_per_epoch(), start_epoch);
+    }
+    for epoch in start_epoch..control.stop_after.map_or(args.epochs, |n| n.min(args.epochs)) {
+        let row = session.run_epoch(epoch)?;
+        if control.progress {
+            eprintln!(
+                "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.0} img/s, {:.0} s",
+                row.epoch,
+                args.epochs,
+                row.train_loss,
+                100.0 * row.train_acc,
+                row.val_loss,
+                100.0 * row.val_acc,
+                row.img_per_s,
+                row.seconds
+            );
+        }
+        let val_acc = row.val_acc;
+        history.push(row);
+        // Checkpoints first, the resume file last: it is the commit point of the epoch.
+        let model_ck = block_on(eval_state.to_checkpoint(gpu, meta.clone()))?;
+        checkpoint::save(&args.out.join("last.safetensors"), &model_ck)?;
+        if ema.is_some() {
+            // The weights themselves beside their average, to evaluate or ship either.
+            checkpoint::save(&args.out.join("live.safetensors"), &block_on(trainer.state.to_checkpoint(gpu, meta.clone()))?)?;
+        }
+        if val_acc > best_acc {
+            best_acc = val_acc;
+            checkpoint::save(&args.out.join("best.safetensors"), &model_ck)?;
+        }
+        metrics::write_metrics(&args.out, &history)?;
+        resume::save_resume(gpu, &args, &trainer, ema.as_ref(), epoch + 1, best_acc)?;
+    }
+    Ok(Summary { epochs: history, best_acc, out: args.out.clone() })
+}
+
+/// The run's one-line description at its start.
+fn announce(args: &TrainArgs, prep: &Prepared, steps: usize, start_epoch: usize) {
+    eprintln!(
+        "training SPGNet {} on {} ({} train / {} test images, {}x{}x{}, {} classes) for {} epochs of {steps} steps, batch {}{}",
+        args.version.name(),
+        args.dataset.name(),
+        prep.train.len(),
+        prep.test.len(),
+        prep.channels,
+        prep.size,
+        prep.size,
+        prep.train.classes.len(),
+        args.epochs,
+        args.batch,
+        if start_epoch > 0 { format!(", resuming after epoch {start_epoch}") } else { String::new() }
+    );
+}
