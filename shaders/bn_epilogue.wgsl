@@ -1,4 +1,4 @@
-// The eval-mode BatchNorm (+ ReLU) epilogue of the fused GEMMs in conv2d.wgsl and matmul.wgsl
+// The eval-mode BatchNorm (+ ReLU) epilogue of the fused GEMMs in conv/forward.wgsl and matmul.wgsl
 // (appended to both by their launchers). Their *_bn entries bind the output channels' running
 // statistics at 4-7 and apply them with the same arithmetic, in the same order, as
 // batchnorm.wgsl's apply_eval, so a fused layer rounds exactly as the unfused pair does.

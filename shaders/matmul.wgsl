@@ -1,6 +1,6 @@
 // C[m, n] = sum_k A[m, k] * B[k, n], with A and B addressed through row/column strides so
 // one kernel serves a linear layer's forward (x W^T), input gradient (dy W) and weight
-// gradient (dy^T x). Register tiled like conv2d.wgsl: TM rows x (4 * NV) columns per
+// gradient (dy^T x). Register tiled like the conv kernels (conv/): TM rows x (4 * NV) columns per
 // invocation, vec4 accumulators, no workgroup memory. TM, NV, WG are appended by the host.
 
 struct Mm {

@@ -6,7 +6,7 @@ use super::batchnorm::{BnEval, EPS};
 use crate::gpu::{grid_1d, Entry, Gpu, KernelSpec, Launch, Source, Tensor, UNIFORM_VEC4S};
 use std::sync::Arc;
 
-/// The file, then the BN epilogue its *_bn entries share with conv2d.wgsl (after it, so line
+/// The file, then the BN epilogue its *_bn entries share with conv/forward.wgsl (after it, so line
 /// numbers in errors stay true).
 const SOURCE: Source = Source { file: "matmul.wgsl", text: concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl")) };
 /// The subgroup variants (Gpu::subgroups) with matmul.wgsl after them: their file first, so

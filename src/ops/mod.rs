@@ -20,7 +20,10 @@ use crate::gpu::{Entry, KernelSpec};
 pub fn all_kernels() -> Vec<KernelSpec> {
     let tile = gemm::Tile { tm: 4, nv: 1, wg: 8 };
     let mut v: Vec<KernelSpec> = Vec::new();
-    v.extend(conv::Kernel::ALL.iter().map(|&k| tile.spec(k)));
+    v.extend(conv::ForwardKernel::ALL.iter().map(|&k| tile.spec(k)));
+    v.extend(conv::BackwardDataKernel::ALL.iter().map(|&k| tile.spec(k)));
+    v.extend(conv::BackwardWeightKernel::ALL.iter().map(|&k| tile.spec(k)));
+    v.extend(conv::TinyKernel::ALL.iter().map(|&k| tile.spec(k)));
     v.extend(gemm::Matmul::ALL.iter().map(|&k| tile.spec(k)));
     v.extend(gemm::MatmulSubgroup::ALL.iter().map(|&k| gemm::SUBGROUP_TILE.spec(k)));
     for vw in [1, 4] {

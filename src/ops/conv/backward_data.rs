@@ -47,7 +47,7 @@ pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &T
     assert!(s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_wt: {s:?} with {tile:?} is not in fours");
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let (cols, classes) = backward_data_columns(s);
-    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, Kernel::BackwardDataWt, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
+    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, BackwardDataKernel::BackwardDataWt, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -66,7 +66,7 @@ pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: 
     assert!(row_runs(s) && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let grid = rows_grid(s, tile, s.cig());
-    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, Kernel::BackwardDataRows, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
+    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, BackwardDataKernel::BackwardDataRows, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -74,7 +74,7 @@ pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: 
 pub fn backward_data_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
     let (cols, classes) = backward_data_columns(s);
     let grid = tile.grid(s.cig(), cols, s.groups * classes);
-    let mut l = gpu.launch("conv.backward_data", &spec(tile, Kernel::BackwardData), &params(gpu, s, 1, s.n), &[dy, w, dx], grid);
+    let mut l = gpu.launch("conv.backward_data", &spec(tile, BackwardDataKernel::BackwardData), &params(gpu, s, 1, s.n), &[dy, w, dx], grid);
     l.flops = 2.0 * s.macs();
     l
 }

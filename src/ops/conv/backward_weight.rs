@@ -74,7 +74,7 @@ pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor,
     let kk = s.k * s.k;
     let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), (kk * s.cig().div_ceil(tile.cols() as usize)) as u32, (s.groups * splits) as u32];
     let splits = splits_to_fill(s, tile, grid_for(1));
-    split_weight_grad(gpu, s, Kernel::BackwardWeightByTap, tile, splits, grid_for, dy, x, dw)
+    split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightByTap, tile, splits, grid_for, dy, x, dw)
 }
 
 /// The weight gradient of a 3x3 conv with all nine taps in each lane (see the shader's
@@ -83,7 +83,7 @@ pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
     assert_eq!(s.k, 3, "backward_weight_3x3 on a {0}x{0} kernel", s.k);
     let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), s.cig().div_ceil(tile.cols() as usize) as u32, (s.groups * splits) as u32];
     let splits = splits_to_fill(s, tile, grid_for(1));
-    split_weight_grad(gpu, s, Kernel::BackwardWeight3x3, tile, splits, grid_for, dy, x, dw)
+    split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeight3x3, tile, splits, grid_for, dy, x, dw)
 }
 
 /// The weight gradient of a 3x3 stride-1 conv on maps whose width comes in fours, straight
@@ -93,7 +93,7 @@ pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x
     assert!(row_runs(s), "backward_weight_rows: {s:?} is not 3x3, stride 1, width in fours");
     let grid_for = |splits: usize| [(s.cig() as u32).div_ceil(tile.nv).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), (s.groups * splits) as u32];
     let splits = splits_to_fill(s, tile, grid_for(1));
-    split_weight_grad(gpu, s, Kernel::BackwardWeightRows, tile, splits, grid_for, dy, x, dw)
+    split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightRows, tile, splits, grid_for, dy, x, dw)
 }
 
 /// The weight gradient reading dy transposed image by image to [n][pixel][cout], four
@@ -104,7 +104,7 @@ pub fn backward_weight_dyt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
     let (dyt, transpose) = transposed_each(gpu, (s.n, s.cout, s.oh() * s.ow()), dy, "conv output gradient, NHWC");
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
     let mut launches = vec![transpose];
-    launches.extend(split_weight_grad(gpu, s, Kernel::BackwardWeightDyt, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, x, dw));
+    launches.extend(split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightDyt, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, x, dw));
     launches
 }
 
@@ -116,19 +116,19 @@ pub fn backward_weight_nhwc(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x
     let (xt, lx) = transposed_each(gpu, (s.n, s.cin, s.h * s.w), x, "conv input, NHWC");
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
     let mut launches = vec![ldy, lx];
-    launches.extend(split_weight_grad(gpu, s, Kernel::BackwardWeightNhwc, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, &xt, dw));
+    launches.extend(split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightNhwc, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, &xt, dw));
     launches
 }
 
 pub fn backward_weight_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
-    split_weight_grad(gpu, s, Kernel::BackwardWeight, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), dy, x, dw)
+    split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeight, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), dy, x, dw)
 }
 
 /// The weight-gradient launch over `splits` batch slices, plus the fixed-order sum of the
 /// partial results when there is more than one.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn split_weight_grad(gpu: &Gpu, s: &ConvShape, kernel: Kernel, tile: Tile, splits: usize, grid_for: impl Fn(usize) -> [u32; 3], dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+pub(super) fn split_weight_grad(gpu: &Gpu, s: &ConvShape, kernel: BackwardWeightKernel, tile: Tile, splits: usize, grid_for: impl Fn(usize) -> [u32; 3], dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let n_per = s.n.div_ceil(splits);
     let splits = s.n.div_ceil(n_per);
     let p = params(gpu, s, splits, n_per);
@@ -141,6 +141,6 @@ pub(super) fn split_weight_grad(gpu: &Gpu, s: &ConvShape, kernel: Kernel, tile: 
     let partial = gpu.zeros(&[splits, dw.len()], "conv.weight_grad_partial");
     let mut l = gpu.launch("conv.backward_weight", &spec(tile, kernel), &p, &[dy, x, &partial], grid);
     l.flops = 2.0 * s.macs();
-    let sum = gpu.launch("conv.sum_splits", &spec(FLAT_TILE, Kernel::SumSplits), &p, &[&partial, dw], grid_1d(dw.len(), FLAT_TILE.wg));
+    let sum = gpu.launch("conv.sum_splits", &spec(FLAT_TILE, BackwardWeightKernel::SumSplits), &p, &[&partial, dw], grid_1d(dw.len(), FLAT_TILE.wg));
     vec![l, sum]
 }

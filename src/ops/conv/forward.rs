@@ -59,9 +59,9 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
         (wt, uniform)
     });
     let (spec, grid, w) = match (by_pixel(s), &wt) {
-        (Some(tile), _) => (spec(tile, Kernel::ForwardByPixelBn), by_pixel_grid(s, tile), w),
-        (None, Some((wt, uniform))) => (weight_spec(tile, Kernel::ForwardWtBn, *uniform), tile.grid(rows, cols, s.groups), wt),
-        (None, None) => (spec(tile, Kernel::ForwardBn), tile.grid(rows, cols, s.groups), w),
+        (Some(tile), _) => (spec(tile, ForwardKernel::ForwardByPixelBn), by_pixel_grid(s, tile), w),
+        (None, Some((wt, uniform))) => (weight_spec(tile, ForwardKernel::ForwardWtBn, *uniform), tile.grid(rows, cols, s.groups), wt),
+        (None, None) => (spec(tile, ForwardKernel::ForwardBn), tile.grid(rows, cols, s.groups), w),
     };
     let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
     let mut l = gpu.launch("conv.forward_bn", &spec, &p, &[x, w, y, bn.mean, bn.var, bn.gamma, bn.beta], grid);
@@ -98,7 +98,7 @@ pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, 
     assert!(weights_in_row_fours(s, tile), "forward_wt: {s:?} with {tile:?} is not in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let mut l = gpu.launch("conv.forward", &weight_spec(tile, Kernel::ForwardWt, uniform), &params(gpu, s, 1, s.n), &[x, &wt, y], tile.grid(rows, cols, s.groups));
+    let mut l = gpu.launch("conv.forward", &weight_spec(tile, ForwardKernel::ForwardWt, uniform), &params(gpu, s, 1, s.n), &[x, &wt, y], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -111,10 +111,10 @@ pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let grid = rows_grid(s, tile, s.cog());
     let mut l = match bn {
-        None => gpu.launch("conv.forward", &weight_spec(tile, Kernel::ForwardRows, uniform), &params_with(gpu, s, 1, s.n, false, sl), &[x, &wt, y], grid),
+        None => gpu.launch("conv.forward", &weight_spec(tile, ForwardKernel::ForwardRows, uniform), &params_with(gpu, s, 1, s.n, false, sl), &[x, &wt, y], grid),
         Some(bn) => {
             let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
-            gpu.launch("conv.forward_bn", &weight_spec(tile, Kernel::ForwardRowsBn, uniform), &p, &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], grid)
+            gpu.launch("conv.forward_bn", &weight_spec(tile, ForwardKernel::ForwardRowsBn, uniform), &p, &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], grid)
         }
     };
     l.flops = 2.0 * s.macs();
@@ -123,7 +123,7 @@ pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor
 
 pub fn forward_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let mut l = gpu.launch("conv.forward", &spec(tile, Kernel::Forward), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
+    let mut l = gpu.launch("conv.forward", &spec(tile, ForwardKernel::Forward), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
     l.flops = 2.0 * s.macs();
     l
 }
@@ -136,7 +136,7 @@ pub(super) fn by_pixel(s: &ConvShape) -> Option<Tile> {
 
 /// The forward with lanes over output channels and the pixels uniform.
 pub fn forward_by_pixel(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
-    let mut l = gpu.launch("conv.forward", &spec(tile, Kernel::ForwardByPixel), &params(gpu, s, 1, s.n), &[x, w, y], by_pixel_grid(s, tile));
+    let mut l = gpu.launch("conv.forward", &spec(tile, ForwardKernel::ForwardByPixel), &params(gpu, s, 1, s.n), &[x, w, y], by_pixel_grid(s, tile));
     l.flops = 2.0 * s.macs();
     l
 }

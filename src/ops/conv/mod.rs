@@ -1,4 +1,4 @@
-//! Grouped 2-D convolution (shaders/conv2d.wgsl). Each direction has one file with the
+//! Grouped 2-D convolution (shaders/conv/). Each direction has one file with the
 //! function that chooses its kernel for a shape and the launchers of its candidates:
 //! `forward`, `backward_data`, `backward_weight`; 1x1 convs run as GEMMs (`pointwise`),
 //! convs on tiny maps as dense products per group (`tiny`), 1x1 convs on 1x1 maps as dense
@@ -19,18 +19,26 @@ pub use tiny::*;
 use super::batchnorm::EPS;
 use super::dense;
 use super::gemm::{a_rows_by_subgroup, matmul_nt4_images, transpose_each, transposed_each, Tile};
-use crate::gpu::{grid_1d, Gpu, KernelSpec, Launch, Source, Tensor};
+use crate::gpu::{grid_1d, Entry, Gpu, KernelSpec, Launch, Source, Tensor};
 use std::sync::Arc;
 
-/// The file, then the BN epilogue its *_bn entries share with matmul.wgsl (after it, so line
-/// numbers in errors stay true).
-const SOURCE: Source = Source { file: "conv2d.wgsl", text: concat!(include_str!("../../../shaders/conv2d.wgsl"), "\n", include_str!("../../../shaders/bn_epilogue.wgsl")) };
+/// The shaders of one direction each, then the declarations they share (common.wgsl) and, for
+/// the forward, the BN epilogue it shares with matmul.wgsl (after the file, so line numbers
+/// in errors stay true).
+const FORWARD_SOURCE: Source = Source {
+    file: "conv/forward.wgsl",
+    text: concat!(include_str!("../../../shaders/conv/forward.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl"), "\n", include_str!("../../../shaders/bn_epilogue.wgsl")),
+};
+const BACKWARD_DATA_SOURCE: Source =
+    Source { file: "conv/backward_data.wgsl", text: concat!(include_str!("../../../shaders/conv/backward_data.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
+const BACKWARD_WEIGHT_SOURCE: Source =
+    Source { file: "conv/backward_weight.wgsl", text: concat!(include_str!("../../../shaders/conv/backward_weight.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
+const TINY_SOURCE: Source = Source { file: "conv/tiny.wgsl", text: concat!(include_str!("../../../shaders/conv/tiny.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
 
 crate::kernel_table! {
-    /// The entry points of conv2d.wgsl. Forward kernels bind x, w, y (and the *_bn ones the
-    /// running mean, variance, gamma and beta); the input gradient dy, w, dx; the weight
-    /// gradient dy, x, dw (or its split partial sums).
-    pub enum Kernel in SOURCE {
+    /// The forward kernels: they bind x, w, y (and the *_bn ones, eval's, the running mean,
+    /// variance, gamma and beta).
+    pub enum ForwardKernel in FORWARD_SOURCE {
         Forward = "forward" [Read, Read, ReadWrite],
         ForwardBn = "forward_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardWt = "forward_wt" [Read, Read, ReadWrite],
@@ -39,18 +47,35 @@ crate::kernel_table! {
         ForwardByPixelBn = "forward_by_pixel_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardRows = "forward_rows" [Read, Read, ReadWrite],
         ForwardRowsBn = "forward_rows_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+    }
+}
+
+crate::kernel_table! {
+    /// The input-gradient kernels: they bind dy, w (or its copy), dx.
+    pub enum BackwardDataKernel in BACKWARD_DATA_SOURCE {
         BackwardData = "backward_data" [Read, Read, ReadWrite],
         BackwardDataWt = "backward_data_wt" [Read, Read, ReadWrite],
         BackwardDataRows = "backward_data_rows" [Read, Read, ReadWrite],
+    }
+}
+
+crate::kernel_table! {
+    /// The weight-gradient kernels: they bind dy, x, dw (or the split partial sums).
+    pub enum BackwardWeightKernel in BACKWARD_WEIGHT_SOURCE {
         BackwardWeight = "backward_weight" [Read, Read, ReadWrite],
         BackwardWeightDyt = "backward_weight_dyt" [Read, Read, ReadWrite],
         BackwardWeightNhwc = "backward_weight_nhwc" [Read, Read, ReadWrite],
         BackwardWeightByTap = "backward_weight_by_tap" [Read, Read, ReadWrite],
         BackwardWeight3x3 = "backward_weight_3x3" [Read, Read, ReadWrite],
         BackwardWeightRows = "backward_weight_rows" [Read, Read, ReadWrite],
-        /// Adds the weight gradient's split partial sums in a fixed order.
+        /// Adds the split partial sums in a fixed order.
         SumSplits = "sum_splits" [Read, ReadWrite],
-        /// A tiny-map conv's weights as a dense matrix (see tiny::tiny_map), and back.
+    }
+}
+
+crate::kernel_table! {
+    /// A tiny-map conv's weights as a dense matrix (see tiny::tiny_map), and back.
+    pub enum TinyKernel in TINY_SOURCE {
         ExpandTiny = "expand_tiny" [Read, ReadWrite],
         FoldTiny = "fold_tiny" [Read, ReadWrite],
     }
@@ -88,12 +113,12 @@ struct ConvParams {
     _pad: [u32; 3],
 }
 
-fn spec(tile: Tile, kernel: Kernel) -> KernelSpec {
+fn spec<E: Entry>(tile: Tile, kernel: E) -> KernelSpec {
     tile.spec(kernel)
 }
 
 /// The spec of a kernel reading a weight copy, with the copy bound as weight_copy decided.
-fn weight_spec(tile: Tile, kernel: Kernel, uniform: bool) -> KernelSpec {
+fn weight_spec<E: Entry>(tile: Tile, kernel: E, uniform: bool) -> KernelSpec {
     let spec = tile.spec(kernel);
     if uniform { spec.with_uniform(2) } else { spec }
 }

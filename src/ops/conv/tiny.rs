@@ -52,7 +52,7 @@ pub(super) fn tiny_dims(s: &ConvShape) -> TinyDims {
 pub(super) fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
     let d = tiny_dims(s);
     let wt = gpu.zeros(&[s.groups * d.rows, d.cols], "conv weights as a matrix (tiny map)");
-    let mut l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, Kernel::ExpandTiny), &params(gpu, s, 1, s.n), &[w, &wt], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    let mut l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, TinyKernel::ExpandTiny), &params(gpu, s, 1, s.n), &[w, &wt], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
     l.weight_layout = true; // eval graphs expand once per change of the weights
     (wt, l)
 }
@@ -113,6 +113,6 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
     l.label = "conv.tiny.backward_weight".into();
     l.flops = 2.0 * s.macs();
-    let fold = gpu.launch("conv.fold_tiny", &spec(FLAT_TILE, Kernel::FoldTiny), &params(gpu, s, 1, s.n), &[&dwt, dw], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    let fold = gpu.launch("conv.fold_tiny", &spec(FLAT_TILE, TinyKernel::FoldTiny), &params(gpu, s, 1, s.n), &[&dwt, dw], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
     vec![l, fold]
 }

@@ -1,0 +1,186 @@
+// Convolution input gradient: dx from dy and the weights. Shared declarations are in
+// common.wgsl, appended by the host.
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes()) { return; }
+    let r = rows_run(gid.x);
+    let hw = p.h * p.w;
+    let g = wid.z;
+    let row0 = wid.y * TM;
+    let acc = rows_tile((r.x * p.cout + g * p.cog) * (hw / 4u), p.cog, p.cig, g * p.cog * 9u * (p.cig / 4u), row0, r.y, r.z, true);
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cig) { break; }
+        let o = ((r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z) / 4u;
+        for (var v = 0u; v < NV; v++) {
+            rows_y4[o + v] = acc[i * NV + v];
+        }
+    }
+}
+
+
+// backward_data: dx = conv_transpose(dy, w)
+// dy is binding 1, read through gather_tap as the forward reads x.
+@group(0) @binding(2) var<storage, read> bwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
+
+// Stride 2: the input pixels are split into 4 parity classes (z = group * 4 + class).
+// In class (py, px) only taps with ky = py + pad, kx = px + pad (mod 2) reach an output
+// pixel, so each class walks just those taps instead of masking 3/4 of the work away.
+struct BwdColumns {
+    g: u32,
+    col0: u32,
+    ncol: u32,
+    step: u32,
+    ky_first: u32,
+    kx_first: u32,
+    dy_base: array<u32, TN>,
+    ty0: array<i32, TN>,
+    tx0: array<i32, TN>,
+    dx_index: array<u32, TN>,
+}
+
+fn backward_data_columns(gid: vec3<u32>, wid: vec3<u32>) -> BwdColumns {
+    let parity = p.stride == 2u;
+    var b: BwdColumns;
+    b.g = wid.z;
+    var py = 0u;
+    var px = 0u;
+    b.step = 1u;
+    if (parity) {
+        b.g = wid.z / 4u;
+        py = (wid.z / 2u) % 2u;
+        px = wid.z % 2u;
+        b.step = 2u;
+    }
+    // This class's pixels: rows py, py + step, ... and columns px, px + step, ...
+    let ch = (p.h - py + b.step - 1u) / b.step;
+    let cw = (p.w - px + b.step - 1u) / b.step;
+    b.col0 = gid.x * TN;
+    b.ncol = p.n * ch * cw;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    for (var j = 0u; j < TN; j++) {
+        let c = min(b.col0 + j, b.ncol - 1u);
+        let n = c / (ch * cw);
+        let r = c % (ch * cw);
+        let iy = py + b.step * (r / cw);
+        let ix = px + b.step * (r % cw);
+        b.ty0[j] = i32(iy + p.pad);
+        b.tx0[j] = i32(ix + p.pad);
+        b.dy_base[j] = (n * p.cout + b.g * p.cog) * ohw;
+        b.dx_index[j] = (n * p.cin + b.g * p.cig) * hw + iy * p.w + ix;
+    }
+    // First live tap of the class's parity (every tap when not split by parity).
+    b.ky_first = p.ky_lo;
+    b.kx_first = p.kx_lo;
+    if (parity) {
+        b.ky_first += (p.ky_lo + py + p.pad) % 2u;
+        b.kx_first += (p.kx_lo + px + p.pad) % 2u;
+    }
+    return b;
+}
+
+// Where each column reads dy through tap (ky, kx) of output channel 0 (FwdTap's layout).
+fn backward_data_tap(b: BwdColumns, ky: u32, kx: u32) -> FwdTap {
+    // Output pixel (oy, ox) saw this input pixel through tap (ky, kx) when
+    // oy * s = iy + pad - ky, which must divide evenly and land inside the output.
+    // Strides 1 and 2 avoid the per-lane division (scalarised on CPU adapters).
+    let s = i32(p.stride);
+    var t: FwdTap;
+    for (var j = 0u; j < TN; j++) {
+        let ty = b.ty0[j] - i32(ky);
+        let tx = b.tx0[j] - i32(kx);
+        var oy = ty;
+        var ox = tx;
+        var even = true;
+        if (p.stride == 2u) {
+            // even by the choice of class and taps
+            oy = ty >> 1u;
+            ox = tx >> 1u;
+        } else if (s != 1) {
+            oy = ty / s;
+            ox = tx / s;
+            even = oy * s == ty && ox * s == tx;
+        }
+        t.inside[j] = ty >= 0 && tx >= 0 && even && oy < i32(p.oh) && ox < i32(p.ow);
+        t.off[j] = select(0u, b.dy_base[j] + u32(oy) * p.ow + u32(ox), t.inside[j]);
+    }
+    return t;
+}
+
+fn backward_data_store(b: BwdColumns, row0: u32, acc: array<vec4<f32>, TM * NV>) {
+    let hw = p.h * p.w;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cig) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (b.col0 + j < b.ncol) {
+                bwd_dx[b.dx_index[j] + row * hw] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = backward_data_columns(gid, wid);
+    if (b.col0 >= b.ncol) { return; }
+    let row0 = wid.y * TM;
+    let ohw = p.oh * p.ow;
+    let kk = p.k * p.k;
+    var w_base: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        w_base[i] = b.g * p.cog * p.cig * kk + min(row0 + i, p.cig - 1u) * kk;
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = b.ky_first; ky < p.ky_hi; ky += b.step) {
+        for (var kx = b.kx_first; kx < p.kx_hi; kx += b.step) {
+            let t = backward_data_tap(b, ky, kx);
+            let tap = ky * p.k + kx;
+            for (var co = 0u; co < p.cog; co++) {
+                let dv = gather_tap(t, co * ohw);
+                let w_co = co * p.cig * kk + tap;
+                for (var i = 0u; i < TM; i++) {
+                    let wv = vec4<f32>(bwd_w[w_base[i] + w_co]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(wv, dv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    backward_data_store(b, row0, acc);
+}
+
+// backward_data_wt: the weights transposed to [g][co][tap][ci] (conv.rs) and read as vec4s
+// of four input channels, as forward_wt does for output channels. Needs TM and cig in fours.
+@group(0) @binding(2) var<storage, read> bwd_wt4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = backward_data_columns(gid, wid);
+    if (b.col0 >= b.ncol) { return; }
+    let row0 = wid.y * TM;
+    let ohw = p.oh * p.ow;
+    let kk = p.k * p.k;
+    let cigq = p.cig / 4u;
+    let w_q = row_quads(b.g * p.cog * kk * cigq, row0, p.cig);
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = b.ky_first; ky < p.ky_hi; ky += b.step) {
+        for (var kx = b.kx_first; kx < p.kx_hi; kx += b.step) {
+            let t = backward_data_tap(b, ky, kx);
+            let tap = ky * p.k + kx;
+            for (var co = 0u; co < p.cog; co++) {
+                let dv = gather_tap(t, co * ohw);
+                let w_row = (co * kk + tap) * cigq;
+                for (var q = 0u; q < TM / 4u; q++) {
+                    let w4 = bwd_wt4[w_q[q] + w_row];
+                    fma_rows4(&acc, q, w4, dv);
+                }
+            }
+        }
+    }
+    backward_data_store(b, row0, acc);
+}

@@ -1,0 +1,448 @@
+// Convolution weight gradient: dw summed over (slices of) the batch, and the fixed-order sum
+// of the slices' partial results. Shared declarations are in common.wgsl, appended by the host.
+
+// backward_weight: dw[s] = sum over the pixels of batch slice s of dy * x (s = split index).
+// The images [x, y) that split `split` of a weight-gradient launch sums over.
+fn split_images(split: u32) -> vec2<u32> {
+    let begin = split * p.n_per_split;
+    return vec2<u32>(begin, min(begin + p.n_per_split, p.n));
+}
+
+@group(0) @binding(1) var<storage, read> wg_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wg_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
+
+// Per column (input channel, tap) of a weight-gradient tile: its input plane and tap offset.
+struct WgColumns {
+    x_plane: array<u32, TN>,
+    ky: array<i32, TN>,
+    kx: array<i32, TN>,
+}
+
+fn weight_grad_columns(g: u32, col0: u32) -> WgColumns {
+    let kk = p.k * p.k;
+    let ncol = p.cig * kk;
+    let hw = p.h * p.w;
+    var f: WgColumns;
+    for (var j = 0u; j < TN; j++) {
+        let c = min(col0 + j, ncol - 1u);
+        let tap = c % kk;
+        f.x_plane[j] = (g * p.cig + c / kk) * hw;
+        f.ky[j] = i32(tap / p.k) - i32(p.pad);
+        f.kx[j] = i32(tap % p.k) - i32(p.pad);
+    }
+    return f;
+}
+
+// The TN x values the columns see from input pixel (iy, ix) of the image at x_img.
+fn weight_grad_x(f: WgColumns, x_img: u32, iy: i32, ix: i32) -> array<vec4<f32>, NV> {
+    var xv: array<vec4<f32>, NV>;
+    for (var v = 0u; v < NV; v++) {
+        var q: vec4<f32>;
+        for (var e = 0u; e < 4u; e++) {
+            let j = 4u * v + e;
+            let yy = iy + f.ky[j];
+            let xx = ix + f.kx[j];
+            let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+            let o = select(0u, x_img + f.x_plane[j] + u32(yy) * p.w + u32(xx), inside);
+            q[e] = select(0.0, wg_x[o], inside);
+        }
+        xv[v] = q;
+    }
+    return xv;
+}
+
+fn weight_grad_store(g: u32, split: u32, row0: u32, col0: u32, acc: array<vec4<f32>, TM * NV>) {
+    let ncol = p.cig * p.k * p.k;
+    let total = p.cout * ncol;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (col0 + j < ncol) {
+                wg_dw[split * total + (g * p.cog + row) * ncol + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.cig * p.k * p.k) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let images = split_images(split);
+    let f = weight_grad_columns(g, col0);
+    let dy_plane = output_planes(g, row0, ohw);
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
+                let pix = dy_img + oy * p.ow + ox;
+                for (var i = 0u; i < TM; i++) {
+                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    weight_grad_store(g, split, row0, col0, acc);
+}
+
+// backward_weight_dyt: dy transposed image by image to [n][pixel][cout] (conv.rs) and read
+// as vec4s of four output channels: TM / 4 loads per pixel instead of TM. Needs TM and cog
+// in fours.
+@group(0) @binding(1) var<storage, read> wg_dyt4: array<vec4<f32>>;
+
+// The FMAs of one pixel's dy (a lane's rows, TM / 4 vec4 loads from `pix`) with its columns.
+fn fma_dy_rows(acc: ptr<function, array<vec4<f32>, TM * NV>>, pix: u32, dy_q: array<u32, (TM + 3u) / 4u>, cols: array<vec4<f32>, NV>) {
+    for (var q = 0u; q < TM / 4u; q++) {
+        fma_rows4(acc, q, wg_dyt4[pix + dy_q[q]], cols);
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    if (col0 >= p.cig * p.k * p.k) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let coutq = p.cout / 4u;
+    let images = split_images(split);
+    let f = weight_grad_columns(g, col0);
+    let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
+                let pix = (n * ohw + oy * p.ow + ox) * coutq;
+                fma_dy_rows(&acc, pix, dy_q, xv);
+            }
+        }
+    }
+    weight_grad_store(g, split, row0, col0, acc);
+}
+
+// backward_weight_nhwc: backward_weight_dyt with x in NHWC as well, and the columns ordered
+// (tap, input channel): each vec4 of a lane's columns is four input channels of one tap, so
+// its x values are one vec4 load with one bounds test. TM / 4 + NV loads per pixel instead of
+// TM / 4 + 4 * NV. Needs TM, cog and cig in fours; the store puts column (tap, ci) at
+// dw[..][ci][tap].
+@group(0) @binding(2) var<storage, read> wg_xt4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let col0 = gid.x * TN;
+    let kk = p.k * p.k;
+    let ncol = p.cig * kk;
+    if (col0 >= ncol) { return; }
+    let ohw = p.oh * p.ow;
+    let coutq = p.cout / 4u;
+    let cinq = p.cin / 4u;
+    let images = split_images(split);
+    let dy_q = row_quads((g * p.cog) / 4u, row0, p.cog);
+    var ky: array<i32, NV>;
+    var kx: array<i32, NV>;
+    var x_q: array<u32, NV>;
+    for (var v = 0u; v < NV; v++) {
+        let c = min(col0 + 4u * v, ncol - 4u);
+        let tap = c / p.cig;
+        ky[v] = i32(tap / p.k) - i32(p.pad);
+        kx[v] = i32(tap % p.k) - i32(p.pad);
+        x_q[v] = (g * p.cig + c % p.cig) / 4u;
+    }
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let yy = i32(oy * p.stride) + ky[v];
+                    let xx = i32(ox * p.stride) + kx[v];
+                    let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
+                    let o = select(0u, ((n * p.h + u32(yy)) * p.w + u32(xx)) * cinq + x_q[v], inside);
+                    xv[v] = select(vec4<f32>(0.0), wg_xt4[o], inside);
+                }
+                let pix = (n * ohw + oy * p.ow + ox) * coutq;
+                fma_dy_rows(&acc, pix, dy_q, xv);
+            }
+        }
+    }
+    let total = p.cout * ncol;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var v = 0u; v < NV; v++) {
+            let c = col0 + 4u * v;
+            if (c >= ncol) { break; }
+            let tap = c / p.cig;
+            let ci = c % p.cig;
+            for (var e = 0u; e < 4u; e++) {
+                wg_dw[split * total + (g * p.cog + row) * ncol + (ci + e) * kk + tap] = acc[i * NV + v][e];
+            }
+        }
+    }
+}
+
+// The weight-gradient kernels with lanes over output channels: where, within an image, the
+// planes of input channels c0.. and output channels row0.. of group g start (clamped to the
+// group's last channel; those lanes are never stored).
+fn input_planes(g: u32, c0: u32, hw: u32) -> array<u32, TN> {
+    var x_plane: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        x_plane[j] = (g * p.cig + min(c0 + j, p.cig - 1u)) * hw;
+    }
+    return x_plane;
+}
+fn output_planes(g: u32, row0: u32, ohw: u32) -> array<u32, TM> {
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * ohw;
+    }
+    return dy_plane;
+}
+
+// backward_weight_by_tap: the same sums with the roles turned around for layers with many
+// output channels per group: lanes own TM output channels each, while the tap and a block
+// of 4 * NV input channels come from workgroup_id. The input pixel a tap reads, its bounds
+// test and its TC values are then uniform (one scalar load each, padding skipped by a
+// uniform branch); only dy is gathered per lane.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let kk = p.k * p.k;
+    let tap = wid.y % kk;
+    let c0 = (wid.y / kk) * TN;
+    let row0 = gid.x * TM;
+    if (row0 >= p.cog) { return; }
+    let ky = i32(tap / p.k) - i32(p.pad);
+    let kx = i32(tap % p.k) - i32(p.pad);
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let images = split_images(split);
+
+    let x_plane = input_planes(g, c0, hw);
+    let dy_plane = output_planes(g, row0, ohw);
+
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let yy = i32(oy * p.stride) + ky;
+            if (yy < 0 || yy >= i32(p.h)) { continue; }
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let xx = i32(ox * p.stride) + kx;
+                if (xx < 0 || xx >= i32(p.w)) { continue; }
+                let at = x_img + u32(yy) * p.w + u32(xx);
+                var xv: array<vec4<f32>, NV>;
+                for (var v = 0u; v < NV; v++) {
+                    let j = 4u * v;
+                    xv[v] = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
+                                      wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                }
+                let pix = dy_img + oy * p.ow + ox;
+                for (var i = 0u; i < TM; i++) {
+                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * p.cig * kk;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (c0 + j < p.cig) {
+                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * kk + tap] = acc[i * NV + j / 4u][j % 4u];
+            }
+        }
+    }
+}
+
+// backward_weight_3x3: backward_weight_by_tap's layout with all nine taps of a 3x3 kernel in
+// each lane: the dy values a lane gathers for a pixel feed 9 * TM * NV vec4 FMAs instead of
+// TM * NV (the x values are uniform scalar loads either way). The tap loop has a constant
+// bound, so it unrolls and the accumulators stay in registers.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let c0 = wid.y * TN;
+    let row0 = gid.x * TM;
+    if (row0 >= p.cog) { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let images = split_images(split);
+
+    let x_plane = input_planes(g, c0, hw);
+    let dy_plane = output_planes(g, row0, ohw);
+
+    var acc: array<vec4<f32>, 9u * TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let dy_img = n * p.cout * ohw;
+        let x_img = n * p.cin * hw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let pix = dy_img + oy * p.ow + ox;
+                var dv: array<vec4<f32>, TM>;
+                for (var i = 0u; i < TM; i++) {
+                    dv[i] = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                }
+                for (var t = 0u; t < 9u; t++) {
+                    let yy = i32(oy * p.stride + t / 3u) - i32(p.pad);
+                    let xx = i32(ox * p.stride + t % 3u) - i32(p.pad);
+                    if (yy < 0 || yy >= i32(p.h) || xx < 0 || xx >= i32(p.w)) { continue; }
+                    let at = x_img + u32(yy) * p.w + u32(xx);
+                    for (var v = 0u; v < NV; v++) {
+                        let j = 4u * v;
+                        let xv = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
+                                           wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                        for (var i = 0u; i < TM; i++) {
+                            acc[(t * TM + i) * NV + v] = fma(dv[i], xv, acc[(t * TM + i) * NV + v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let total = p.cout * p.cig * 9u;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var j = 0u; j < TN; j++) {
+            if (c0 + j < p.cig) {
+                for (var t = 0u; t < 9u; t++) {
+                    wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * 9u + t] = acc[(t * TM + i) * NV + j / 4u][j % 4u];
+                }
+            }
+        }
+    }
+}
+
+// backward_weight_rows: the weight gradient of a 3x3 stride-1 conv straight from NCHW on maps
+// whose width comes in fours (no copies). A lane owns TM output channels x NV input channels
+// x all nine taps and walks each image's rows in runs of four pixels: per run, dy is one vec4
+// per output channel, and x one vec4 per input channel and input row (ky) -- its kx = 0 and
+// 2 shifts take their end values from the previous and next runs, which the walk keeps. So
+// TM + 3 NV loads feed 9 TM NV dot products, and every bounds test (top and bottom rows, the
+// ends of a row) is uniform. Columns are input channels (NV per lane), not (channel, tap).
+@group(0) @binding(1) var<storage, read> wr_dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wr_x4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let g = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let row0 = wid.y * TM;
+    let c0 = gid.x * NV;
+    if (c0 >= p.cig) { return; }
+    let hwq = p.h * p.w / 4u;
+    let wq = p.w / 4u;
+    let images = split_images(split);
+    var x_plane: array<u32, NV>;
+    for (var c = 0u; c < NV; c++) {
+        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * hwq;
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * hwq;
+    }
+    var acc: array<f32, 9u * TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let x_img = n * p.cin * hwq;
+        let dy_img = n * p.cout * hwq;
+        for (var oy = 0u; oy < p.h; oy++) {
+            // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk.
+            var prev: array<vec4<f32>, 3u * NV>;
+            var cur: array<vec4<f32>, 3u * NV>;
+            var next: array<vec4<f32>, 3u * NV>;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy + ky) - 1;
+                if (iy < 0 || iy >= i32(p.h)) { continue; }
+                for (var c = 0u; c < NV; c++) {
+                    cur[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq];
+                }
+            }
+            for (var q = 0u; q < wq; q++) {
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let iy = i32(oy + ky) - 1;
+                    for (var c = 0u; c < NV; c++) {
+                        next[ky * NV + c] = vec4<f32>(0.0);
+                    }
+                    if (iy < 0 || iy >= i32(p.h) || q + 1u >= wq) { continue; }
+                    for (var c = 0u; c < NV; c++) {
+                        next[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq + q + 1u];
+                    }
+                }
+                var dv: array<vec4<f32>, TM>;
+                for (var i = 0u; i < TM; i++) {
+                    dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * wq + q];
+                }
+                for (var ky = 0u; ky < 3u; ky++) {
+                    for (var c = 0u; c < NV; c++) {
+                        let m = cur[ky * NV + c];
+                        let l = vec4<f32>(prev[ky * NV + c].w, m.x, m.y, m.z);
+                        let r = vec4<f32>(m.y, m.z, m.w, next[ky * NV + c].x);
+                        for (var i = 0u; i < TM; i++) {
+                            let a = ((3u * ky) * TM + i) * NV + c;
+                            acc[a] += dot(dv[i], l);
+                            acc[a + TM * NV] += dot(dv[i], m);
+                            acc[a + 2u * TM * NV] += dot(dv[i], r);
+                        }
+                    }
+                }
+                prev = cur;
+                cur = next;
+            }
+        }
+    }
+    let total = p.cout * p.cig * 9u;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.cog) { break; }
+        for (var c = 0u; c < NV; c++) {
+            if (c0 + c >= p.cig) { break; }
+            for (var t = 0u; t < 9u; t++) {
+                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + c) * 9u + t] = acc[(t * TM + i) * NV + c];
+            }
+        }
+    }
+}
+
+// sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
+@group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    let total = p.cout * p.cig * p.k * p.k;
+    if (i >= total) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.splits; k++) {
+        s += ss_partial[k * total + i];
+    }
+    ss_dw[i] = s;
+}
