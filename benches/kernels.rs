@@ -6,8 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spgnet::gpu::{Gpu, Launch};
 use spgnet::ops::conv::{self, ConvShape};
-use spgnet::ops::gemm::{self, Tile};
 use spgnet::ops::gemm::Strides;
+use spgnet::ops::gemm::{self, Tile};
 
 const REPEAT: usize = 10;
 
@@ -49,11 +49,26 @@ fn kernels(c: &mut Criterion) {
     let (tx, tw, ty) = (gpu.zeros(&t.input_shape(), "x"), gpu.zeros(&t.weight_shape(), "w"), gpu.zeros(&t.output_shape(), "y"));
     assert!(conv::tiny_map(&t));
     bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_forward_tiny", conv::forward(&gpu, &t, &tx, &tw, &ty));
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_forward_conv", vec![conv::forward_tiled(&gpu, &t, Tile::for_forward(t.cog(), t.n * 4), &tx, &tw, &ty)]);
+    bench_launch(
+        c,
+        &gpu,
+        "conv3x3_g6_n64_c96_2x2_forward_conv",
+        vec![conv::forward_tiled(&gpu, &t, Tile::for_forward(t.cog(), t.n * 4), &tx, &tw, &ty)],
+    );
     bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_data_tiny", conv::backward_data(&gpu, &t, &ty, &tw, &tx));
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_data_conv", vec![conv::backward_data_tiled(&gpu, &t, Tile::for_backward_data(t.cig(), t.n * 4), &ty, &tw, &tx)]);
+    bench_launch(
+        c,
+        &gpu,
+        "conv3x3_g6_n64_c96_2x2_backward_data_conv",
+        vec![conv::backward_data_tiled(&gpu, &t, Tile::for_backward_data(t.cig(), t.n * 4), &ty, &tw, &tx)],
+    );
     bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_weight_tiny", conv::backward_weight(&gpu, &t, &ty, &tx, &tw));
-    bench_launch(c, &gpu, "conv3x3_g6_n64_c96_2x2_backward_weight_conv", conv::backward_weight_by_tap(&gpu, &t, Tile { tm: 2, nv: 2, wg: 8 }, &ty, &tx, &tw));
+    bench_launch(
+        c,
+        &gpu,
+        "conv3x3_g6_n64_c96_2x2_backward_weight_conv",
+        conv::backward_weight_by_tap(&gpu, &t, Tile { tm: 2, nv: 2, wg: 8 }, &ty, &tx, &tw),
+    );
     let p = ConvShape { n: 64, cin: 192, h: 4, w: 4, cout: 96, groups: 1, k: 1, stride: 1 };
     let (px, pw, py) = (gpu.zeros(&p.input_shape(), "x"), gpu.zeros(&p.weight_shape(), "w"), gpu.zeros(&p.output_shape(), "y"));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
@@ -62,7 +77,13 @@ fn kernels(c: &mut Criterion) {
     // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
-    for tile in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 4, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }, Tile { tm: 16, nv: 4, wg: 8 }] {
+    for tile in [
+        Tile { tm: 8, nv: 2, wg: 8 },
+        Tile { tm: 4, nv: 2, wg: 8 },
+        Tile { tm: 8, nv: 4, wg: 8 },
+        Tile { tm: 16, nv: 2, wg: 8 },
+        Tile { tm: 16, nv: 4, wg: 8 },
+    ] {
         let l = gemm::matmul_tiled(&gpu, tile, (m, n, k), (&a, Strides::rows(k)), (&b, Strides::rows(n)), &cc);
         bench_launch(c, &gpu, &format!("gemm_64x4096x576_tile{}x{}", tile.tm, tile.cols()), vec![l]);
     }

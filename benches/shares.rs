@@ -5,8 +5,8 @@
 
 use spgnet::gpu::{Gpu, Launch};
 use spgnet::ops::conv::{self, ConvShape};
-use spgnet::ops::gemm::{self, Tile};
 use spgnet::ops::gemm::Strides;
+use spgnet::ops::gemm::{self, Tile};
 use std::time::Instant;
 
 const REPEAT: usize = 10;

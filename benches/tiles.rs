@@ -38,7 +38,12 @@ fn main() {
         ConvShape { n, cin: 12, h: 16, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
     ];
     let tiles = [(4, 1), (8, 1), (8, 2), (16, 1), (16, 2), (4, 2), (32, 1)].map(|(tm, nv)| Tile { tm, nv, wg: 8 });
-    println!("{:<44} {:<6} {}", "shape", "dir", tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>());
+    println!(
+        "{:<44} {:<6} {}",
+        "shape",
+        "dir",
+        tiles.iter().map(|t| format!("{:>9}", format!("{}x{}", t.tm, t.cols()))).collect::<String>()
+    );
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let name = |s: &ConvShape| format!("{}->{} g{} k{} s{} {}x{}", s.cin, s.cout, s.groups, s.k, s.stride, s.h, s.w);
     for s in shapes.into_iter().filter(|s| filter.as_ref().is_none_or(|f| name(s).contains(f.as_str()))) {
@@ -62,7 +67,9 @@ fn main() {
                         "fwd_wt" if t.tm % 4 == 0 && s.cog() % 4 == 0 => conv::forward_wt(&gpu, &s, t, &x, &w, &y),
                         "bwd_d_wt" if t.tm % 4 == 0 && s.cig() % 4 == 0 => conv::backward_data_wt(&gpu, &s, t, &y, &w, &x),
                         "bwd_w_dyt" if t.tm % 4 == 0 && s.cog() % 4 == 0 => conv::backward_weight_dyt(&gpu, &s, t, &y, &x, &w),
-                        "bwd_w_nhwc" if t.tm % 4 == 0 && s.cog() % 4 == 0 && s.cig() % 4 == 0 => conv::backward_weight_nhwc(&gpu, &s, t, &y, &x, &w),
+                        "bwd_w_nhwc" if t.tm % 4 == 0 && s.cog() % 4 == 0 && s.cig() % 4 == 0 => {
+                            conv::backward_weight_nhwc(&gpu, &s, t, &y, &x, &w)
+                        }
                         "fwd_wt" | "bwd_d_wt" | "bwd_w_dyt" | "bwd_w_nhwc" => vec![],
                         // fwd_p: half the tile's rows per lane, 8 lanes
                         "fwd_p" => vec![conv::forward_by_pixel(&gpu, &s, Tile { tm: t.tm / 2, ..t }, &x, &w, &y)],
@@ -76,17 +83,45 @@ fn main() {
                         // the forward against a transposed weight: the transpose, then matmul_nn4
                         "dn_ft" => {
                             let wt = gpu.zeros(&[d.1, d.2], "wt");
-                            let f = gemm::matmul_nn4(&gpu, t, (d.0, d.2, d.1), (&x, gemm::Strides::rows(d.1)), &wt, gemm::Columns::matrix(d.2), &y);
+                            let f = gemm::matmul_nn4(
+                                &gpu,
+                                t,
+                                (d.0, d.2, d.1),
+                                (&x, gemm::Strides::rows(d.1)),
+                                &wt,
+                                gemm::Columns::matrix(d.2),
+                                &y,
+                            );
                             vec![gemm::transpose(&gpu, (d.2, d.1), &w, &wt), f]
                         }
-                        "dn_d" => vec![gemm::matmul_nn4(&gpu, t, (d.0, d.1, d.2), (&y, gemm::Strides::rows(d.2)), &w, gemm::Columns::matrix(d.1), &x)],
-                        "dn_w" => vec![gemm::matmul_nn4(&gpu, t, (d.2, d.1, d.0), (&y, gemm::Strides::transposed(d.2)), &x, gemm::Columns::matrix(d.1), &w)],
+                        "dn_d" => vec![gemm::matmul_nn4(
+                            &gpu,
+                            t,
+                            (d.0, d.1, d.2),
+                            (&y, gemm::Strides::rows(d.2)),
+                            &w,
+                            gemm::Columns::matrix(d.1),
+                            &x,
+                        )],
+                        "dn_w" => vec![gemm::matmul_nn4(
+                            &gpu,
+                            t,
+                            (d.2, d.1, d.0),
+                            (&y, gemm::Strides::transposed(d.2)),
+                            &x,
+                            gemm::Columns::matrix(d.1),
+                            &w,
+                        )],
                         // all nine taps per lane, tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
                         "bwd_w9" => conv::backward_weight_3x3(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                         // tm rows per lane: the sweep's 4..32-row tiles mean 1..4 here
                         _ => conv::backward_weight_by_tap(&gpu, &s, Tile { tm: (t.tm / 8).max(1), ..t }, &y, &x, &w),
                     };
-                    if l.is_empty() { format!("{:>9}", "-") } else { format!("{:>8.2}m", 1000.0 * time(&gpu, &l)) }
+                    if l.is_empty() {
+                        format!("{:>9}", "-")
+                    } else {
+                        format!("{:>8.2}m", 1000.0 * time(&gpu, &l))
+                    }
                 })
                 .collect();
             println!("{:<44} {:<6} {row}", name(&s), dir);

@@ -143,8 +143,9 @@ fn infer_config(file: &TensorFile) -> Result<ModelConfig> {
     }
     let variant = match meta.get("spgnet.version") {
         Some(v) => Variant::parse(v).with_context(|| format!("{path}: metadata spgnet.version"))?,
-        None => Variant::from_stem_width(stem[0])
-            .ok_or_else(|| anyhow!("{path}: 'first_conv.0.conv.weight' has {} output channels; no SPGNet variant starts with that", stem[0]))?,
+        None => Variant::from_stem_width(stem[0]).ok_or_else(|| {
+            anyhow!("{path}: 'first_conv.0.conv.weight' has {} output channels; no SPGNet variant starts with that", stem[0])
+        })?,
     };
     let number = |key: &str, fallback: usize| -> Result<usize> {
         match meta.get(key) {
@@ -192,7 +193,12 @@ pub fn from_file(file: &TensorFile) -> Result<Checkpoint> {
     let known: HashMap<&str, &Vec<usize>> = expected.iter().map(|t| (t.name.as_str(), &t.shape)).collect();
     for name in file.names() {
         if !known.contains_key(name.as_str()) && !name.ends_with(".num_batches_tracked") {
-            bail!("{shown}: unexpected tensor '{name}' for SPGNet {} ({} classes, {} input channels)", config.variant.name(), config.num_classes, config.in_channels);
+            bail!(
+                "{shown}: unexpected tensor '{name}' for SPGNet {} ({} classes, {} input channels)",
+                config.variant.name(),
+                config.num_classes,
+                config.in_channels
+            );
         }
     }
     let mut tensors = BTreeMap::new();
@@ -224,7 +230,11 @@ pub fn to_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<St
 }
 
 /// The same, storing each tensor in the dtype `dtype_of(name)` gives (F32 or F16).
-pub fn to_bytes_as(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>, dtype_of: impl Fn(&str) -> Dtype) -> Result<Vec<u8>> {
+pub fn to_bytes_as(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: HashMap<String, String>,
+    dtype_of: impl Fn(&str) -> Dtype,
+) -> Result<Vec<u8>> {
     let encoded: Vec<(Dtype, Vec<u8>)> = tensors
         .iter()
         .map(|(name, _, data)| match dtype_of(name) {

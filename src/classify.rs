@@ -61,7 +61,14 @@ pub fn top_k(model: &Model, logits: &[f32], k: usize) -> Vec<(usize, String, f32
 }
 
 /// Batched forward passes over preprocessed images [n, c, s, s]; returns logits per image.
-pub async fn forward_all(gpu: &Gpu, model: &Model, state: &DeviceState, images: &[u8], n: usize, max_batch: usize) -> Result<Vec<Vec<f32>>> {
+pub async fn forward_all(
+    gpu: &Gpu,
+    model: &Model,
+    state: &DeviceState,
+    images: &[u8],
+    n: usize,
+    max_batch: usize,
+) -> Result<Vec<Vec<f32>>> {
     let (c, s) = (model.channels(), model.size);
     let per = c * s * s;
     let batch = n.clamp(1, max_batch);

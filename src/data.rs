@@ -105,7 +105,8 @@ impl Kind {
     }
 }
 
-pub const FASHION_CLASSES: [&str; 10] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 pub const CIFAR10_CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// Train and test splits of a dataset.
@@ -124,8 +125,10 @@ pub fn parse_idx(path: &Path, bytes: &[u8], rank: u8) -> Result<(Vec<usize>, Vec
     if bytes.len() < header {
         bail!("{shown}: truncated IDX header");
     }
-    let dims: Vec<usize> = (0..rank as usize).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("{shown}: IDX dimensions {dims:?} overflow"))?;
+    let dims: Vec<usize> =
+        (0..rank as usize).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let count =
+        dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("{shown}: IDX dimensions {dims:?} overflow"))?;
     if bytes.len() - header < count {
         bail!("{shown}: truncated: dimensions {dims:?} need {count} bytes of data, the file has {}", bytes.len() - header);
     }
@@ -138,7 +141,7 @@ const CIFAR_IMAGE: usize = 3 * 32 * 32;
 /// fine label) then 3072 bytes of R, G, B planes.
 pub fn parse_cifar(name: &str, bytes: &[u8], label_bytes: usize, classes: usize, into: &mut Dataset) -> Result<()> {
     let record = label_bytes + CIFAR_IMAGE;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         bail!("{name}: {} bytes is not a whole number of {record}-byte CIFAR records (truncated or not a CIFAR file)", bytes.len());
     }
     for r in bytes.chunks_exact(record) {
@@ -185,4 +188,3 @@ pub fn to_planes(img: &image::DynamicImage, channels: usize, size: usize) -> Vec
         out
     }
 }
-

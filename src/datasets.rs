@@ -70,12 +70,25 @@ fn load_idx_pair(dir: &Path, prefix: &str, name: &str, classes: &[String]) -> Re
     if let Some(l) = labels.iter().find(|&&l| l as usize >= classes.len()) {
         bail!("{}: label {l} is out of range for {} classes", lp.display(), classes.len());
     }
-    Ok(Dataset { name: name.into(), images, labels: labels.into_iter().map(u32::from).collect(), channels: 1, h: idims[1], w: idims[2], classes: classes.to_vec() })
+    Ok(Dataset {
+        name: name.into(),
+        images,
+        labels: labels.into_iter().map(u32::from).collect(),
+        channels: 1,
+        h: idims[1],
+        w: idims[2],
+        classes: classes.to_vec(),
+    })
 }
 
 fn cifar_names(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>, usize, usize) {
     if kind == Kind::Cifar10 {
-        (vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"], vec!["test_batch.bin"], 1, 10)
+        (
+            vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+            vec!["test_batch.bin"],
+            1,
+            10,
+        )
     } else {
         (vec!["train.bin"], vec!["test.bin"], 2, 100)
     }
@@ -101,7 +114,8 @@ fn load_cifar(kind: Kind, path: &Path) -> Result<Splits> {
         }
     } else {
         // The extracted folder, or the folder holding it.
-        let dir = ["cifar-10-batches-bin", "cifar-100-binary"].iter().map(|d| path.join(d)).find(|d| d.is_dir()).unwrap_or(path.to_path_buf());
+        let dir =
+            ["cifar-10-batches-bin", "cifar-100-binary"].iter().map(|d| path.join(d)).find(|d| d.is_dir()).unwrap_or(path.to_path_buf());
         for name in &wanted {
             let p = dir.join(name);
             if p.is_file() {
@@ -110,16 +124,24 @@ fn load_cifar(kind: Kind, path: &Path) -> Result<Splits> {
         }
     }
     let mut classes: Vec<String> = match (kind, files.get("batches.meta.txt"), files.get("fine_label_names.txt")) {
-        (Kind::Cifar10, Some(t), _) | (Kind::Cifar100, _, Some(t)) => String::from_utf8_lossy(t).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        (Kind::Cifar10, Some(t), _) | (Kind::Cifar100, _, Some(t)) => {
+            String::from_utf8_lossy(t).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+        }
         _ => vec![],
     };
     if classes.len() != n_classes {
-        classes = if kind == Kind::Cifar10 { CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect() } else { (0..n_classes).map(|i| format!("class{i}")).collect() };
+        classes = if kind == Kind::Cifar10 {
+            CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
+        } else {
+            (0..n_classes).map(|i| format!("class{i}")).collect()
+        };
     }
     let split = |names: &[&str]| -> Result<Dataset> {
-        let mut d = Dataset { name: kind.name().into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: classes.clone() };
+        let mut d =
+            Dataset { name: kind.name().into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: classes.clone() };
         for n in names {
-            let bytes = files.get(*n).ok_or_else(|| anyhow!("{}: missing {n} (expected the {} binary version)", path.display(), kind.name()))?;
+            let bytes =
+                files.get(*n).ok_or_else(|| anyhow!("{}: missing {n} (expected the {} binary version)", path.display(), kind.name()))?;
             parse_cifar(&format!("{}/{n}", path.display()), bytes, label_bytes, n_classes, &mut d)?;
         }
         Ok(d)

@@ -32,7 +32,14 @@ pub fn parse_batch(f: &TensorFile, num_classes: usize) -> Result<Batch> {
 
 /// Run `steps` steps (BN in training mode, dropout off) and return the tensors to write:
 /// `logits` and `loss` of the first step, `grad.<name>` at the first step, `after.<name>` at the end.
-pub async fn run(gpu: &Gpu, ck: &Checkpoint, b: &Batch, steps: usize, lr: f32, opts: TrainOptions) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub async fn run(
+    gpu: &Gpu,
+    ck: &Checkpoint,
+    b: &Batch,
+    steps: usize,
+    lr: f32,
+    opts: TrainOptions,
+) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
     if steps == 0 {
         bail!("--steps must be at least 1");
     }

@@ -293,7 +293,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export { weights, out, half, meta } => export(&weights, &out, half, meta),
         Command::Summary { version, size, classes, in_ch } => summary(&version, size, classes, in_ch),
         Command::Bench { version, batch, size, steps, classes, in_ch, profile, json } => {
-            let a = spgnet::bench::BenchArgs { version: spgnet::model::Variant::parse(&version)?, batch, size, steps, classes, in_channels: in_ch, profile };
+            let a = spgnet::bench::BenchArgs {
+                version: spgnet::model::Variant::parse(&version)?,
+                batch,
+                size,
+                steps,
+                classes,
+                in_channels: in_ch,
+                profile,
+            };
             bench(backend, &a, json)
         }
         Command::Info => {
@@ -311,7 +319,11 @@ fn train(backend: &Option<String>, t: TrainCli) -> Result<()> {
     let g = gpu(backend)?;
     let args = if t.resume.is_some() { None } else { Some(t.to_args()?) };
     let summary = spgnet::train::train(&g, args, t.resume.as_deref(), spgnet::train::RunControl { progress: true, stop_after: None })?;
-    eprintln!("best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}", 100.0 * summary.best_acc, summary.out.display());
+    eprintln!(
+        "best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}",
+        100.0 * summary.best_acc,
+        summary.out.display()
+    );
     Ok(())
 }
 
@@ -348,7 +360,13 @@ fn eval(backend: &Option<String>, set: TestSetFlags, batch: usize, limit: Option
         println!("{line}");
         return Ok(());
     }
-    println!("{} test images: top-1 {:.2}%{}, loss {:.4}", r.images, 100.0 * r.accuracy, r.top5.map_or(String::new(), |t| format!(", top-5 {:.2}%", 100.0 * t)), r.loss);
+    println!(
+        "{} test images: top-1 {:.2}%{}, loss {:.4}",
+        r.images,
+        100.0 * r.accuracy,
+        r.top5.map_or(String::new(), |t| format!(", top-5 {:.2}%", 100.0 * t)),
+        r.loss
+    );
     println!("throughput: {:.1} images/s", r.img_per_s);
     let w = r.classes.iter().map(|c| c.len()).max().unwrap_or(4).min(14);
     println!("confusion matrix (rows: true class, columns: predicted):");
@@ -419,8 +437,16 @@ fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> 
         });
         println!("{line}");
     } else {
-        println!("SPGNet {version}, batch {batch}, {size}x{size}: train {:.1} img/s ({:.0} ms/step), inference {:.1} img/s", r.train_img_per_s, r.train_step_ms, r.infer_img_per_s);
-        println!("peak GPU buffer bytes: {:.1} MiB; buffers created up to the first step {}, up to the last {}", r.peak_buffer_bytes as f64 / 1048576.0, r.buffers_after_first_step, r.buffers_after_last_step);
+        println!(
+            "SPGNet {version}, batch {batch}, {size}x{size}: train {:.1} img/s ({:.0} ms/step), inference {:.1} img/s",
+            r.train_img_per_s, r.train_step_ms, r.infer_img_per_s
+        );
+        println!(
+            "peak GPU buffer bytes: {:.1} MiB; buffers created up to the first step {}, up to the last {}",
+            r.peak_buffer_bytes as f64 / 1048576.0,
+            r.buffers_after_first_step,
+            r.buffers_after_last_step
+        );
     }
     if a.profile {
         print_profile(&r);
@@ -450,7 +476,12 @@ fn print_profile(r: &spgnet::bench::BenchReport) {
 
 fn debug_step(backend: &Option<String>, weights: &Path, batch: &Path, out: &Path, steps: usize, optim: OptimizerFlags) -> Result<()> {
     let g = gpu(backend)?;
-    let opts = TrainOptions { momentum: optim.momentum, weight_decay: optim.weight_decay, label_smoothing: optim.label_smoothing, ..Default::default() };
+    let opts = TrainOptions {
+        momentum: optim.momentum,
+        weight_decay: optim.weight_decay,
+        label_smoothing: optim.label_smoothing,
+        ..Default::default()
+    };
     let ck = spgnet::checkpoint::load(weights)?;
     let b = spgnet::debug_step::parse_batch(&spgnet::checkpoint::TensorFile::open(batch)?, ck.config.num_classes)?;
     let tensors = pollster::block_on(spgnet::debug_step::run(&g, &ck, &b, steps, optim.lr, opts))?;
@@ -463,7 +494,12 @@ fn main() {
     let cli = Cli::parse();
     // A bug must still end in one line and exit code 1, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error{at}: {msg} (please report it)");
     }));

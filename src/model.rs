@@ -129,11 +129,38 @@ impl BlockDef {
         let skip = if stride == 1 && cin == cout {
             Skip::Identity
         } else if stride == 1 {
-            Skip::Project(ConvBnDef { weight: format!("{name}.skip.0.weight"), bn: format!("{name}.skip.1"), cin, cout, groups: 1, k: 1, stride: 1, relu: false })
+            Skip::Project(ConvBnDef {
+                weight: format!("{name}.skip.0.weight"),
+                bn: format!("{name}.skip.1"),
+                cin,
+                cout,
+                groups: 1,
+                k: 1,
+                stride: 1,
+                relu: false,
+            })
         } else {
             Skip::Downsample(
-                ConvBnDef { weight: format!("{name}.skip.0.weight"), bn: format!("{name}.skip.1"), cin, cout: cin, groups: cin, k: 3, stride, relu: false },
-                ConvBnDef { weight: format!("{name}.skip.2.weight"), bn: format!("{name}.skip.3"), cin, cout, groups: 1, k: 1, stride: 1, relu: false },
+                ConvBnDef {
+                    weight: format!("{name}.skip.0.weight"),
+                    bn: format!("{name}.skip.1"),
+                    cin,
+                    cout: cin,
+                    groups: cin,
+                    k: 3,
+                    stride,
+                    relu: false,
+                },
+                ConvBnDef {
+                    weight: format!("{name}.skip.2.weight"),
+                    bn: format!("{name}.skip.3"),
+                    cin,
+                    cout,
+                    groups: 1,
+                    k: 1,
+                    stride: 1,
+                    relu: false,
+                },
             )
         };
         BlockDef {
@@ -230,10 +257,24 @@ impl Architecture {
     /// Every state tensor: trainable ones and BN running statistics, in state-dict order.
     pub fn tensors(&self) -> Vec<TensorDef> {
         let mut out = Vec::new();
-        let weight = |name: String, shape: Vec<usize>, std: f32| TensorDef { name, shape, trainable: true, is_weight: true, init: Init::Normal { std } };
+        let weight = |name: String, shape: Vec<usize>, std: f32| TensorDef {
+            name,
+            shape,
+            trainable: true,
+            is_weight: true,
+            init: Init::Normal { std },
+        };
         let bn = |out: &mut Vec<TensorDef>, prefix: &str, c: usize| {
-            for (field, trainable, value) in [("weight", true, 1.0), ("bias", true, 1e-4), ("running_mean", false, 0.0), ("running_var", false, 1.0)] {
-                out.push(TensorDef { name: format!("{prefix}.{field}"), shape: vec![c], trainable, is_weight: false, init: Init::Constant(value) });
+            for (field, trainable, value) in
+                [("weight", true, 1.0), ("bias", true, 1e-4), ("running_mean", false, 0.0), ("running_var", false, 1.0)]
+            {
+                out.push(TensorDef {
+                    name: format!("{prefix}.{field}"),
+                    shape: vec![c],
+                    trainable,
+                    is_weight: false,
+                    init: Init::Constant(value),
+                });
             }
         };
         for c in self.convs() {

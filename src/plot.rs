@@ -97,7 +97,8 @@ pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Re
     save_via_tmp(path, |tmp| {
         let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-        root.draw(&Text::new("confusion matrix (rows: true class, columns: predicted, by number)", (10, 15), ("sans-serif", 18))).map_err(|e| anyhow!("plot: {e}"))?;
+        root.draw(&Text::new("confusion matrix (rows: true class, columns: predicted, by number)", (10, 15), ("sans-serif", 18)))
+            .map_err(|e| anyhow!("plot: {e}"))?;
         let label = |i: usize| format!("{i} {}", classes[i].chars().take(16).collect::<String>());
         for (t, row) in m.iter().enumerate() {
             let total = row.iter().sum::<usize>().max(1) as f64;
@@ -115,9 +116,11 @@ pub fn confusion_matrix(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Re
                 }
             }
             if cell >= 10 {
-                root.draw(&Text::new(label(t), (5, top + t as i32 * cell + cell / 3), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
+                root.draw(&Text::new(label(t), (5, top + t as i32 * cell + cell / 3), ("sans-serif", 12)))
+                    .map_err(|e| anyhow!("plot: {e}"))?;
                 let number = t.to_string();
-                root.draw(&Text::new(number, (left + t as i32 * cell + cell / 3, top - 18), ("sans-serif", 12))).map_err(|e| anyhow!("plot: {e}"))?;
+                root.draw(&Text::new(number, (left + t as i32 * cell + cell / 3, top - 18), ("sans-serif", 12)))
+                    .map_err(|e| anyhow!("plot: {e}"))?;
             }
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))
@@ -149,7 +152,8 @@ pub fn prediction_grid(path: &Path, tiles: &[GridTile], columns: usize) -> Resul
             let right = t.predicted == t.truth;
             let color = if right { RGBColor(0, 120, 0) } else { RGBColor(200, 0, 0) };
             if !right {
-                root.draw(&Rectangle::new([(x0 - 3, y0 - 3), (x0 + img + 2, y0 + img + 2)], color.stroke_width(3))).map_err(|e| anyhow!("plot: {e}"))?;
+                root.draw(&Rectangle::new([(x0 - 3, y0 - 3), (x0 + img + 2, y0 + img + 2)], color.stroke_width(3)))
+                    .map_err(|e| anyhow!("plot: {e}"))?;
             }
             let plane = t.size * t.size;
             for y in 0..img {
@@ -166,8 +170,10 @@ pub fn prediction_grid(path: &Path, tiles: &[GridTile], columns: usize) -> Resul
             }
             let short = |s: &str| s.chars().take(16).collect::<String>();
             let style = ("sans-serif", 13).into_font().color(&color);
-            root.draw(&Text::new(format!("pred: {}", short(t.predicted)), (x0, y0 + img + 4), style.clone())).map_err(|e| anyhow!("plot: {e}"))?;
-            root.draw(&Text::new(format!("true: {}", short(t.truth)), (x0, y0 + img + 19), ("sans-serif", 13).into_font().color(&BLACK))).map_err(|e| anyhow!("plot: {e}"))?;
+            root.draw(&Text::new(format!("pred: {}", short(t.predicted)), (x0, y0 + img + 4), style.clone()))
+                .map_err(|e| anyhow!("plot: {e}"))?;
+            root.draw(&Text::new(format!("true: {}", short(t.truth)), (x0, y0 + img + 19), ("sans-serif", 13).into_font().color(&BLACK)))
+                .map_err(|e| anyhow!("plot: {e}"))?;
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))
     })

@@ -53,7 +53,11 @@ impl Preprocess {
                 for x in 0..s {
                     let sx = if flip { s - 1 - x } else { x } as isize + dx;
                     let sy = y as isize + dy;
-                    let v = if sy >= 0 && sx >= 0 && (sy as usize) < s && (sx as usize) < s { src[(ch * s + sy as usize) * s + sx as usize] } else { 0 };
+                    let v = if sy >= 0 && sx >= 0 && (sy as usize) < s && (sx as usize) < s {
+                        src[(ch * s + sy as usize) * s + sx as usize]
+                    } else {
+                        0
+                    };
                     out[(ch * s + y) * s + x] = (v as f32 / 255.0 - m) / sd;
                 }
             }
@@ -86,7 +90,14 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usiz
 
 /// Batch `b` of an epoch whose image order is `order`: `batch` images (an evaluation's last
 /// batch is padded by repeating its first image), augmented when `train`.
-pub fn make_batch(ds: &Dataset, pre: &Preprocess, order: &[usize], batch: usize, (seed, epoch, b): (u64, usize, usize), train: bool) -> Batch {
+pub fn make_batch(
+    ds: &Dataset,
+    pre: &Preprocess,
+    order: &[usize],
+    batch: usize,
+    (seed, epoch, b): (u64, usize, usize),
+    train: bool,
+) -> Batch {
     let (c, s) = (ds.channels, ds.h);
     let per = c * s * s;
     let idx = &order[b * batch..((b + 1) * batch).min(order.len())];
@@ -103,7 +114,11 @@ pub fn make_batch(ds: &Dataset, pre: &Preprocess, order: &[usize], batch: usize,
 
 /// Batches in an epoch: training drops the last incomplete batch, evaluation pads it.
 pub fn batch_count(n: usize, batch: usize, train: bool) -> usize {
-    if train { n / batch } else { n.div_ceil(batch) }
+    if train {
+        n / batch
+    } else {
+        n.div_ceil(batch)
+    }
 }
 
 /// Steps per epoch of training with this batch size (the last incomplete batch is dropped).

@@ -102,10 +102,10 @@ pub fn bn_backward(s: &BnShape, dy: &[f64], x: &[f64], gamma: &[f64], eps: f64) 
     let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let xhat = |i: usize| (x[i] - mean[channel_of(s, i)]) * invstd[channel_of(s, i)];
     let (mut dgamma, mut dbeta) = (vec![0.0; s.c], vec![0.0; s.c]);
-    for i in 0..x.len() {
+    for (i, d) in dy.iter().enumerate().take(x.len()) {
         let c = channel_of(s, i);
-        dgamma[c] += dy[i] * xhat(i);
-        dbeta[c] += dy[i];
+        dgamma[c] += d * xhat(i);
+        dbeta[c] += d;
     }
     let dx = (0..x.len())
         .map(|i| {

@@ -49,7 +49,12 @@ pub fn rows(arch: &Architecture, size: usize) -> Vec<Row> {
     }
     convx(&mut rows, "conv_last", &arch.conv_last, side);
     rows.push(Row { name: "global average pool".into(), output: vec![HEAD_WIDTH], params: 0, macs: 0 });
-    rows.push(Row { name: "fc (linear, BN1d, ReLU)".into(), output: vec![HEAD_WIDTH], params: HEAD_WIDTH * HEAD_WIDTH + 2 * HEAD_WIDTH, macs: HEAD_WIDTH * HEAD_WIDTH });
+    rows.push(Row {
+        name: "fc (linear, BN1d, ReLU)".into(),
+        output: vec![HEAD_WIDTH],
+        params: HEAD_WIDTH * HEAD_WIDTH + 2 * HEAD_WIDTH,
+        macs: HEAD_WIDTH * HEAD_WIDTH,
+    });
     let k = arch.config.num_classes;
     rows.push(Row { name: "linear".into(), output: vec![k], params: k * HEAD_WIDTH, macs: k * HEAD_WIDTH });
     rows

@@ -7,18 +7,22 @@ use spgnet::model::{Architecture, ModelConfig, Variant};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// A tensor as stored: name, dtype, shape, raw bytes.
+type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
 fn small() -> Checkpoint {
     Checkpoint::initialized(ModelConfig::new(Variant::S2P6, 1, 4), 3)
 }
 
 /// Write raw tensors (name, dtype, shape, bytes) with optional metadata.
-fn write_raw(path: &Path, tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, meta: Option<HashMap<String, String>>) {
-    let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+fn write_raw(path: &Path, tensors: Vec<RawTensor>, meta: Option<HashMap<String, String>>) {
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     std::fs::write(path, safetensors::tensor::serialize(views, meta).unwrap()).unwrap();
 }
 
 /// The checkpoint's tensors as F32 raw entries, in state-dict order.
-fn raw(ck: &Checkpoint) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+fn raw(ck: &Checkpoint) -> Vec<RawTensor> {
     Architecture::new(ck.config.clone())
         .tensors()
         .into_iter()
@@ -102,7 +106,7 @@ fn half_precision_files_load_converted() {
 fn every_loading_error_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let ck = small();
-    let case = |name: &str, edit: &dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)| {
+    let case = |name: &str, edit: &dyn Fn(&mut Vec<RawTensor>)| {
         let mut t = raw(&ck);
         edit(&mut t);
         let p = tmp(&dir, name);

@@ -98,7 +98,12 @@ fn summary_totals() {
     assert!(ok);
     assert!(out.contains("layers.14.conv_out"), "{out}");
     let total = out.lines().last().unwrap();
-    assert!(total.contains("3266004 trainable values") && total.contains("21496 BN running statistics") && total.contains("7.02 M multiply-adds per 32x32"), "{total}");
+    assert!(
+        total.contains("3266004 trainable values")
+            && total.contains("21496 BN running statistics")
+            && total.contains("7.02 M multiply-adds per 32x32"),
+        "{total}"
+    );
     let (ok, out, _) = spgnet(&["summary", "--version", "s2p9", "--size", "224", "--classes", "1000"]);
     assert!(ok && out.lines().last().unwrap().contains("per 224x224"));
 }
@@ -109,7 +114,20 @@ fn eval_grid_and_bench_on_real_data() {
     let model = test_model(dir.path());
     // The picture's format follows its extension (a JPEG here).
     let plot = dir.path().join("cm.jpg");
-    let (ok, out, err) = spgnet(&["eval", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--limit", "40", "--batch", "16", "--json", "--plot", plot.to_str().unwrap()]);
+    let (ok, out, err) = spgnet(&[
+        "eval",
+        "--dataset",
+        "fashion-mnist",
+        "--weights",
+        model.to_str().unwrap(),
+        "--limit",
+        "40",
+        "--batch",
+        "16",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let j = &json_lines(&out)[0];
     assert_eq!(j["images"].as_u64(), Some(40));
@@ -120,10 +138,24 @@ fn eval_grid_and_bench_on_real_data() {
     let (ok, out, _) = spgnet(&["eval", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--limit", "20"]);
     assert!(ok && out.contains("confusion matrix") && out.contains("Ankle boot"), "{out}");
     let grid = dir.path().join("grid.png");
-    let (ok, out, err) = spgnet(&["grid", "--dataset", "fashion-mnist", "--weights", model.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--count", "12"]);
+    let (ok, out, err) = spgnet(&[
+        "grid",
+        "--dataset",
+        "fashion-mnist",
+        "--weights",
+        model.to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+        "--count",
+        "12",
+    ]);
     assert!(ok && out.contains("12 test images"), "{err}");
     assert_eq!(image::open(&grid).unwrap().width(), 8 * 136 + 10);
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp")).collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
     let (ok, out, err) = spgnet(&["bench", "--batch", "2", "--size", "32", "--steps", "1", "--json"]);
     assert!(ok, "{err}");
@@ -135,9 +167,14 @@ fn eval_grid_and_bench_on_real_data() {
     let (ok, out, err) = spgnet(&["bench", "--batch", "2", "--size", "32", "--steps", "1", "--profile"]);
     assert!(ok, "{err}");
     for title in ["kernel (training step)", "kernel (inference pass)"] {
-        let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with(title)).skip(1).take_while(|l| !l.trim().is_empty() && !l.starts_with('(')).collect();
-        let shares: f64 = table.iter().map(|l| l.split_whitespace().rev().nth(1).unwrap().trim_end_matches('%').parse::<f64>().unwrap()).sum();
+        let table: Vec<&str> =
+            out.lines().skip_while(|l| !l.starts_with(title)).skip(1).take_while(|l| !l.trim().is_empty() && !l.starts_with('(')).collect();
+        let shares: f64 =
+            table.iter().map(|l| l.split_whitespace().rev().nth(1).unwrap().trim_end_matches('%').parse::<f64>().unwrap()).sum();
         assert!((shares - 100.0).abs() < 2.0, "{title}: shares add up to {shares}\n{out}");
-        assert!(table.iter().any(|l| l.starts_with("conv.tiny.forward")), "{title}: stage 2's convs should run on the tiny-map GEMMs\n{out}");
+        assert!(
+            table.iter().any(|l| l.starts_with("conv.tiny.forward")),
+            "{title}: stage 2's convs should run on the tiny-map GEMMs\n{out}"
+        );
     }
 }

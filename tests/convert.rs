@@ -32,7 +32,8 @@ fn converter_writes_files_spgnet_loads() {
 
 #[test]
 fn converter_reads_a_pytorch_checkpoint_where_torch_exists() {
-    let has_torch = Command::new("python3").args(["-c", "import torch"]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    let has_torch =
+        Command::new("python3").args(["-c", "import torch"]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
     if !has_torch {
         eprintln!("SKIPPED: PyTorch is not installed here (it is not installable on this machine), so reading a real .tar was not tested");
         return;
@@ -49,7 +50,11 @@ fn converter_reads_a_pytorch_checkpoint_where_torch_exists() {
         tar.display()
     );
     assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success());
-    let st = Command::new("python3").args(["tools/convert_pytorch.py", tar.to_str().unwrap(), out.to_str().unwrap()]).current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap();
+    let st = Command::new("python3")
+        .args(["tools/convert_pytorch.py", tar.to_str().unwrap(), out.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
     assert!(st.success());
     let ck = spgnet::checkpoint::load(&out).unwrap();
     let fc = &ck.tensors["fc.weight"];

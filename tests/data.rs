@@ -1,9 +1,9 @@
 //! Dataset readers on files written here in each exact format, augmentation and the schedule.
 
 use spgnet::augment;
+use spgnet::data::{self, Kind};
 use spgnet::datasets;
 use spgnet::preprocess::{self, Preprocess};
-use spgnet::data::{self, Kind};
 use spgnet::train::learning_rate;
 use std::io::Write;
 use std::path::Path;
@@ -223,16 +223,22 @@ fn preprocessing_normalises_crops_flips_and_converts() {
     for b in 0..40 {
         let mut rng = preprocess::batch_rng(3, 0, b);
         pre.apply(&src, 1, s, &mut out, Some(&mut rng));
-        let found = (-2isize..=2).flat_map(|dy| (-2isize..=2).map(move |dx| (dy, dx))).flat_map(|d| [(d, false), (d, true)]).find(|&((dy, dx), f)| {
-            (0..s).all(|y| {
-                (0..s).all(|x| {
-                    let sx = if f { s - 1 - x } else { x } as isize + dx;
-                    let sy = y as isize + dy;
-                    let v = if sy >= 0 && sx >= 0 && (sy as usize) < s && (sx as usize) < s { src[sy as usize * s + sx as usize] } else { 0 };
-                    (out[y * s + x] - v as f32 / 255.0).abs() < 1e-6
+        let found = (-2isize..=2).flat_map(|dy| (-2isize..=2).map(move |dx| (dy, dx))).flat_map(|d| [(d, false), (d, true)]).find(
+            |&((dy, dx), f)| {
+                (0..s).all(|y| {
+                    (0..s).all(|x| {
+                        let sx = if f { s - 1 - x } else { x } as isize + dx;
+                        let sy = y as isize + dy;
+                        let v = if sy >= 0 && sx >= 0 && (sy as usize) < s && (sx as usize) < s {
+                            src[sy as usize * s + sx as usize]
+                        } else {
+                            0
+                        };
+                        (out[y * s + x] - v as f32 / 255.0).abs() < 1e-6
+                    })
                 })
-            })
-        });
+            },
+        );
         let ((dy, dx), f) = found.expect("output is a crop of the padded image");
         shifted |= dy != 0 || dx != 0;
         flipped |= f;
@@ -254,7 +260,15 @@ fn preprocessing_normalises_crops_flips_and_converts() {
 
 #[test]
 fn batches_drop_or_pad_and_cover_the_data() {
-    let ds = std::sync::Arc::new(data::Dataset { name: "t".into(), images: (0..10u8).flat_map(|i| [i; 4]).collect(), labels: (0..10).collect(), channels: 1, h: 2, w: 2, classes: (0..10).map(|i| i.to_string()).collect() });
+    let ds = std::sync::Arc::new(data::Dataset {
+        name: "t".into(),
+        images: (0..10u8).flat_map(|i| [i; 4]).collect(),
+        labels: (0..10).collect(),
+        channels: 1,
+        h: 2,
+        w: 2,
+        classes: (0..10).map(|i| i.to_string()).collect(),
+    });
     let pre = std::sync::Arc::new(Preprocess { mean: vec![0.0], std: vec![1.0], pad: 0, flip: false });
     let train: Vec<_> = augment::batches(ds.clone(), pre.clone(), 4, 1, 0, true).unwrap().into_iter().collect();
     assert_eq!(train.len(), 2, "the last incomplete batch is dropped in training");

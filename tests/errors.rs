@@ -97,12 +97,18 @@ fn bad_datasets_and_flags() {
     fails(&["train", "--dataset", "fashion-mnist", "--lr=-1", "--out", o], &["--lr"]);
     fails(&["train", "--dataset", "fashion-mnist", "--batch", "0", "--out", o], &["--batch"]);
     fails(&["train", "--dataset", "fashion-mnist", "--momentum", "1.5", "--out", o], &["--momentum"]);
-    fails(&["train", "--dataset", "fashion-mnist", "--limit", "100", "--batch", "512", "--out", o], &["--batch 512 is larger than the training set (100 images)"]);
+    fails(
+        &["train", "--dataset", "fashion-mnist", "--limit", "100", "--batch", "512", "--out", o],
+        &["--batch 512 is larger than the training set (100 images)"],
+    );
     fails(&["train", "--version", "s2p5", "--dataset", "fashion-mnist"], &["unknown SPGNet version 's2p5'"]);
     fails(&["train", "--resume", dir], &["nothing to resume"]);
     fails(&["summary", "--size", "0"], &["must be positive"]);
     // Too big for the adapter's per-binding limit: said before any step, with the tensor and limit.
-    fails(&["bench", "--batch", "300", "--size", "224", "--steps", "1"], &["batch 300 at 224x224", "MiB, over this adapter's", "use a smaller batch"]);
+    fails(
+        &["bench", "--batch", "300", "--size", "224", "--steps", "1"],
+        &["batch 300 at 224x224", "MiB, over this adapter's", "use a smaller batch"],
+    );
     // Usage errors are clap's: exit code 2.
     let (code, err) = run(&["train", "--epochs", "many"], &[]);
     assert_eq!(code, 2, "{err}");

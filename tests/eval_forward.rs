@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use pollster::block_on;
 use rand::Rng;
 use spgnet::checkpoint::Checkpoint;
 use spgnet::model::{ConvBnDef, ModelConfig, Skip, Variant};
@@ -11,7 +12,6 @@ use spgnet::network::{DeviceState, Evaluator};
 use spgnet::ops::batchnorm::{BnShape, EPS};
 use spgnet::ops::conv::ConvShape;
 use spgnet::ops::pool::PoolShape;
-use pollster::block_on;
 use spgnet::reference as cpu;
 use std::collections::BTreeMap;
 
@@ -28,7 +28,11 @@ impl Cpu<'_> {
         let s = BnShape { n: self.n, c, hw };
         let g = |f: &str| self.get(&format!("{prefix}.{f}"));
         let y = cpu::bn_normalize(&s, x, &g("running_mean"), &g("running_var"), &g("weight"), &g("bias"), EPS as f64);
-        if relu { cpu::relu(&y) } else { y }
+        if relu {
+            cpu::relu(&y)
+        } else {
+            y
+        }
     }
     /// conv -> BN -> ReLU on x [n, cin, h, w]; returns the output and its size.
     fn conv_bn(&self, d: &ConvBnDef, x: &[f64], h: usize) -> (Vec<f64>, usize) {

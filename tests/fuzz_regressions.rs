@@ -5,7 +5,11 @@ use std::path::Path;
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions").join(target);
-    let mut v: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect();
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
     v.sort();
     assert!(!v.is_empty(), "{} holds no inputs", dir.display());
     v
@@ -37,7 +41,8 @@ fn idx_inputs() {
 fn cifar_inputs() {
     for (name, data) in inputs("cifar") {
         for (label_bytes, classes) in [(1, 10), (2, 100)] {
-            let mut d = spgnet::data::Dataset { name: "t".into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: vec![] };
+            let mut d =
+                spgnet::data::Dataset { name: "t".into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: vec![] };
             let _ = spgnet::data::parse_cifar(&name, &data, label_bytes, classes, &mut d);
         }
     }

@@ -8,12 +8,28 @@ use std::time::{Duration, Instant};
 
 fn train_cmd(out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_spgnet"));
-    c.args(["train", "--dataset", "fashion-mnist", "--limit", "192", "--batch", "32", "--epochs", "3", "--crop-pad", "2", "--seed", "3", "--lr", "0.05"])
-        .arg("--out")
-        .arg(out)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.args([
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "192",
+        "--batch",
+        "32",
+        "--epochs",
+        "3",
+        "--crop-pad",
+        "2",
+        "--seed",
+        "3",
+        "--lr",
+        "0.05",
+    ])
+    .arg("--out")
+    .arg(out)
+    .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     c
 }
 
@@ -90,7 +106,12 @@ impl SmallDisk {
     /// None where mounting is not permitted (not root, no CAP_SYS_ADMIN).
     fn mount(size: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         ok.then_some(SmallDisk(dir))
     }
 }

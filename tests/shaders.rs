@@ -34,7 +34,11 @@ fn all_pipelines_build_on_the_adapter() {
 #[test]
 fn kernels_bind_few_enough_storage_buffers() {
     let most = spgnet::ops::max_storage_bindings();
-    assert_eq!(most, spgnet::gpu::STORAGE_BUFFERS_NEEDED, "the most storage buffers a kernel binds changed: update gpu::STORAGE_BUFFERS_NEEDED");
+    assert_eq!(
+        most,
+        spgnet::gpu::STORAGE_BUFFERS_NEEDED,
+        "the most storage buffers a kernel binds changed: update gpu::STORAGE_BUFFERS_NEEDED"
+    );
     assert_eq!(most, 9, "the most storage buffers a kernel binds changed: update the docs and this test");
     let gpu = spgnet::gpu::Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e:#}"));
     assert!(gpu.limits.max_storage_buffers_per_shader_stage >= most);

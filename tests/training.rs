@@ -60,7 +60,8 @@ fn init_starts_from_a_checkpoint_of_the_same_model() {
     let fresh = Checkpoint::initialized(start.config.clone(), 7);
     assert_ne!(fresh.tensors["fc.weight"], end.tensors["fc.weight"], "the run must not start from the initialisation");
     // Another architecture is refused in one line before training.
-    let other = TrainArgs { init: Some(first.join("last.safetensors")), version: Variant::S2P7, ..args(&dir.path().join("other"), 1, 32, 64) };
+    let other =
+        TrainArgs { init: Some(first.join("last.safetensors")), version: Variant::S2P7, ..args(&dir.path().join("other"), 1, 32, 64) };
     let e = match train::train(gpu, Some(other), None, quiet) {
         Ok(_) => panic!("--init with another architecture must fail"),
         Err(e) => format!("{e:#}"),
@@ -163,7 +164,8 @@ fn a_training_step_lays_out_each_tiny_map_weight_once() {
     let gpu = common::gpu();
     let ck = Checkpoint::initialized(ModelConfig::new(Variant::S2P6, 3, 10), 0);
     let t = Trainer::new(gpu, &ck, 4, (32, 32), TrainOptions::default()).unwrap();
-    let tiny_layers: std::collections::BTreeSet<&str> = t.launches().filter(|l| l.label.starts_with("conv.tiny.forward")).map(|l| l.layer.as_str()).collect();
+    let tiny_layers: std::collections::BTreeSet<&str> =
+        t.launches().filter(|l| l.label.starts_with("conv.tiny.forward")).map(|l| l.layer.as_str()).collect();
     let expansions: Vec<&str> = t.launches().filter(|l| l.label == "conv.expand_tiny").map(|l| l.layer.as_str()).collect();
     assert!(tiny_layers.len() >= 8, "s2p6 at 32x32 has tiny-map convs in stages 2 and 3, found {tiny_layers:?}");
     assert_eq!(expansions.len(), tiny_layers.len(), "expansions {expansions:?} for layers {tiny_layers:?}");

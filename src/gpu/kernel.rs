@@ -97,7 +97,13 @@ pub struct KernelSpec {
 
 impl KernelSpec {
     pub fn of<E: Entry>(entry: E) -> Self {
-        KernelSpec { file: E::SOURCE.file, source: E::SOURCE.text, entry: entry.name(), bindings: entry.bindings().to_vec(), constants: String::new() }
+        KernelSpec {
+            file: E::SOURCE.file,
+            source: E::SOURCE.text,
+            entry: entry.name(),
+            bindings: entry.bindings().to_vec(),
+            constants: String::new(),
+        }
     }
     pub fn with_const(mut self, name: &str, value: u32) -> Self {
         self.constants.push_str(&format!("const {name}: u32 = {value}u;\n"));

@@ -21,11 +21,10 @@ pub struct Launch {
     pub weight_layout: bool,
 }
 
-
 /// Record launches into one compute pass, skipping the empty ones (see Gpu::launch).
 pub fn record(pass: &mut wgpu::ComputePass<'_>, launches: &[Launch]) {
     for l in launches {
-        if l.workgroups.iter().any(|&w| w == 0) {
+        if l.workgroups.contains(&0) {
             continue;
         }
         pass.set_pipeline(&l.pipeline);

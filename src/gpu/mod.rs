@@ -6,8 +6,8 @@ mod kernel;
 mod launch;
 mod tensor;
 
-pub use kernel::{Access, Entry, KernelSpec, Source, UNIFORM_VEC4S};
 use kernel::uniform_vec4_binding;
+pub use kernel::{Access, Entry, KernelSpec, Source, UNIFORM_VEC4S};
 pub use launch::{grid_1d, record, Launch};
 pub use tensor::Tensor;
 
@@ -34,6 +34,9 @@ pub fn parse_backends(name: &str) -> Result<wgpu::Backends> {
     })
 }
 
+/// The bind group layout and pipeline layout of one list of binding accesses.
+type Layout = (wgpu::BindGroupLayout, wgpu::PipelineLayout);
+
 /// A compiled pipeline: (file, entry, appended constants, the bindings' declared access).
 type PipelineKey = (String, &'static str, String, Vec<Access>);
 
@@ -45,7 +48,7 @@ pub struct Gpu {
     /// Whether the *_sg kernels run: the adapter has subgroups of at least 8 lanes.
     pub subgroups: bool,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
-    layouts: Mutex<HashMap<Vec<Access>, Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>>>,
+    layouts: Mutex<HashMap<Vec<Access>, Arc<Layout>>>,
     errors: Arc<Mutex<Vec<String>>>,
     /// Set by the device-lost callback.
     lost: Arc<Mutex<Option<String>>>,
@@ -109,9 +112,14 @@ impl Gpu {
     pub async fn request() -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
             .await
-            .map_err(|e| anyhow!("no WebGPU adapter ({e}): use a browser with WebGPU enabled (Chrome, Edge, Safari 26, Firefox 141 or newer)"))?;
+            .map_err(|e| {
+                anyhow!("no WebGPU adapter ({e}): use a browser with WebGPU enabled (Chrome, Edge, Safari 26, Firefox 141 or newer)")
+            })?;
         Self::from_adapter(adapter).await
     }
 
@@ -119,10 +127,7 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters() -> Vec<String> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .iter()
-            .map(|a| describe(&a.get_info()))
-            .collect()
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())).iter().map(|a| describe(&a.get_info())).collect()
     }
 
     /// Open the device on `adapter` with the features spgnet uses where the adapter has them.
@@ -139,7 +144,9 @@ impl Gpu {
         }
         // Subgroups where every subgroup holds a whole 8-lane workgroup (the *_sg kernels);
         // SPGNET_NO_SUBGROUPS=1 runs the plain kernels instead (for A/B runs and tests).
-        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8 && std::env::var_os("SPGNET_NO_SUBGROUPS").is_none_or(|v| v.is_empty() || v == "0");
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+            && std::env::var_os("SPGNET_NO_SUBGROUPS").is_none_or(|v| v.is_empty() || v == "0");
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         if subgroups {
             wanted |= wgpu::Features::SUBGROUP;
@@ -305,7 +312,7 @@ impl Gpu {
         Ok(data[..bytes as usize].to_vec())
     }
 
-    fn layout(&self, bindings: &[Access]) -> Arc<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+    fn layout(&self, bindings: &[Access]) -> Arc<Layout> {
         let mut cache = self.layouts.lock().unwrap();
         cache
             .entry(bindings.to_vec())
@@ -330,16 +337,17 @@ impl Gpu {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
                         ty: match a {
-                            Access::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                            Access::Uniform => wgpu::BindingType::Buffer {
+                                ty: wgpu::BufferBindingType::Uniform,
+                                has_dynamic_offset: false,
+                                min_binding_size: None,
+                            },
                             _ => storage(*a == Access::Read),
                         },
                         count: None,
                     });
                 }
-                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: None,
-                    entries: &entries,
-                });
+                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
                 let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: None,
                     bind_group_layouts: &[Some(&bgl)],
@@ -367,7 +375,8 @@ impl Gpu {
         let mut source = spec.full_source();
         for (i, (&declared, &bound)) in spec.bindings.iter().zip(bindings).enumerate() {
             if declared != bound {
-                let (read, read_write) = (format!("@binding({}) var<storage, read>", i + 1), format!("@binding({}) var<storage, read_write>", i + 1));
+                let (read, read_write) =
+                    (format!("@binding({}) var<storage, read>", i + 1), format!("@binding({}) var<storage, read_write>", i + 1));
                 source = source.replace(&read, &read_write);
             }
         }
@@ -434,7 +443,7 @@ impl Gpu {
     /// (suitably aligned) start (tensors allocated for it are padded to that size).
     pub fn uniform_view(&self, t: &Tensor, floats: usize) -> bool {
         let room = t.buffer.size() >= t.offset + UNIFORM_VEC4S as u64 * 16;
-        self.uniform_fits(floats) && room && t.offset % self.limits.min_uniform_buffer_offset_alignment as u64 == 0
+        self.uniform_fits(floats) && room && t.offset.is_multiple_of(self.limits.min_uniform_buffer_offset_alignment as u64)
     }
 
     /// Build a dispatch of `spec` over `workgroups` with its parameters and tensors.
@@ -451,10 +460,13 @@ impl Gpu {
         let max = self.limits.max_compute_workgroups_per_dimension;
         let mut workgroups = workgroups;
         if workgroups.iter().any(|&w| w > max) {
-            self.errors.lock().unwrap().push(format!("{}: a grid of {workgroups:?} workgroups exceeds this adapter's {max} per dimension; use a smaller batch", spec.entry));
+            self.errors.lock().unwrap().push(format!(
+                "{}: a grid of {workgroups:?} workgroups exceeds this adapter's {max} per dimension; use a smaller batch",
+                spec.entry
+            ));
             workgroups = [0, 0, 0];
         }
-        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.limits.max_storage_buffer_binding_size;
         if let Some(t) = tensors.iter().find(|t| t.bytes() > max_binding) {
             self.errors.lock().unwrap().push(format!(
                 "{}: a tensor of shape {:?} needs {} MiB, over this adapter's {} MiB per binding; use a smaller batch",
@@ -463,7 +475,16 @@ impl Gpu {
                 t.bytes() >> 20,
                 max_binding >> 20
             ));
-            return Launch { label: label.into(), pipeline: self.pipeline(spec), bind_group: self.empty_bind_group(spec), workgroups: [0, 0, 0], params: params.clone(), flops: 0.0, layer: String::new(), weight_layout: false };
+            return Launch {
+                label: label.into(),
+                pipeline: self.pipeline(spec),
+                bind_group: self.empty_bind_group(spec),
+                workgroups: [0, 0, 0],
+                params: params.clone(),
+                flops: 0.0,
+                layer: String::new(),
+                weight_layout: false,
+            };
         }
         // A tensor read from a buffer that the same dispatch also writes (a conv reading one
         // channel slice of the concat buffer and writing another) is bound read-write as well:
@@ -473,8 +494,13 @@ impl Gpu {
             .iter()
             .zip(tensors)
             .map(|(&a, t)| {
-                let written_too = tensors.iter().zip(&spec.bindings).any(|(u, &b)| b == Access::ReadWrite && Arc::ptr_eq(&u.buffer, &t.buffer));
-                if written_too { Access::ReadWrite } else { a }
+                let written_too =
+                    tensors.iter().zip(&spec.bindings).any(|(u, &b)| b == Access::ReadWrite && Arc::ptr_eq(&u.buffer, &t.buffer));
+                if written_too {
+                    Access::ReadWrite
+                } else {
+                    a
+                }
             })
             .collect();
         let pipeline = self.pipeline_with(spec, &bindings);
@@ -489,12 +515,17 @@ impl Gpu {
             };
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout.0,
-            entries: &entries,
-        });
-        Launch { label: label.into(), pipeline, bind_group, workgroups, params: params.clone(), flops: 0.0, layer: String::new(), weight_layout: false }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout.0, entries: &entries });
+        Launch {
+            label: label.into(),
+            pipeline,
+            bind_group,
+            workgroups,
+            params: params.clone(),
+            flops: 0.0,
+            layer: String::new(),
+            weight_layout: false,
+        }
     }
 
     /// A bind group that satisfies the layout with tiny buffers (for launches that never run).
@@ -529,9 +560,7 @@ impl Gpu {
     /// Wait until the GPU has finished all submitted work (blocks; native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
         self.check()
     }
 
@@ -544,4 +573,3 @@ impl Gpu {
 fn describe(i: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
 }
-

@@ -33,7 +33,11 @@ impl Tensor {
     /// The binding of a tensor read as Access::Uniform: UNIFORM_VEC4S vec4s from its start
     /// (see Gpu::uniform_view).
     pub fn uniform_binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: NonZeroU64::new(UNIFORM_VEC4S as u64 * 16) })
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: NonZeroU64::new(UNIFORM_VEC4S as u64 * 16),
+        })
     }
     /// The `len` values from value `from` on, as a flat tensor on the same storage.
     pub fn slice(&self, from: usize, len: usize) -> Tensor {
@@ -45,4 +49,3 @@ impl Tensor {
         Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: shape.to_vec() }
     }
 }
-

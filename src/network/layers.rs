@@ -77,7 +77,13 @@ impl ConvBn {
     /// Training: the BN writes channels `io.first..` of `out` (the fused concat, see BnIo), and
     /// with `io.y_copy` its own output too; `io.dy_sum`: the backward gets a second gradient;
     /// `io.residual`: y = relu(BN + shortcut), the end of an SPG block.
-    pub(super) fn forward_into(b: &mut Builder, def: &ConvBnDef, x: &Tensor, io: Option<(&Tensor, BnIo)>, shortcut: Option<&Tensor>) -> ConvBn {
+    pub(super) fn forward_into(
+        b: &mut Builder,
+        def: &ConvBnDef,
+        x: &Tensor,
+        io: Option<(&Tensor, BnIo)>,
+        shortcut: Option<&Tensor>,
+    ) -> ConvBn {
         let m = b.mark();
         let c = Self::forward_untagged(b, def, x, io, shortcut);
         b.tag(m, Self::name(def));
@@ -136,7 +142,17 @@ impl ConvBn {
         b.forward.extend(conv::forward_bn(b.gpu, &conv, slices, x.0, &st.param(&def.weight), &bn_eval, y.0));
         let bn = BnShape { n, c: def.cout, hw: conv.oh() * conv.ow() };
         let bn_params = batchnorm::params(b.gpu, &bn, def.relu);
-        ConvBn { def: def.clone(), conv, bn, bn_params, x: x.0.clone(), z: y.0.clone(), saved: None, y: y.0.clone(), layout: Default::default() }
+        ConvBn {
+            def: def.clone(),
+            conv,
+            bn,
+            bn_params,
+            x: x.0.clone(),
+            z: y.0.clone(),
+            saved: None,
+            y: y.0.clone(),
+            layout: Default::default(),
+        }
     }
 
     /// Gradients of the conv weight and BN affine into the gradient arena; dx when asked.
@@ -229,7 +245,13 @@ impl Block {
             conv_out
         } else {
             // The residual add and the block's ReLU in conv_out's BN: y = relu(BN + shortcut).
-            ConvBn::forward_into(b, &def.conv_out, &cat, Some((&y, BnIo { residual: true, ..BnIo::whole(def.conv_out.cout) })), Some(&shortcut))
+            ConvBn::forward_into(
+                b,
+                &def.conv_out,
+                &cat,
+                Some((&y, BnIo { residual: true, ..BnIo::whole(def.conv_out.cout) })),
+                Some(&shortcut),
+            )
         };
         Block { conv_in, conv1, conv2, conv_out, skip, y }
     }
@@ -354,4 +376,3 @@ impl Head {
         dx
     }
 }
-

@@ -20,4 +20,3 @@ pub enum Mode {
     /// Running statistics, no dropout, forward only.
     Eval,
 }
-

@@ -159,4 +159,3 @@ impl DeviceState {
         self.unpack(gpu, &self.grads, true).await
     }
 }
-

@@ -49,10 +49,26 @@ impl Trainer {
         let total = state.params.len();
         let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
         let w_end = w.div_ceil(align) * align;
-        let mut sgd = sgd::step(gpu, &split(&state.grads, 0, w), &split(&state.params, 0, w), &split(&state.velocity, 0, w), 0.0, opts.momentum, opts.weight_decay);
+        let mut sgd = sgd::step(
+            gpu,
+            &split(&state.grads, 0, w),
+            &split(&state.params, 0, w),
+            &split(&state.velocity, 0, w),
+            0.0,
+            opts.momentum,
+            opts.weight_decay,
+        );
         if w_end < total {
             let wd = if opts.decay_bn { opts.weight_decay } else { 0.0 };
-            sgd.extend(sgd::step(gpu, &split(&state.grads, w_end, total), &split(&state.params, w_end, total), &split(&state.velocity, w_end, total), 0.0, opts.momentum, wd));
+            sgd.extend(sgd::step(
+                gpu,
+                &split(&state.grads, w_end, total),
+                &split(&state.params, w_end, total),
+                &split(&state.velocity, w_end, total),
+                0.0,
+                opts.momentum,
+                wd,
+            ));
         }
         Ok(Trainer { state, graph, labels, metrics, loss, sgd, batch })
     }
@@ -65,7 +81,13 @@ impl Trainer {
     /// Returns at once; `metrics` waits for it.
     pub fn step(&self, gpu: &Gpu, input: &[f32], labels: &[u32], lr: f32, seed: u32) -> Result<()> {
         if input.len() != self.graph.input.len() || labels.len() != self.batch {
-            bail!("training step: expected {} inputs and {} labels, got {} and {}", self.graph.input.len(), self.batch, input.len(), labels.len());
+            bail!(
+                "training step: expected {} inputs and {} labels, got {} and {}",
+                self.graph.input.len(),
+                self.batch,
+                input.len(),
+                labels.len()
+            );
         }
         let classes = self.state.arch.config.num_classes as u32;
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
@@ -97,4 +119,3 @@ impl Trainer {
         self.graph.forward.iter().chain(&self.loss).chain(&self.graph.backward).chain(&self.sgd)
     }
 }
-

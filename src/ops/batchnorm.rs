@@ -65,7 +65,11 @@ impl BnShape {
 
 /// Activations are read 4 pixels at a time when every plane holds a multiple of 4 pixels.
 fn vector_width(s: &BnShape) -> u32 {
-    if s.hw % 4 == 0 { 4 } else { 1 }
+    if s.hw.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
 }
 
 /// The kernel reading activations as V: vec4<f32> (vw = 4) or f32, summed by `total`.
@@ -148,7 +152,6 @@ fn io_len(s: &BnShape, io: &BnIo) -> usize {
 /// statistics updated, and the normalisation (one launch: a workgroup per channel). `y2`:
 /// the whole copy of y that parameters with `BnIo::y_copy` write, `shortcut` the tensor that
 /// those with `BnIo::residual` add (None otherwise).
-#[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     gpu: &Gpu,
     p: &BnParams,
@@ -162,7 +165,13 @@ pub fn forward_train(
     shortcut: Option<&Tensor>,
 ) -> Vec<Launch> {
     let io = &p.io;
-    assert!(y.len() == io_len(s, io) && y2.is_some() == io.y_copy && shortcut.is_some() == io.residual, "BN forward {s:?} {io:?}: y of {} values, y2 {}, shortcut {}", y.len(), y2.is_some(), shortcut.is_some());
+    assert!(
+        y.len() == io_len(s, io) && y2.is_some() == io.y_copy && shortcut.is_some() == io.residual,
+        "BN forward {s:?} {io:?}: y of {} values, y2 {}, shortcut {}",
+        y.len(),
+        y2.is_some(),
+        shortcut.is_some()
+    );
     // Without a second output (or a shortcut) the kernel never touches binding 8 (9): y (x)
     // stands in for it.
     let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y), shortcut.unwrap_or(x)];
@@ -185,14 +194,27 @@ fn layout(kernel: Kernel, s: &BnShape) -> (Kernel, [u32; 3]) {
 }
 
 /// Eval forward with the running statistics.
-pub fn forward_eval(gpu: &Gpu, p: &BnParams, s: &BnShape, x: &Tensor, running: (&Tensor, &Tensor), affine: (&Tensor, &Tensor), y: &Tensor) -> Launch {
-    gpu.launch("bn.apply_eval", &spec(Kernel::ApplyEval, vector_width(s)), &p.buffer, &[x, running.0, running.1, affine.0, affine.1, y], per_image_grid(s))
+pub fn forward_eval(
+    gpu: &Gpu,
+    p: &BnParams,
+    s: &BnShape,
+    x: &Tensor,
+    running: (&Tensor, &Tensor),
+    affine: (&Tensor, &Tensor),
+    y: &Tensor,
+) -> Launch {
+    gpu.launch(
+        "bn.apply_eval",
+        &spec(Kernel::ApplyEval, vector_width(s)),
+        &p.buffer,
+        &[x, running.0, running.1, affine.0, affine.1, y],
+        per_image_grid(s),
+    )
 }
 
 /// Backward of the training forward (through the ReLU when fused): dgamma, dbeta, then dx
 /// (one launch: a workgroup per channel). `dy2`: the second gradient that parameters with
 /// `BnIo::dy_sum` add to dy (None otherwise).
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     p: &BnParams,
@@ -208,7 +230,18 @@ pub fn backward(
     let (gamma, beta) = affine;
     let (dgamma, dbeta) = grads;
     let io = &p.io;
-    assert!(dy.len() == io_len(s, io) && dy2.is_some() == io.dy_sum, "BN backward {s:?} {io:?}: dy of {} values, dy2 {}", dy.len(), dy2.is_some());
+    assert!(
+        dy.len() == io_len(s, io) && dy2.is_some() == io.dy_sum,
+        "BN backward {s:?} {io:?}: dy of {} values, dy2 {}",
+        dy.len(),
+        dy2.is_some()
+    );
     let (kernel, grid) = layout(Kernel::Backward, s);
-    vec![gpu.launch("bn.backward", &spec(kernel, vector_width(s)), &p.buffer, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
+    vec![gpu.launch(
+        "bn.backward",
+        &spec(kernel, vector_width(s)),
+        &p.buffer,
+        &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)],
+        grid,
+    )]
 }

@@ -4,8 +4,8 @@
 
 use super::batchnorm::BnEval;
 use super::gemm::{
-    a_rows_by_subgroup, by_subgroup, by_uniform_row_blocks, matmul_bn_cols, matmul_nn4, matmul_nt4, matmul_nt4_bn, transposed, transposed_weight, Batches, Columns, Strides, Tile,
-    NT4_SG_ROWS,
+    a_rows_by_subgroup, by_subgroup, by_uniform_row_blocks, matmul_bn_cols, matmul_nn4, matmul_nt4, matmul_nt4_bn, transposed,
+    transposed_weight, Batches, Columns, Strides, Tile, NT4_SG_ROWS,
 };
 use crate::gpu::{Gpu, Launch, Tensor};
 
@@ -75,7 +75,10 @@ pub fn backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &
     }
     if batch % 4 == 0 && fout % 4 == 0 {
         let (dyt, l) = transposed(gpu, (batch, fout), dy, "dense output gradient transposed");
-        return vec![l, matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (&dyt, Strides::transposed(batch)), w, Columns::matrix(fin), dx)];
+        return vec![
+            l,
+            matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (&dyt, Strides::transposed(batch)), w, Columns::matrix(fin), dx),
+        ];
     }
     vec![matmul_nn4(gpu, DENSE_GRADIENT_TILE, (batch, fin, fout), (dy, Strides::rows(fout)), w, Columns::matrix(fin), dx)]
 }

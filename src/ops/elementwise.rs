@@ -5,7 +5,10 @@ use crate::gpu::{grid_1d, Gpu, KernelSpec, Launch, Source, Tensor};
 use std::mem::offset_of;
 use std::sync::Arc;
 
-const SOURCE: Source = Source { file: "elementwise.wgsl", text: concat!(include_str!("../../shaders/elementwise.wgsl"), "\n", include_str!("../../shaders/flat.wgsl")) };
+const SOURCE: Source = Source {
+    file: "elementwise.wgsl",
+    text: concat!(include_str!("../../shaders/elementwise.wgsl"), "\n", include_str!("../../shaders/flat.wgsl")),
+};
 
 crate::kernel_table! {
     /// The entry points of elementwise.wgsl.
@@ -59,7 +62,7 @@ fn flat(gpu: &Gpu, label: &str, kernel: Kernel, p: &Arc<wgpu::Buffer>, tensors: 
 /// A vectorised flat kernel: PER_LANE values of vec4 (or f32 when len % 4 != 0) per lane.
 fn flat_v(gpu: &Gpu, label: &str, kernel: Kernel, tensors: &[&Tensor]) -> Launch {
     let len = tensors.last().unwrap().len();
-    let vw = if len % 4 == 0 { 4 } else { 1 };
+    let vw = if len.is_multiple_of(4) { 4 } else { 1 };
     gpu.launch(label, &spec(kernel, vw), &len_params(gpu, len), tensors, grid_1d((len / vw).div_ceil(PER_LANE), EW))
 }
 

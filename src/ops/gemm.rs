@@ -8,12 +8,21 @@ use std::sync::Arc;
 
 /// The file, then the BN epilogue its *_bn entries share with conv/forward.wgsl (after it, so line
 /// numbers in errors stay true).
-const SOURCE: Source = Source { file: "matmul.wgsl", text: concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl")) };
+const SOURCE: Source = Source {
+    file: "matmul.wgsl",
+    text: concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl")),
+};
 /// The subgroup variants (Gpu::subgroups) with matmul.wgsl after them: their file first, so
 /// that its line numbers stay true.
 const SUBGROUP_SOURCE: Source = Source {
     file: "matmul_subgroup.wgsl",
-    text: concat!(include_str!("../../shaders/matmul_subgroup.wgsl"), "\n", include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/bn_epilogue.wgsl")),
+    text: concat!(
+        include_str!("../../shaders/matmul_subgroup.wgsl"),
+        "\n",
+        include_str!("../../shaders/matmul.wgsl"),
+        "\n",
+        include_str!("../../shaders/bn_epilogue.wgsl")
+    ),
 };
 
 crate::kernel_table! {
@@ -110,17 +119,18 @@ impl Tile {
         Self::for_gemm(rows, cols)
     }
     pub fn for_backward_weight(rows: usize, cols: usize) -> Tile {
-        if rows >= 16 && cols >= 32 { Tile { tm: 16, nv: 2, wg: 8 } } else { Tile { nv: 1, ..Self::for_gemm(rows, cols) } }
+        if rows >= 16 && cols >= 32 {
+            Tile { tm: 16, nv: 2, wg: 8 }
+        } else {
+            Tile { nv: 1, ..Self::for_gemm(rows, cols) }
+        }
     }
     pub fn cols(&self) -> u32 {
         4 * self.nv
     }
     /// `kernel` compiled for this tile (the TM, NV and WG constants of the tiled shaders).
     pub fn spec<E: Entry>(&self, kernel: E) -> KernelSpec {
-        KernelSpec::of(kernel)
-            .with_const("TM", self.tm)
-            .with_const("NV", self.nv)
-            .with_const("WG", self.wg)
+        KernelSpec::of(kernel).with_const("TM", self.tm).with_const("NV", self.nv).with_const("WG", self.wg)
     }
     /// Grid for `rows` x `cols` with `z` in the third dimension.
     pub fn grid(&self, rows: usize, cols: usize, z: usize) -> [u32; 3] {
@@ -194,7 +204,15 @@ impl Batches {
 }
 
 /// The GEMM uniform (MmParams) of a product of `mnk` with these layouts.
-fn gemm_params(gpu: &Gpu, (m, n, k): (usize, usize, usize), a: Strides, b: Strides, relu: bool, cols: Columns, z: Batches) -> Arc<wgpu::Buffer> {
+fn gemm_params(
+    gpu: &Gpu,
+    (m, n, k): (usize, usize, usize),
+    a: Strides,
+    b: Strides,
+    relu: bool,
+    cols: Columns,
+    z: Batches,
+) -> Arc<wgpu::Buffer> {
     let u = |x: usize| x as u32;
     gpu.params(&MmParams {
         m: u(m),
@@ -240,9 +258,22 @@ impl Strides {
 /// c[m, n] (row-major) = a[m, k] * b[k, n] through the scalar kernel, with a given tile
 /// (tests and benches: the layers use the vec4 GEMMs).
 #[cfg(any(test, feature = "testing"))]
-pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: (&Tensor, Strides), c: &Tensor) -> Launch {
+pub fn matmul_tiled(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: (&Tensor, Strides),
+    c: &Tensor,
+) -> Launch {
     let spec = tile.spec(Matmul::Scalar);
-    let mut l = gpu.launch("matmul", &spec, &gemm_params(gpu, (m, n, k), a.1, b.1, false, Columns::matrix(n), Batches::one()), &[a.0, b.0, c], tile.grid(m, n, 1));
+    let mut l = gpu.launch(
+        "matmul",
+        &spec,
+        &gemm_params(gpu, (m, n, k), a.1, b.1, false, Columns::matrix(n), Batches::one()),
+        &[a.0, b.0, c],
+        tile.grid(m, n, 1),
+    );
     l.flops = 2.0 * (m * n * k) as f64;
     l
 }
@@ -250,18 +281,43 @@ pub fn matmul_tiled(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: 
 /// c[m, n] = a[m, k] * b[k, n] with b's columns laid out as `cols` says, in fours (b read
 /// as vec4); a is addressed through strides (uniform rows; read as vec4s of four rows by
 /// matmul_tn4 where a is stored transposed, see a_in_row_fours).
-pub fn matmul_nn4(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, c: &Tensor) -> Launch {
+pub fn matmul_nn4(
+    gpu: &Gpu,
+    tile: Tile,
+    mnk: (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: &Tensor,
+    cols: Columns,
+    c: &Tensor,
+) -> Launch {
     nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), None, c)
 }
 
 /// matmul_nn4 for each of `z.count` batches (see Batches).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nn4_batched(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, c: &Tensor) -> Launch {
+pub fn matmul_nn4_batched(
+    gpu: &Gpu,
+    tile: Tile,
+    mnk: (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: &Tensor,
+    cols: Columns,
+    z: Batches,
+    c: &Tensor,
+) -> Launch {
     nn4_launch(gpu, tile, mnk, a, b, cols, z, None, c)
 }
 
 /// Eval: c = BN(a b) (+ ReLU) with the running statistics per row (output channel).
-pub fn matmul_nn4_bn(gpu: &Gpu, tile: Tile, mnk: (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, bn: &BnEval, c: &Tensor) -> Launch {
+pub fn matmul_nn4_bn(
+    gpu: &Gpu,
+    tile: Tile,
+    mnk: (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: &Tensor,
+    cols: Columns,
+    bn: &BnEval,
+    c: &Tensor,
+) -> Launch {
     nn4_launch(gpu, tile, mnk, a, b, cols, Batches::one(), Some(bn), c)
 }
 
@@ -281,7 +337,11 @@ pub fn a_rows_by_subgroup(gpu: &Gpu, tile: Tile, k: usize, a: Strides, z: Batche
 
 /// `spec` with A (binding 1) in a uniform binding where `uniform` (see a_uniform).
 fn a_binding(spec: KernelSpec, uniform: bool) -> KernelSpec {
-    if uniform { spec.with_uniform(1) } else { spec }
+    if uniform {
+        spec.with_uniform(1)
+    } else {
+        spec
+    }
 }
 
 /// Whether matmul_tn4 can read A from a uniform binding (Access::Uniform: lavapipe loads
@@ -292,8 +352,17 @@ fn a_uniform(gpu: &Gpu, (m, k): (usize, usize), a: (&Tensor, Strides), z: Batche
     gpu.uniform_view(a.0, extent)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, cols: Columns, z: Batches, bn: Option<&BnEval>, c: &Tensor) -> Launch {
+pub(crate) fn nn4_launch(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: &Tensor,
+    cols: Columns,
+    z: Batches,
+    bn: Option<&BnEval>,
+    c: &Tensor,
+) -> Launch {
     let fours = [n, cols.hw, cols.b_row, cols.b_img, z.b_z].iter().all(|v| v % 4 == 0);
     assert!(fours && n % cols.hw == 0, "matmul_nn4: {n} columns of {cols:?} are not in fours");
     assert!(bn.is_none() || z.count == 1, "matmul_nn4_bn is not batched");
@@ -318,7 +387,9 @@ pub(crate) fn nn4_launch(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize)
             };
             gpu.launch("gemm.tn4", &a_binding(spec, uniform), &p, &[a.0, b, c], tile.grid(m, n, z.count))
         }
-        None if rows_sg => gpu.launch("gemm.nn4", &a_binding(tile.spec(MatmulSubgroup::Nn4Sg), uniform), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
+        None if rows_sg => {
+            gpu.launch("gemm.nn4", &a_binding(tile.spec(MatmulSubgroup::Nn4Sg), uniform), &p, &[a.0, b, c], tile.grid(m, n, z.count))
+        }
         None => gpu.launch("gemm.nn4", &tile.spec(Matmul::Nn4), &p, &[a.0, b, c], tile.grid(m, n, z.count)),
         Some(bn) => {
             let (label, spec) = match (tn4, rows_sg) {
@@ -348,8 +419,16 @@ pub fn matmul_nt4_bn(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a:
 /// c[m, n] = a[m, k] * b[n, k]^T for each of `z.count` batches, each operand given with the
 /// distance between its rows; with `bn = Some((bn, hw))` BN (+ ReLU) is applied per column
 /// group of hw columns (one output channel's pixels).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nt4_strided(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, usize), b: (&Tensor, usize), c: (&Tensor, usize), z: Batches, bn: Option<(&BnEval, usize)>) -> Launch {
+pub fn matmul_nt4_strided(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    a: (&Tensor, usize),
+    b: (&Tensor, usize),
+    c: (&Tensor, usize),
+    z: Batches,
+    bn: Option<(&BnEval, usize)>,
+) -> Launch {
     let fours = [k, a.1, b.1, z.a_z, z.b_z, z.a_off].iter().all(|v| v % 4 == 0);
     assert!(fours, "matmul_nt4: k = {k}, row strides and batch offsets must be multiples of 4");
     let cols = Columns { hw: bn.map_or(1, |b| b.1), c_row: c.1, ..Columns::matrix(n) };
@@ -381,7 +460,9 @@ pub fn transpose_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a: 
     let p = gemm_params(gpu, (rows, cols, count), Strides::rows(cols), Strides::rows(rows), false, Columns::matrix(cols), Batches::one());
     let (kernel, grid) = if rows % 4 == 0 && cols % 4 == 0 {
         (Matmul::Transpose4, grid_1d(len / 16, tile.wg))
-    } else if rows % 4 == 0 && [cols.div_ceil(tile.wg as usize), rows / 4, count].iter().all(|&g| g <= gpu.limits.max_compute_workgroups_per_dimension as usize) {
+    } else if rows % 4 == 0
+        && [cols.div_ceil(tile.wg as usize), rows / 4, count].iter().all(|&g| g <= gpu.limits.max_compute_workgroups_per_dimension as usize)
+    {
         (Matmul::TransposeRows4, [(cols as u32).div_ceil(tile.wg), (rows / 4) as u32, count as u32])
     } else {
         (Matmul::Transpose1, grid_1d(len, tile.wg))
@@ -406,7 +487,11 @@ pub fn transposed_each(gpu: &Gpu, (count, rows, cols): (usize, usize, usize), a:
 /// The copy is padded to a uniform binding where it fits one (a_uniform).
 pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) -> (Tensor, Launch) {
     let len = rows * cols;
-    let t = if gpu.uniform_fits(len) { gpu.zeros_with_uniform_room(len, 0, "weight transposed") } else { gpu.zeros(&[len], "weight transposed") };
+    let t = if gpu.uniform_fits(len) {
+        gpu.zeros_with_uniform_room(len, 0, "weight transposed")
+    } else {
+        gpu.zeros(&[len], "weight transposed")
+    };
     let mut l = transpose(gpu, (rows, cols), w, &t);
     l.weight_layout = true;
     (t, l)
@@ -417,7 +502,15 @@ pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) ->
 /// [m / r][k][r], r rows per block where r * k values fill at most one uniform binding, and
 /// each block is one launch over its r rows. None where no r (a multiple of 4 dividing m,
 /// 8 or more) fits.
-pub fn by_uniform_row_blocks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: &Tensor, b: &Tensor, cols: Columns, c: &Tensor) -> Option<Vec<Launch>> {
+pub fn by_uniform_row_blocks(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    a: &Tensor,
+    b: &Tensor,
+    cols: Columns,
+    c: &Tensor,
+) -> Option<Vec<Launch>> {
     if k % 4 != 0 || n % 4 != 0 {
         return None;
     }
@@ -440,18 +533,35 @@ pub fn by_uniform_row_blocks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, us
 /// first overwriting it; chunk by chunk, so the sum's order is fixed). `at` must leave a
 /// uniform binding's room after its last row (`Gpu::zeros_with_uniform_room`). None where
 /// that would take more than 16 chunks or the columns are too few to pay a launch a chunk.
-pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), at: &Tensor, b: &Tensor, c: &Tensor) -> Option<Vec<Launch>> {
+pub fn by_uniform_k_chunks(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    at: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Option<Vec<Launch>> {
     let kc = (UNIFORM_VEC4S * 4 / m.max(1)) / 8 * 8;
     let chunks = k.div_ceil(kc.max(1));
     let room = at.buffer.size() >= at.offset + 4 * (m * k + UNIFORM_VEC4S * 4) as u64;
-    if kc == 0 || chunks < 2 || chunks > 16 || n < 32 || m % 4 != 0 || n % 4 != 0 || !room {
+    if kc == 0 || !(2..=16).contains(&chunks) || n < 32 || m % 4 != 0 || n % 4 != 0 || !room {
         return None;
     }
     let launches = (0..chunks)
         .map(|i| {
             let (k0, kn) = (i * kc, kc.min(k - i * kc));
             let z = Batches { accumulate: i > 0, ..Batches::one() };
-            nn4_launch(gpu, tile, (m, n, kn), (&at.slice(k0 * m, kn * m), Strides::transposed(m)), &b.slice(k0 * n, kn * n), Columns::matrix(n), z, None, c)
+            nn4_launch(
+                gpu,
+                tile,
+                (m, n, kn),
+                (&at.slice(k0 * m, kn * m), Strides::transposed(m)),
+                &b.slice(k0 * n, kn * n),
+                Columns::matrix(n),
+                z,
+                None,
+                c,
+            )
         })
         .collect();
     Some(launches)
@@ -461,8 +571,18 @@ pub fn by_uniform_k_chunks(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usiz
 /// from NCHW dy and x (rows of hw pixels, hw % 4 == 0) without the NHWC copies that
 /// matmul_tn4 needs. benches/shares.rs: 1.13x the copies plus matmul_tn4 on 192->96 at 4x4,
 /// batch 64, with 8 x 8 tiles; larger tiles, and A in uniform windows of whole images, lose.
-pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usize, usize, usize), a: &Tensor, b: &Tensor, c: &Tensor) -> Launch {
-    assert!(hw % 4 == 0 && a.len() >= images * m * hw && b.len() >= images * n * hw, "matmul_nt4_images: operands of {images} x {m} / {n} x {hw} not in fours or too short");
+pub fn matmul_nt4_images(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, images, hw): (usize, usize, usize, usize),
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Launch {
+    assert!(
+        hw % 4 == 0 && a.len() >= images * m * hw && b.len() >= images * n * hw,
+        "matmul_nt4_images: operands of {images} x {m} / {n} x {hw} not in fours or too short"
+    );
     let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
     let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
     let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
@@ -473,12 +593,18 @@ pub fn matmul_nt4_images(gpu: &Gpu, tile: Tile, (m, n, images, hw): (usize, usiz
     l
 }
 
-
-
 /// Eval: c[m, n] = BN(a[m, k] b[k, n]) (+ ReLU) with BN per column (a dense layer's output
 /// channel), b = w^T row-major; a read as vec4s of four rows (matmul_tn4_bn_cols) when given
 /// transposed, else row by row (matmul_nn4_bn_cols).
-pub fn matmul_bn_cols(gpu: &Gpu, tile: Tile, (m, n, k): (usize, usize, usize), a: (&Tensor, Strides), b: &Tensor, bn: &BnEval, c: &Tensor) -> Launch {
+pub fn matmul_bn_cols(
+    gpu: &Gpu,
+    tile: Tile,
+    (m, n, k): (usize, usize, usize),
+    a: (&Tensor, Strides),
+    b: &Tensor,
+    bn: &BnEval,
+    c: &Tensor,
+) -> Launch {
     let kernel = if a.1.row == 1 { Matmul::Tn4BnCols } else { Matmul::Nn4BnCols };
     let p = gemm_params(gpu, (m, n, k), a.1, Strides { row: n, col: 1 }, bn.relu, Columns::matrix(n), Batches::one());
     let mut l = gpu.launch("gemm.bn_cols", &tile.spec(kernel), &p, &[a.0, b, c, bn.mean, bn.var, bn.gamma, bn.beta], tile.grid(m, n, 1));

@@ -3,7 +3,7 @@
 
 use super::batchnorm::BnEval;
 use super::conv::{self, ConvShape};
-use crate::gpu::{Launch, Gpu, Tensor};
+use crate::gpu::{Gpu, Launch, Tensor};
 
 /// A linear layer is a 1x1 convolution on 1x1 maps: the conv kernels (weights as uniform
 /// rows, the batch as columns) run it about twice as fast as the strided matmul on lavapipe.

@@ -2,7 +2,8 @@
 
 use crate::gpu::{grid_1d, Gpu, KernelSpec, Launch, Source, Tensor};
 
-const SOURCE: Source = Source { file: "pool.wgsl", text: concat!(include_str!("../../shaders/pool.wgsl"), "\n", include_str!("../../shaders/flat.wgsl")) };
+const SOURCE: Source =
+    Source { file: "pool.wgsl", text: concat!(include_str!("../../shaders/pool.wgsl"), "\n", include_str!("../../shaders/flat.wgsl")) };
 
 crate::kernel_table! {
     /// The entry points of pool.wgsl. SPGNet pools globally; the windowed pools are kept
@@ -61,7 +62,7 @@ fn launch(gpu: &Gpu, kernel: Kernel, s: &PoolShape, tensors: &[&Tensor], len: us
     let (oh, ow) = if s.k == 0 { (1, 1) } else { (s.oh(), s.ow()) };
     let [n, c, h, w, oh, ow, k, stride, pad] = [s.n, s.c, s.h, s.w, oh, ow, s.k, s.stride, s.pad].map(|x| x as u32);
     let p = gpu.params(&PoolParams { n, c, h, w, oh, ow, k, stride, pad, _pad: [0; 3] });
-    gpu.launch(&format!("pool.{}", crate::gpu::Entry::name(kernel)), &KernelSpec::of(kernel), &p, tensors, grid_1d(len, 64))
+    gpu.launch(format!("pool.{}", crate::gpu::Entry::name(kernel)), &KernelSpec::of(kernel), &p, tensors, grid_1d(len, 64))
 }
 
 /// y[n, c] = mean of x[n, c, :, :]

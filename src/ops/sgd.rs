@@ -44,9 +44,16 @@ fn vec4_grid(len: usize) -> Option<[u32; 3]> {
 }
 
 /// The vec4 kernel over the vec4s of `len` values, then the scalar one over the len % 4 after them.
-fn vec4_then_rest(gpu: &Gpu, label: &str, (vec4, scalar): (Kernel, Kernel), p: &std::sync::Arc<wgpu::Buffer>, tensors: &[&Tensor], len: usize) -> Vec<Launch> {
+fn vec4_then_rest(
+    gpu: &Gpu,
+    label: &str,
+    (vec4, scalar): (Kernel, Kernel),
+    p: &std::sync::Arc<wgpu::Buffer>,
+    tensors: &[&Tensor],
+    len: usize,
+) -> Vec<Launch> {
     let mut v: Vec<Launch> = vec4_grid(len).map(|g| gpu.launch(label, &KernelSpec::of(vec4), p, tensors, g)).into_iter().collect();
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         v.push(gpu.launch(label, &KernelSpec::of(scalar), p, tensors, grid_1d(len % 4, 64)));
     }
     v

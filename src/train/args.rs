@@ -116,7 +116,9 @@ impl TrainArgs {
     }
 
     pub(super) fn from_meta(m: &HashMap<String, String>, file: &str) -> Result<TrainArgs> {
-        let get = |k: &str| m.get(&format!("train.{k}")).cloned().ok_or_else(|| anyhow!("{file}: not a resume file of spgnet train (no train.{k})"));
+        let get = |k: &str| {
+            m.get(&format!("train.{k}")).cloned().ok_or_else(|| anyhow!("{file}: not a resume file of spgnet train (no train.{k})"))
+        };
         fn num<T: std::str::FromStr>(file: &str, k: &str, v: String) -> Result<T> {
             v.parse().map_err(|_| anyhow!("{file}: train.{k} = '{v}' is not valid"))
         }
@@ -150,4 +152,3 @@ impl TrainArgs {
         })
     }
 }
-

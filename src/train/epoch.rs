@@ -58,7 +58,11 @@ impl Session<'_> {
             if !loss.is_finite() {
                 bar.abandon();
                 let last = args.out.join("last.safetensors");
-                let kept = if last.exists() { format!("the last good checkpoint is {}", last.display()) } else { "no checkpoint was written yet".to_string() };
+                let kept = if last.exists() {
+                    format!("the last good checkpoint is {}", last.display())
+                } else {
+                    "no checkpoint was written yet".to_string()
+                };
                 bail!("the loss became {loss} at epoch {} step {}: training stopped; {kept}. Try a smaller --lr", epoch + 1, b.index + 1);
             }
             loss_sum += loss as f64 * args.batch as f64;

@@ -58,7 +58,13 @@ pub(super) fn write_metrics(out: &Path, rows: &[EpochMetrics]) -> Result<()> {
     }
     crate::files::write_atomic(&out.join("metrics.csv"), csv.as_bytes())?;
     let series = |f: fn(&EpochMetrics) -> f64| rows.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
-    crate::plot::line_chart(&out.join("loss.png"), "Loss", "epoch", "loss", &[("train", series(|r| r.train_loss)), ("test", series(|r| r.val_loss))])?;
+    crate::plot::line_chart(
+        &out.join("loss.png"),
+        "Loss",
+        "epoch",
+        "loss",
+        &[("train", series(|r| r.train_loss)), ("test", series(|r| r.val_loss))],
+    )?;
     crate::plot::line_chart(
         &out.join("acc.png"),
         "Accuracy",

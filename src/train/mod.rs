@@ -77,13 +77,22 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         std: Some(prep.eval_pre.std.clone()),
         dataset: Some(args.dataset.name().to_string()),
     };
-    let opts = TrainOptions { momentum: args.momentum, weight_decay: args.weight_decay, decay_bn: args.decay_bn, label_smoothing: args.label_smoothing, dropout: args.dropout };
+    let opts = TrainOptions {
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        decay_bn: args.decay_bn,
+        label_smoothing: args.label_smoothing,
+        dropout: args.dropout,
+    };
 
     let (mut start_epoch, mut best_acc, mut history) = (0usize, -1f64, Vec::new());
     let ck = match &resumed {
         Some(file) => {
             let m = file.metadata();
-            start_epoch = m.get("progress.epochs_done").and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("{}: no progress.epochs_done", file.path()))?;
+            start_epoch = m
+                .get("progress.epochs_done")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("{}: no progress.epochs_done", file.path()))?;
             best_acc = m.get("progress.best_acc").and_then(|v| v.parse().ok()).unwrap_or(-1.0);
             history = read_metrics(&args.out.join("metrics.csv")).into_iter().filter(|r| r.epoch <= start_epoch).collect();
             resume::load_prefixed(file, "state.", config.clone(), meta.clone())?
@@ -107,7 +116,16 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
     let eval_batch = args.batch.min(prep.test.len()).max(2);
     let evaluator = Evaluator::new(gpu, eval_state, eval_batch, size, args.label_smoothing)?;
     let ema_launches = ema.as_ref().map(|e| e.ema_from(gpu, &trainer.state, args.ema.unwrap())).unwrap_or_default();
-    let session = epoch::Session { gpu, args: &args, prep: &prep, trainer: &trainer, ema_launches: &ema_launches, evaluator: &evaluator, faults: faults::Faults::from_env(), progress: control.progress };
+    let session = epoch::Session {
+        gpu,
+        args: &args,
+        prep: &prep,
+        trainer: &trainer,
+        ema_launches: &ema_launches,
+        evaluator: &evaluator,
+        faults: faults::Faults::from_env(),
+        progress: control.progress,
+    };
 
     if start_epoch >= args.epochs {
         eprintln!("{}: all {} epochs are done", args.out.display(), args.epochs);

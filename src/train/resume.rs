@@ -55,7 +55,14 @@ pub(super) fn load_prefixed(file: &TensorFile, prefix: &str, config: ModelConfig
 }
 
 /// All the run needs to continue: model state, momentum, EMA, progress and arguments.
-pub(super) fn save_resume(gpu: &Gpu, args: &TrainArgs, trainer: &Trainer, ema: Option<&DeviceState>, epochs_done: usize, best_acc: f64) -> Result<()> {
+pub(super) fn save_resume(
+    gpu: &Gpu,
+    args: &TrainArgs,
+    trainer: &Trainer,
+    ema: Option<&DeviceState>,
+    epochs_done: usize,
+    best_acc: f64,
+) -> Result<()> {
     let mut tensors = Vec::new();
     let arch = &trainer.state.arch;
     let state = block_on(trainer.state.to_checkpoint(gpu, Metadata::default()))?;
@@ -76,7 +83,6 @@ pub(super) fn save_resume(gpu: &Gpu, args: &TrainArgs, trainer: &Trainer, ema: O
     meta.insert("progress.best_acc".into(), best_acc.to_string());
     crate::files::write_atomic(&resume_path(&args.out), &checkpoint::to_bytes(&tensors, meta)?)
 }
-
 
 /// A run's arguments (its output folder being `dir`) and its resume file.
 pub(super) fn open(dir: &Path) -> Result<(TrainArgs, TensorFile)> {

@@ -61,8 +61,12 @@ pub(super) fn check_space(out: &Path, config: &ModelConfig) -> Result<()> {
     let needed = 6 * 4 * values as u64 + (4 << 20);
     let free = fs4::available_space(out).with_context(|| format!("{}: cannot tell how much disk space is free", out.display()))?;
     if free < needed {
-        bail!("{}: the disk has {:.1} MiB free but this run's checkpoints need {:.1} MiB; free some space or choose another --out", out.display(), free as f64 / 1048576.0, needed as f64 / 1048576.0);
+        bail!(
+            "{}: the disk has {:.1} MiB free but this run's checkpoints need {:.1} MiB; free some space or choose another --out",
+            out.display(),
+            free as f64 / 1048576.0,
+            needed as f64 / 1048576.0
+        );
     }
     Ok(())
 }
-

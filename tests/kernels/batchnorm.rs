@@ -44,7 +44,18 @@ fn check_batchnorm_with(s: BnShape, relu: bool, io: BnIo, (scale, offset): (f32,
     let (y, y_copy, y_eval, dx) = (up(&y_before, &wide), g.zeros(&shape, "y copy"), g.zeros(&shape, "y_eval"), g.zeros(&shape, "dx"));
     let (dgamma, dbeta) = (g.zeros(&[s.c], "dgamma"), g.zeros(&[s.c], "dbeta"));
     let p = batchnorm::params_io(g, &s, relu, io);
-    let mut launches = batchnorm::forward_train(g, &p, &s, &xt, &saved, (&rm, &rv), (&gt, &bt), &y, io.y_copy.then_some(&y_copy), io.residual.then_some(&shortcut_t));
+    let mut launches = batchnorm::forward_train(
+        g,
+        &p,
+        &s,
+        &xt,
+        &saved,
+        (&rm, &rv),
+        (&gt, &bt),
+        &y,
+        io.y_copy.then_some(&y_copy),
+        io.residual.then_some(&shortcut_t),
+    );
     launches.extend(batchnorm::backward(g, &p, &s, &dyt, io.dy_sum.then_some(&dy2t), &xt, &saved, (&gt, &bt), (&dgamma, &dbeta), &dx));
     launches.push(batchnorm::forward_eval(g, &p, &s, &xt, (&rm, &rv), (&gt, &bt), &y_eval));
     g.run(&launches).unwrap();
@@ -59,7 +70,9 @@ fn check_batchnorm_with(s: BnShape, relu: bool, io: BnIo, (scale, offset): (f32,
     // A residual BN: relu(BN + shortcut) (its own relu flag is off).
     let y_ref = if io.residual { cpu::relu(&cpu::add(&z, &f64s(&shortcut))) } else { act(z.clone()) };
     assert_close(&format!("{what} forward"), &channel_slice(&y_all, &s, io.total, io.first), &y_ref, REDUCTION_TOL);
-    let outside = |v: &[f32]| -> Vec<f32> { v.iter().enumerate().filter(|(i, _)| !(io.first..io.first + s.c).contains(&(i / s.hw % io.total))).map(|(_, v)| *v).collect() };
+    let outside = |v: &[f32]| -> Vec<f32> {
+        v.iter().enumerate().filter(|(i, _)| !(io.first..io.first + s.c).contains(&(i / s.hw % io.total))).map(|(_, v)| *v).collect()
+    };
     assert_close(&format!("{what} other channels untouched"), &outside(&y_all), &f64s(&outside(&y_before)), 0.0);
     if io.y_copy {
         assert_close(&format!("{what} forward copy"), &read(&y_copy), &y_ref, REDUCTION_TOL);
@@ -90,7 +103,11 @@ fn batchnorm_statistics_of_values_far_from_zero() {
     // exceeds the variance itself. (A one-pass variant shifted by a value of the channel passed
     // this but lost precision against the Paddle golden step, and was dropped.) Both layouts
     // (a workgroup and a lane per channel), vec4 and scalar.
-    for (i, s) in [BnShape { n: 40, c: 3, hw: 49 }, BnShape { n: 21, c: 5, hw: 64 }, BnShape { n: 16, c: 33, hw: 1 }, BnShape { n: 7, c: 4, hw: 12 }].into_iter().enumerate() {
+    for (i, s) in
+        [BnShape { n: 40, c: 3, hw: 49 }, BnShape { n: 21, c: 5, hw: 64 }, BnShape { n: 16, c: 33, hw: 1 }, BnShape { n: 7, c: 4, hw: 12 }]
+            .into_iter()
+            .enumerate()
+    {
         check_batchnorm_with(s, i % 2 == 0, BnIo::whole(s.c), (0.1, 30.0), 380 + i as u64);
         check_batchnorm_with(s, true, BnIo::whole(s.c), (1.0, -100.0), 390 + i as u64);
     }

@@ -20,7 +20,8 @@ fn check_conv(s: ConvShape, seed: u64) {
     let dw = g.zeros(&s.weight_shape(), "dw");
     let dw_by_tap = g.zeros(&s.weight_shape(), "dw_by_tap");
     let y_by_pixel = g.zeros(&s.output_shape(), "y_by_pixel");
-    let mut launches = [conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)].into_iter().flatten().collect::<Vec<_>>();
+    let mut launches =
+        [conv::forward(g, &s, &xt, &wt, &y), conv::backward_data(g, &s, &dyt, &wt, &dx)].into_iter().flatten().collect::<Vec<_>>();
     // the training graph's pair: the input gradient reading what its forward laid out
     let (y_shared, dx_shared) = (g.zeros(&s.output_shape(), "y_shared"), g.zeros(&s.input_shape(), "dx_shared"));
     let (forward, layout) = conv::forward_sharing(g, &s, &xt, &wt, &y_shared);
@@ -38,15 +39,19 @@ fn check_conv(s: ConvShape, seed: u64) {
         }
     }
     // dy and x in NHWC, where channels per group come in fours
-    let nhwc = s.cog() % 4 == 0 && s.cig() % 4 == 0;
+    let nhwc = s.cog().is_multiple_of(4) && s.cig().is_multiple_of(4);
     let dw_nhwc = g.zeros(&s.weight_shape(), "dw_nhwc");
     if nhwc {
         launches.extend(conv::backward_weight_nhwc(g, &s, gemm::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
     // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is
     // not), one run per lane or two neighbouring ones where they divide a row
-    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)].into_iter().filter(|&(_, nv)| (s.w / 4) % nv == 0).map(|(tm, nv)| gemm::Tile { tm, nv: nv as u32, wg: 8 }).collect();
-    let fwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cog() % 4 == 0;
+    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)]
+        .into_iter()
+        .filter(|&(_, nv)| (s.w / 4).is_multiple_of(nv))
+        .map(|(tm, nv)| gemm::Tile { tm, nv: nv as u32, wg: 8 })
+        .collect();
+    let fwd_rows = s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4) && s.cog().is_multiple_of(4);
     let y_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.output_shape(), "y_rows")).collect();
     if fwd_rows {
         for (tile, y) in fwd_row_tiles.iter().zip(&y_rows) {
@@ -54,7 +59,7 @@ fn check_conv(s: ConvShape, seed: u64) {
         }
     }
     // ... and the input gradient so (input channels per group in fours)
-    let bwd_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0 && s.cig() % 4 == 0;
+    let bwd_rows = s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4) && s.cig().is_multiple_of(4);
     let dx_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.input_shape(), "dx_rows")).collect();
     if bwd_rows {
         for (tile, dx) in fwd_row_tiles.iter().zip(&dx_rows) {
@@ -63,7 +68,7 @@ fn check_conv(s: ConvShape, seed: u64) {
     }
     // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
     let row_tiles = [gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 4, nv: 4, wg: 8 }];
-    let by_rows = s.k == 3 && s.stride == 1 && s.w % 4 == 0;
+    let by_rows = s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4);
     let dw_rows: Vec<Tensor> = row_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_rows")).collect();
     if by_rows {
         for (tile, dw) in row_tiles.iter().zip(&dw_rows) {
@@ -277,7 +282,8 @@ fn check_conv_bn_eval(s: ConvShape, slices: conv::Slices, relu: bool, seed: u64)
 
     // Reference: cut x's slice, conv, BN with the given statistics, ReLU, paste into y.
     let (hw, ohw) = (h * w, oh * ow);
-    let x: Vec<f64> = (0..n).flat_map(|i| x_wide[(i * slices.x_channels + slices.x_first) * hw..][..s.cin * hw].to_vec()).map(f64::from).collect();
+    let x: Vec<f64> =
+        (0..n).flat_map(|i| x_wide[(i * slices.x_channels + slices.x_first) * hw..][..s.cin * hw].to_vec()).map(f64::from).collect();
     let z = cpu::conv_forward(&s, &x, &f64s(&wt));
     let bs = BnShape { n, c: s.cout, hw: ohw };
     let out = cpu::bn_normalize(&bs, &z, &f64s(&mean), &f64s(&var), &f64s(&gamma), &f64s(&beta), batchnorm::EPS as f64);

@@ -43,7 +43,8 @@ fn linear_layer() {
     let mut r = rng(700);
     // inputs in fours take the vec4 dense kernels, the others the conv kernels; outputs in
     // fours or not, ragged batches
-    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1), (7, 20, 9), (37, 12, 50), (7, 44, 12), (64, 128, 256)] {
+    for (batch, fin, fout) in [(5, 37, 13), (1, 1024, 10), (64, 256, 130), (3, 3, 1), (7, 20, 9), (37, 12, 50), (7, 44, 12), (64, 128, 256)]
+    {
         let x = random(&mut r, batch * fin);
         let w = random(&mut r, fout * fin);
         let dy = random(&mut r, batch * fout);
@@ -65,7 +66,18 @@ fn linear_layer() {
 fn plain_matmul_with_transposed_operands() {
     let g = gpu();
     let mut r = rng(750);
-    for (m, n, k) in [(5, 37, 13), (64, 130, 256), (1, 9, 1024), (17, 4, 3), (13, 20, 12), (9, 68, 5), (36, 68, 5), (12, 8, 33), (20, 36, 44), (48, 64, 96)] {
+    for (m, n, k) in [
+        (5, 37, 13),
+        (64, 130, 256),
+        (1, 9, 1024),
+        (17, 4, 3),
+        (13, 20, 12),
+        (9, 68, 5),
+        (36, 68, 5),
+        (12, 8, 33),
+        (20, 36, 44),
+        (48, 64, 96),
+    ] {
         let a = random(&mut r, m * k);
         let b = random(&mut r, k * n);
         let (a64, b64) = (f64s(&a), f64s(&b));
@@ -84,14 +96,17 @@ fn plain_matmul_with_transposed_operands() {
         assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
         // the vec4 kernels where their layout allows, with every tile shape the benches try
-        for tile in [dense::DENSE_TILE, gemm::Tile { tm: 4, nv: 1, wg: 8 }, gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 16, nv: 2, wg: 8 }] {
+        for tile in
+            [dense::DENSE_TILE, gemm::Tile { tm: 4, nv: 1, wg: 8 }, gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 16, nv: 2, wg: 8 }]
+        {
             if n % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nn4");
                 g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&at, gemm::Strides::rows(k)), &bt, gemm::Columns::matrix(n), &c)]).unwrap();
                 assert_close(&format!("matmul_nn4 {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
                 // A given transposed: matmul_tn4 (vec4s of four rows) where m comes in fours
                 let c = g.zeros(&[m, n], "c_tn4");
-                g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&att, gemm::Strides::transposed(m)), &bt, gemm::Columns::matrix(n), &c)]).unwrap();
+                g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&att, gemm::Strides::transposed(m)), &bt, gemm::Columns::matrix(n), &c)])
+                    .unwrap();
                 assert_close(&format!("matmul_nn4 with A transposed {m}x{n}x{k} {tile:?}"), &read(&c), &want, REDUCTION_TOL);
             }
             if k % 4 == 0 {

@@ -28,7 +28,7 @@ pub fn backward_data_sharing(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, 
     if let Some(tile) = backward_rows_tile(gpu, s) {
         return backward_data_rows(gpu, s, tile, dy, w, dx);
     }
-    if s.cig() % 4 == 0 && s.oh() * s.ow() > 1 {
+    if s.cig().is_multiple_of(4) && s.oh() * s.ow() > 1 {
         return backward_data_wt(gpu, s, Tile { tm: rows_per_lane(gpu, s.cig(), s), nv: 2, wg: 8 }, dy, w, dx);
     }
     vec![backward_data_tiled(gpu, s, Tile::for_backward_data(s.cig(), backward_data_columns(s).0), dy, w, dx)]
@@ -37,17 +37,27 @@ pub fn backward_data_sharing(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, 
 /// The columns (input pixels) one launch of backward_data covers, and the parity classes
 /// per group: stride 2 splits the pixels by (row, column) parity, see the shader.
 pub(super) fn backward_data_columns(s: &ConvShape) -> (usize, usize) {
-    if s.stride == 2 { (s.n * s.h.div_ceil(2) * s.w.div_ceil(2), 4) } else { (s.n * s.h * s.w, 1) }
+    if s.stride == 2 {
+        (s.n * s.h.div_ceil(2) * s.w.div_ceil(2), 4)
+    } else {
+        (s.n * s.h * s.w, 1)
+    }
 }
 
 /// The input gradient reading the weights transposed to [g][co][tap][ci], four input
 /// channels per load (the shader's backward_data_wt; input channels per group and tile rows
 /// in fours). The transpose is a `weight_layout` launch.
 pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
-    assert!(s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_wt: {s:?} with {tile:?} is not in fours");
+    assert!(s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4), "backward_data_wt: {s:?} with {tile:?} is not in fours");
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let (cols, classes) = backward_data_columns(s);
-    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, BackwardDataKernel::BackwardDataWt, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], tile.grid(s.cig(), cols, s.groups * classes));
+    let mut l = gpu.launch(
+        "conv.backward_data",
+        &weight_spec(tile, BackwardDataKernel::BackwardDataWt, uniform),
+        &params(gpu, s, 1, s.n),
+        &[dy, &wt, dx],
+        tile.grid(s.cig(), cols, s.groups * classes),
+    );
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -63,10 +73,19 @@ pub(super) fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 /// the forward_rows tile with the kernel flipped, reading the weights as backward_data_wt
 /// does; tile.tm input channels per lane (in fours).
 pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
-    assert!(row_runs(s) && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
+    assert!(
+        row_runs(s) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4),
+        "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours"
+    );
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let grid = rows_grid(s, tile, s.cig());
-    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, BackwardDataKernel::BackwardDataRows, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
+    let mut l = gpu.launch(
+        "conv.backward_data",
+        &weight_spec(tile, BackwardDataKernel::BackwardDataRows, uniform),
+        &params(gpu, s, 1, s.n),
+        &[dy, &wt, dx],
+        grid,
+    );
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
@@ -74,7 +93,8 @@ pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: 
 pub fn backward_data_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Launch {
     let (cols, classes) = backward_data_columns(s);
     let grid = tile.grid(s.cig(), cols, s.groups * classes);
-    let mut l = gpu.launch("conv.backward_data", &spec(tile, BackwardDataKernel::BackwardData), &params(gpu, s, 1, s.n), &[dy, w, dx], grid);
+    let mut l =
+        gpu.launch("conv.backward_data", &spec(tile, BackwardDataKernel::BackwardData), &params(gpu, s, 1, s.n), &[dy, w, dx], grid);
     l.flops = 2.0 * s.macs();
     l
 }

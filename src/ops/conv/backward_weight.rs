@@ -28,7 +28,7 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
     if let Some(d) = dense(s) {
         return vec![dense::backward_weight(gpu, d, dy, x, dw)];
     }
-    if pointwise(s).is_some() && s.cin % 4 == 0 && s.cout % 4 == 0 {
+    if pointwise(s).is_some() && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) {
         return backward_weight_pointwise(gpu, s, dy, x, dw);
     }
     if tiny_map(s) {
@@ -58,8 +58,8 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
     // With x in NHWC as well (four input channels of one tap per load), 8 x 8 tiles gain
     // another 1.2x on the stride-1 shapes and the stem's second conv, but lose on stage 1's
     // grouped stride-2 conv (the x copy is four times the pixels used), which keeps dy alone.
-    if s.cog() % 4 == 0 && s.cog() >= 8 {
-        if s.cig() % 4 == 0 && (s.stride == 1 || s.groups == 1) {
+    if s.cog().is_multiple_of(4) && s.cog() >= 8 {
+        if s.cig().is_multiple_of(4) && (s.stride == 1 || s.groups == 1) {
             return backward_weight_nhwc(gpu, s, Tile { tm: 8, nv: 2, wg: 8 }, dy, x, dw);
         }
         let tile = Tile { tm: 8, nv: if s.cig() * s.k * s.k >= 64 { 2 } else { 1 }, wg: 8 };
@@ -72,7 +72,9 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
 /// backward_weight_by_tap); tile.tm rows per lane, 4 * tile.nv input channels per workgroup.
 pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let kk = s.k * s.k;
-    let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), (kk * s.cig().div_ceil(tile.cols() as usize)) as u32, (s.groups * splits) as u32];
+    let grid_for = |splits: usize| {
+        [(s.cog() as u32).div_ceil(tile.tm * tile.wg), (kk * s.cig().div_ceil(tile.cols() as usize)) as u32, (s.groups * splits) as u32]
+    };
     let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightByTap, tile, splits, grid_for, dy, x, dw)
 }
@@ -81,7 +83,9 @@ pub fn backward_weight_by_tap(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor,
 /// backward_weight_3x3); tile.tm output channels per lane, 4 * tile.nv input channels per workgroup.
 pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     assert_eq!(s.k, 3, "backward_weight_3x3 on a {0}x{0} kernel", s.k);
-    let grid_for = |splits: usize| [(s.cog() as u32).div_ceil(tile.tm * tile.wg), s.cig().div_ceil(tile.cols() as usize) as u32, (s.groups * splits) as u32];
+    let grid_for = |splits: usize| {
+        [(s.cog() as u32).div_ceil(tile.tm * tile.wg), s.cig().div_ceil(tile.cols() as usize) as u32, (s.groups * splits) as u32]
+    };
     let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeight3x3, tile, splits, grid_for, dy, x, dw)
 }
@@ -91,7 +95,9 @@ pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
 /// channels x nine taps per lane.
 pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     assert!(row_runs(s), "backward_weight_rows: {s:?} is not 3x3, stride 1, width in fours");
-    let grid_for = |splits: usize| [(s.cig() as u32).div_ceil(tile.nv).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), (s.groups * splits) as u32];
+    let grid_for = |splits: usize| {
+        [(s.cig() as u32).div_ceil(tile.nv).div_ceil(tile.wg), (s.cog() as u32).div_ceil(tile.tm), (s.groups * splits) as u32]
+    };
     let splits = splits_to_fill(s, tile, grid_for(1));
     split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightRows, tile, splits, grid_for, dy, x, dw)
 }
@@ -100,35 +106,77 @@ pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x
 /// output channels per load (the shader's backward_weight_dyt; output channels per group and
 /// tile rows in fours).
 pub fn backward_weight_dyt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
-    assert!(s.cog() % 4 == 0 && tile.tm % 4 == 0, "backward_weight_dyt: {s:?} with {tile:?} is not in fours");
+    assert!(s.cog().is_multiple_of(4) && tile.tm.is_multiple_of(4), "backward_weight_dyt: {s:?} with {tile:?} is not in fours");
     let (dyt, transpose) = transposed_each(gpu, (s.n, s.cout, s.oh() * s.ow()), dy, "conv output gradient, NHWC");
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
     let mut launches = vec![transpose];
-    launches.extend(split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightDyt, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, x, dw));
+    launches.extend(split_weight_grad(
+        gpu,
+        s,
+        BackwardWeightKernel::BackwardWeightDyt,
+        tile,
+        weight_grad_splits_for(s, tile),
+        |splits| tile.grid(rows, cols, s.groups * splits),
+        &dyt,
+        x,
+        dw,
+    ));
     launches
 }
 
 /// The weight gradient reading both dy and x in NHWC, four channels per load each (the
 /// shader's backward_weight_nhwc; output and input channels per group and tile rows in fours).
 pub fn backward_weight_nhwc(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
-    assert!(s.cog() % 4 == 0 && s.cig() % 4 == 0 && tile.tm % 4 == 0, "backward_weight_nhwc: {s:?} with {tile:?} is not in fours");
+    assert!(
+        s.cog().is_multiple_of(4) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4),
+        "backward_weight_nhwc: {s:?} with {tile:?} is not in fours"
+    );
     let (dyt, ldy) = transposed_each(gpu, (s.n, s.cout, s.oh() * s.ow()), dy, "conv output gradient, NHWC");
     let (xt, lx) = transposed_each(gpu, (s.n, s.cin, s.h * s.w), x, "conv input, NHWC");
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
     let mut launches = vec![ldy, lx];
-    launches.extend(split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightNhwc, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), &dyt, &xt, dw));
+    launches.extend(split_weight_grad(
+        gpu,
+        s,
+        BackwardWeightKernel::BackwardWeightNhwc,
+        tile,
+        weight_grad_splits_for(s, tile),
+        |splits| tile.grid(rows, cols, s.groups * splits),
+        &dyt,
+        &xt,
+        dw,
+    ));
     launches
 }
 
 pub fn backward_weight_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     let (rows, cols) = (s.cog(), s.cig() * s.k * s.k);
-    split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeight, tile, weight_grad_splits_for(s, tile), |splits| tile.grid(rows, cols, s.groups * splits), dy, x, dw)
+    split_weight_grad(
+        gpu,
+        s,
+        BackwardWeightKernel::BackwardWeight,
+        tile,
+        weight_grad_splits_for(s, tile),
+        |splits| tile.grid(rows, cols, s.groups * splits),
+        dy,
+        x,
+        dw,
+    )
 }
 
 /// The weight-gradient launch over `splits` batch slices, plus the fixed-order sum of the
 /// partial results when there is more than one.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn split_weight_grad(gpu: &Gpu, s: &ConvShape, kernel: BackwardWeightKernel, tile: Tile, splits: usize, grid_for: impl Fn(usize) -> [u32; 3], dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
+pub(super) fn split_weight_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    kernel: BackwardWeightKernel,
+    tile: Tile,
+    splits: usize,
+    grid_for: impl Fn(usize) -> [u32; 3],
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Vec<Launch> {
     let n_per = s.n.div_ceil(splits);
     let splits = s.n.div_ceil(n_per);
     let p = params(gpu, s, splits, n_per);
@@ -141,6 +189,12 @@ pub(super) fn split_weight_grad(gpu: &Gpu, s: &ConvShape, kernel: BackwardWeight
     let partial = gpu.zeros(&[splits, dw.len()], "conv.weight_grad_partial");
     let mut l = gpu.launch("conv.backward_weight", &spec(tile, kernel), &p, &[dy, x, &partial], grid);
     l.flops = 2.0 * s.macs();
-    let sum = gpu.launch("conv.sum_splits", &spec(FLAT_TILE, BackwardWeightKernel::SumSplits), &p, &[&partial, dw], grid_1d(dw.len(), FLAT_TILE.wg));
+    let sum = gpu.launch(
+        "conv.sum_splits",
+        &spec(FLAT_TILE, BackwardWeightKernel::SumSplits),
+        &p,
+        &[&partial, dw],
+        grid_1d(dw.len(), FLAT_TILE.wg),
+    );
     vec![l, sum]
 }

@@ -73,7 +73,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
 /// Whether the forward can read its weights transposed as vec4s of four output channels
 /// (the shader's forward_tile_wt): output channels per group and tile rows in fours.
 pub(super) fn weights_in_row_fours(s: &ConvShape, tile: Tile) -> bool {
-    s.cog() % 4 == 0 && tile.tm % 4 == 0
+    s.cog().is_multiple_of(4) && tile.tm.is_multiple_of(4)
 }
 
 /// The tile of forward_wt where it applies: benches/tiles.rs fwd_wt. With the weights in
@@ -98,23 +98,49 @@ pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, 
     assert!(weights_in_row_fours(s, tile), "forward_wt: {s:?} with {tile:?} is not in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let mut l = gpu.launch("conv.forward", &weight_spec(tile, ForwardKernel::ForwardWt, uniform), &params(gpu, s, 1, s.n), &[x, &wt, y], tile.grid(rows, cols, s.groups));
+    let mut l = gpu.launch(
+        "conv.forward",
+        &weight_spec(tile, ForwardKernel::ForwardWt, uniform),
+        &params(gpu, s, 1, s.n),
+        &[x, &wt, y],
+        tile.grid(rows, cols, s.groups),
+    );
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }
 
 /// The 3x3 stride-1 forward over runs of four pixels (the shader's forward_rows), tile.tm
 /// output channels per lane (in fours); with `bn`, the eval epilogue (forward_rows_bn).
-#[allow(clippy::too_many_arguments)]
-pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
-    assert!(by_rows(s) && tile.tm % 4 == 0, "forward_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
+pub fn forward_rows(
+    gpu: &Gpu,
+    s: &ConvShape,
+    sl: Slices,
+    tile: Tile,
+    x: &Tensor,
+    w: &Tensor,
+    bn: Option<&BnEval>,
+    y: &Tensor,
+) -> Vec<Launch> {
+    assert!(by_rows(s) && tile.tm.is_multiple_of(4), "forward_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let grid = rows_grid(s, tile, s.cog());
     let mut l = match bn {
-        None => gpu.launch("conv.forward", &weight_spec(tile, ForwardKernel::ForwardRows, uniform), &params_with(gpu, s, 1, s.n, false, sl), &[x, &wt, y], grid),
+        None => gpu.launch(
+            "conv.forward",
+            &weight_spec(tile, ForwardKernel::ForwardRows, uniform),
+            &params_with(gpu, s, 1, s.n, false, sl),
+            &[x, &wt, y],
+            grid,
+        ),
         Some(bn) => {
             let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
-            gpu.launch("conv.forward_bn", &weight_spec(tile, ForwardKernel::ForwardRowsBn, uniform), &p, &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], grid)
+            gpu.launch(
+                "conv.forward_bn",
+                &weight_spec(tile, ForwardKernel::ForwardRowsBn, uniform),
+                &p,
+                &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta],
+                grid,
+            )
         }
     };
     l.flops = 2.0 * s.macs();
@@ -123,7 +149,13 @@ pub fn forward_rows(gpu: &Gpu, s: &ConvShape, sl: Slices, tile: Tile, x: &Tensor
 
 pub fn forward_tiled(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
     let (rows, cols) = (s.cog(), s.n * s.oh() * s.ow());
-    let mut l = gpu.launch("conv.forward", &spec(tile, ForwardKernel::Forward), &params(gpu, s, 1, s.n), &[x, w, y], tile.grid(rows, cols, s.groups));
+    let mut l = gpu.launch(
+        "conv.forward",
+        &spec(tile, ForwardKernel::Forward),
+        &params(gpu, s, 1, s.n),
+        &[x, w, y],
+        tile.grid(rows, cols, s.groups),
+    );
     l.flops = 2.0 * s.macs();
     l
 }
@@ -136,7 +168,8 @@ pub(super) fn by_pixel(s: &ConvShape) -> Option<Tile> {
 
 /// The forward with lanes over output channels and the pixels uniform.
 pub fn forward_by_pixel(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, y: &Tensor) -> Launch {
-    let mut l = gpu.launch("conv.forward", &spec(tile, ForwardKernel::ForwardByPixel), &params(gpu, s, 1, s.n), &[x, w, y], by_pixel_grid(s, tile));
+    let mut l =
+        gpu.launch("conv.forward", &spec(tile, ForwardKernel::ForwardByPixel), &params(gpu, s, 1, s.n), &[x, w, y], by_pixel_grid(s, tile));
     l.flops = 2.0 * s.macs();
     l
 }

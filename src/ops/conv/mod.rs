@@ -27,13 +27,26 @@ use std::sync::Arc;
 /// in errors stay true).
 const FORWARD_SOURCE: Source = Source {
     file: "conv/forward.wgsl",
-    text: concat!(include_str!("../../../shaders/conv/forward.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl"), "\n", include_str!("../../../shaders/bn_epilogue.wgsl")),
+    text: concat!(
+        include_str!("../../../shaders/conv/forward.wgsl"),
+        "\n",
+        include_str!("../../../shaders/conv/common.wgsl"),
+        "\n",
+        include_str!("../../../shaders/bn_epilogue.wgsl")
+    ),
 };
-const BACKWARD_DATA_SOURCE: Source =
-    Source { file: "conv/backward_data.wgsl", text: concat!(include_str!("../../../shaders/conv/backward_data.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
-const BACKWARD_WEIGHT_SOURCE: Source =
-    Source { file: "conv/backward_weight.wgsl", text: concat!(include_str!("../../../shaders/conv/backward_weight.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
-const TINY_SOURCE: Source = Source { file: "conv/tiny.wgsl", text: concat!(include_str!("../../../shaders/conv/tiny.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")) };
+const BACKWARD_DATA_SOURCE: Source = Source {
+    file: "conv/backward_data.wgsl",
+    text: concat!(include_str!("../../../shaders/conv/backward_data.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")),
+};
+const BACKWARD_WEIGHT_SOURCE: Source = Source {
+    file: "conv/backward_weight.wgsl",
+    text: concat!(include_str!("../../../shaders/conv/backward_weight.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")),
+};
+const TINY_SOURCE: Source = Source {
+    file: "conv/tiny.wgsl",
+    text: concat!(include_str!("../../../shaders/conv/tiny.wgsl"), "\n", include_str!("../../../shaders/conv/common.wgsl")),
+};
 
 crate::kernel_table! {
     /// The forward kernels: they bind x, w, y (and the *_bn ones, eval's, the running mean,
@@ -120,7 +133,11 @@ fn spec<E: Entry>(tile: Tile, kernel: E) -> KernelSpec {
 /// The spec of a kernel reading a weight copy, with the copy bound as weight_copy decided.
 fn weight_spec<E: Entry>(tile: Tile, kernel: E, uniform: bool) -> KernelSpec {
     let spec = tile.spec(kernel);
-    if uniform { spec.with_uniform(2) } else { spec }
+    if uniform {
+        spec.with_uniform(2)
+    } else {
+        spec
+    }
 }
 
 /// Geometry of one convolution; padding is always k / 2 (SPGNet's "same" convs).
@@ -172,7 +189,10 @@ impl ConvShape {
         (self.n * self.cout * self.oh() * self.ow() * self.cig() * self.k * self.k) as f64
     }
     pub fn validate(&self) {
-        assert!(self.groups > 0 && self.cin % self.groups == 0 && self.cout % self.groups == 0, "{self:?}: groups must divide channels");
+        assert!(
+            self.groups > 0 && self.cin.is_multiple_of(self.groups) && self.cout.is_multiple_of(self.groups),
+            "{self:?}: groups must divide channels"
+        );
         assert!(self.k % 2 == 1 && self.stride >= 1, "{self:?}: odd kernel and stride >= 1 expected");
     }
 }
@@ -245,14 +265,14 @@ fn params_with(gpu: &Gpu, s: &ConvShape, splits: usize, n_per_split: usize, relu
 /// A 1x1 conv on 1x1 maps without groups is a dense layer ([n, c] rows): the vec4 GEMMs of
 /// ops::linear run it when the input channels come in fours.
 fn dense(s: &ConvShape) -> Option<(usize, usize, usize)> {
-    (s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin % 4 == 0).then_some((s.n, s.cin, s.cout))
+    (s.k == 1 && s.h == 1 && s.w == 1 && s.groups == 1 && s.cin.is_multiple_of(4)).then_some((s.n, s.cin, s.cout))
 }
 
 /// A 1x1 conv (stride 1, no groups) on maps of a multiple of 4 pixels: a GEMM whose columns
 /// are the pixels of each image, read as vec4 by ops::gemm::matmul_nn4.
 fn pointwise(s: &ConvShape) -> Option<usize> {
     let hw = s.h * s.w;
-    (s.k == 1 && s.stride == 1 && s.groups == 1 && hw % 4 == 0).then_some(hw)
+    (s.k == 1 && s.stride == 1 && s.groups == 1 && hw.is_multiple_of(4)).then_some(hw)
 }
 
 /// One value (or one channel pair) per lane, 64 lanes a workgroup, over a flat grid: the tile
@@ -300,13 +320,13 @@ fn weights_by_output(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Lau
 /// Whether the row-run kernels (forward_rows, backward_data_rows, backward_weight_rows) take
 /// this conv: 3x3, stride 1, the width in fours.
 fn row_runs(s: &ConvShape) -> bool {
-    s.k == 3 && s.stride == 1 && s.w % 4 == 0
+    s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4)
 }
 
 /// The grid of forward_rows and backward_data_rows: a lane per run of four pixels, `rows`
 /// channels per group in tiles of tile.tm, the groups.
 fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
-    assert!((s.w / 4) % tile.nv as usize == 0, "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
+    assert!((s.w / 4).is_multiple_of(tile.nv as usize), "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
     [((s.n * s.h * s.w / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
 }
 
@@ -314,7 +334,11 @@ fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
 /// 96->96 g6 on 8x8 maps, 16 rows: forward 23.9 -> 35.6 GFLOP/s, input gradient 24.2 -> 35.3:
 /// the weights' loads serve twice the FMAs and neighbouring runs share their edge values).
 fn runs_per_lane(s: &ConvShape) -> u32 {
-    if (s.w / 4) % 2 == 0 { 2 } else { 1 }
+    if (s.w / 4).is_multiple_of(2) {
+        2
+    } else {
+        1
+    }
 }
 
 /// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
@@ -327,5 +351,5 @@ fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 
 /// Whether forward_rows runs this conv: row runs, output channels per group in fours.
 fn by_rows(s: &ConvShape) -> bool {
-    row_runs(s) && s.cog() % 4 == 0
+    row_runs(s) && s.cog().is_multiple_of(4)
 }

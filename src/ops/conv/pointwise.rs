@@ -20,7 +20,15 @@ pub fn forward_pointwise_bn(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w:
     pointwise_forward_launches(gpu, s, tile, x, w, Some(bn), y)
 }
 
-pub(super) fn pointwise_forward_launches(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> Vec<Launch> {
+pub(super) fn pointwise_forward_launches(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    x: &Tensor,
+    w: &Tensor,
+    bn: Option<&BnEval>,
+    y: &Tensor,
+) -> Vec<Launch> {
     use super::super::gemm::{a_rows_by_subgroup, matmul_nn4, matmul_nn4_bn, transposed_weight, Batches, Columns, Strides};
     let hw = s.h * s.w;
     let cols = Columns { hw, b_row: hw, b_img: s.cin * hw, c_row: hw, c_img: s.cout * hw };
@@ -28,7 +36,7 @@ pub(super) fn pointwise_forward_launches(gpu: &Gpu, s: &ConvShape, tile: Tile, x
     let mut launches = vec![];
     // matmul_nn4_sg reads w's rows as vec4s along k as cheaply as matmul_tn4 reads the copy
     let by_subgroup = a_rows_by_subgroup(gpu, tile, s.cin, Strides::rows(s.cin), Batches::one());
-    let wt = (s.cin % 4 == 0 && s.cout % 4 == 0 && !by_subgroup).then(|| {
+    let wt = (s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) && !by_subgroup).then(|| {
         let (wt, l) = transposed_weight(gpu, (s.cout, s.cin), w);
         launches.push(l);
         wt
@@ -63,7 +71,7 @@ pub fn backward_data_pointwise(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor
 pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     use super::super::gemm::{by_uniform_k_chunks, matmul_nn4, transpose_each, transposed_each, Columns, Strides};
     let hw = s.h * s.w;
-    if hw % 4 == 0 {
+    if hw.is_multiple_of(4) {
         let mut l = matmul_nt4_images(gpu, POINTWISE_TILE, (s.cout, s.cin, s.n, hw), dy, x, dw);
         l.label = "conv1x1.backward_weight".into();
         return vec![l];
@@ -73,8 +81,9 @@ pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tens
     let ldy = transpose_each(gpu, (s.n, s.cout, hw), dy, &dyt);
     let (xt, lx) = transposed_each(gpu, (s.n, s.cin, hw), x, "1x1 conv input, NHWC");
     let mnk = (s.cout, s.cin, s.n * hw);
-    let mut gemm = by_uniform_k_chunks(gpu, POINTWISE_TILE, mnk, &dyt, &xt, dw)
-        .unwrap_or_else(|| vec![matmul_nn4(gpu, POINTWISE_TILE, mnk, (&dyt, Strides::transposed(s.cout)), &xt, Columns::matrix(s.cin), dw)]);
+    let mut gemm = by_uniform_k_chunks(gpu, POINTWISE_TILE, mnk, &dyt, &xt, dw).unwrap_or_else(|| {
+        vec![matmul_nn4(gpu, POINTWISE_TILE, mnk, (&dyt, Strides::transposed(s.cout)), &xt, Columns::matrix(s.cin), dw)]
+    });
     for l in &mut gemm {
         l.label = "conv1x1.backward_weight".into();
     }

@@ -52,7 +52,13 @@ pub(super) fn tiny_dims(s: &ConvShape) -> TinyDims {
 pub(super) fn expand_tiny(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, Launch) {
     let d = tiny_dims(s);
     let wt = gpu.zeros(&[s.groups * d.rows, d.cols], "conv weights as a matrix (tiny map)");
-    let mut l = gpu.launch("conv.expand_tiny", &spec(FLAT_TILE, TinyKernel::ExpandTiny), &params(gpu, s, 1, s.n), &[w, &wt], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    let mut l = gpu.launch(
+        "conv.expand_tiny",
+        &spec(FLAT_TILE, TinyKernel::ExpandTiny),
+        &params(gpu, s, 1, s.n),
+        &[w, &wt],
+        grid_1d(s.cout * s.cig(), FLAT_TILE.wg),
+    );
     l.weight_layout = true; // eval graphs expand once per change of the weights
     (wt, l)
 }
@@ -64,13 +70,38 @@ pub fn forward_tiny(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor
 }
 
 /// forward_tiny, also returning its Wt for the input gradient of the same step.
-pub(super) fn forward_tiny_sharing(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, bn: Option<&BnEval>, y: &Tensor) -> (Vec<Launch>, Tensor) {
+pub(super) fn forward_tiny_sharing(
+    gpu: &Gpu,
+    s: &ConvShape,
+    sl: Slices,
+    x: &Tensor,
+    w: &Tensor,
+    bn: Option<&BnEval>,
+    y: &Tensor,
+) -> (Vec<Launch>, Tensor) {
     use super::super::gemm::{matmul_nt4_strided, Batches};
     let TinyDims { hw, ohw, rows, cols } = tiny_dims(s);
     let (wt, expand) = expand_tiny(gpu, s, w);
-    let z = Batches { count: s.groups, a_z: cols, b_z: rows * cols, c_z: rows, a_off: sl.x_first * hw, c_off: sl.y_first * ohw, accumulate: false };
+    let z = Batches {
+        count: s.groups,
+        a_z: cols,
+        b_z: rows * cols,
+        c_z: rows,
+        a_off: sl.x_first * hw,
+        c_off: sl.y_first * ohw,
+        accumulate: false,
+    };
     let bn = bn.map(|bn| (bn, ohw));
-    let mut l = matmul_nt4_strided(gpu, TINY_FORWARD_TILE, (s.n, rows, cols), (x, sl.x_channels * hw), (&wt, cols), (y, sl.y_channels * ohw), z, bn);
+    let mut l = matmul_nt4_strided(
+        gpu,
+        TINY_FORWARD_TILE,
+        (s.n, rows, cols),
+        (x, sl.x_channels * hw),
+        (&wt, cols),
+        (y, sl.y_channels * ohw),
+        z,
+        bn,
+    );
     l.label = if bn.is_some() { "conv.tiny.forward_bn" } else { "conv.tiny.forward" }.into();
     l.flops = 2.0 * s.macs();
     (vec![expand, l], wt)
@@ -113,6 +144,12 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
     let mut l = matmul_nn4_batched(gpu, TINY_GRADIENT_TILE, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
     l.label = "conv.tiny.backward_weight".into();
     l.flops = 2.0 * s.macs();
-    let fold = gpu.launch("conv.fold_tiny", &spec(FLAT_TILE, TinyKernel::FoldTiny), &params(gpu, s, 1, s.n), &[&dwt, dw], grid_1d(s.cout * s.cig(), FLAT_TILE.wg));
+    let fold = gpu.launch(
+        "conv.fold_tiny",
+        &spec(FLAT_TILE, TinyKernel::FoldTiny),
+        &params(gpu, s, 1, s.n),
+        &[&dwt, dw],
+        grid_1d(s.cout * s.cig(), FLAT_TILE.wg),
+    );
     vec![l, fold]
 }
