@@ -6,7 +6,7 @@ per epoch. `--init released` draws the released code's initialisation (docs/spgn
 spgnet does; `--init default` keeps Paddle's own. Compare with
 `spgnet train --dataset fashion-mnist --limit N --epochs E --batch B --lr LR --weight-decay 0
 --label-smoothing 0 --crop-pad 0 --flip false`.
-usage: /tmp/pd/bin/python scripts/paddle_fit_check.py [--n 2000] [--epochs 10] [--lr 0.01]
+usage: /tmp/pd/bin/python tools/paddle_fit_check.py [--n 2000] [--epochs 10] [--lr 0.01]
 """
 import os, sys, gzip, time, argparse, numpy as np, paddle
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference"))
