@@ -8,22 +8,22 @@ fn split_images(split: u32) -> vec2<u32> {
     return vec2<u32>(begin, min(begin + p.n_per_split, p.n));
 }
 
-@group(0) @binding(1) var<storage, read> wg_dy: array<f32>;
-@group(0) @binding(2) var<storage, read> wg_x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> wg_dw: array<f32>;
+@group(0) @binding(1) var<storage, read> wgrad_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wgrad_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wgrad_dw: array<f32>;
 
 // Per column (input channel, tap) of a weight-gradient tile: its input plane and tap offset.
-struct WgColumns {
+struct WgradColumns {
     x_plane: array<u32, TN>,
     ky: array<i32, TN>,
     kx: array<i32, TN>,
 }
 
-fn weight_grad_columns(g: u32, col0: u32) -> WgColumns {
+fn weight_grad_columns(g: u32, col0: u32) -> WgradColumns {
     let kk = p.k * p.k;
     let ncol = p.cig * kk;
     let hw = p.h * p.w;
-    var f: WgColumns;
+    var f: WgradColumns;
     for (var j = 0u; j < TN; j++) {
         let c = min(col0 + j, ncol - 1u);
         let tap = c % kk;
@@ -35,7 +35,7 @@ fn weight_grad_columns(g: u32, col0: u32) -> WgColumns {
 }
 
 // The TN x values the columns see from input pixel (iy, ix) of the image at x_img.
-fn weight_grad_x(f: WgColumns, x_img: u32, iy: i32, ix: i32) -> array<vec4<f32>, NV> {
+fn weight_grad_x(f: WgradColumns, x_img: u32, iy: i32, ix: i32) -> array<vec4<f32>, NV> {
     var xv: array<vec4<f32>, NV>;
     for (var v = 0u; v < NV; v++) {
         var q: vec4<f32>;
@@ -45,7 +45,7 @@ fn weight_grad_x(f: WgColumns, x_img: u32, iy: i32, ix: i32) -> array<vec4<f32>,
             let xx = ix + f.kx[j];
             let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
             let o = select(0u, x_img + f.x_plane[j] + u32(yy) * p.w + u32(xx), inside);
-            q[e] = select(0.0, wg_x[o], inside);
+            q[e] = select(0.0, wgrad_x[o], inside);
         }
         xv[v] = q;
     }
@@ -60,7 +60,7 @@ fn weight_grad_store(g: u32, split: u32, row0: u32, col0: u32, acc: array<vec4<f
         if (row >= p.cog) { break; }
         for (var j = 0u; j < TN; j++) {
             if (col0 + j < ncol) {
-                wg_dw[split * total + (g * p.cog + row) * ncol + col0 + j] = acc[i * NV + j / 4u][j % 4u];
+                wgrad_dw[split * total + (g * p.cog + row) * ncol + col0 + j] = acc[i * NV + j / 4u][j % 4u];
             }
         }
     }
@@ -87,7 +87,7 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
                 let xv = weight_grad_x(f, x_img, i32(oy * p.stride), i32(ox * p.stride));
                 let pix = dy_img + oy * p.ow + ox;
                 for (var i = 0u; i < TM; i++) {
-                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    let dv = vec4<f32>(wgrad_dy[dy_plane[i] + pix]);
                     for (var v = 0u; v < NV; v++) {
                         acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
                     }
@@ -101,12 +101,12 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
 // backward_weight_dyt: dy transposed image by image to [n][pixel][cout] (conv.rs) and read
 // as vec4s of four output channels: TM / 4 loads per pixel instead of TM. Needs TM and cog
 // in fours.
-@group(0) @binding(1) var<storage, read> wg_dyt4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> wgrad_dyt4: array<vec4<f32>>;
 
 // The FMAs of one pixel's dy (a lane's rows, TM / 4 vec4 loads from `pix`) with its columns.
 fn fma_dy_rows(acc: ptr<function, array<vec4<f32>, TM * NV>>, pix: u32, dy_q: array<u32, (TM + 3u) / 4u>, cols: array<vec4<f32>, NV>) {
     for (var q = 0u; q < TM / 4u; q++) {
-        fma_rows4(acc, q, wg_dyt4[pix + dy_q[q]], cols);
+        fma_rows4(acc, q, wgrad_dyt4[pix + dy_q[q]], cols);
     }
 }
 
@@ -142,7 +142,7 @@ fn backward_weight_dyt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
 // its x values are one vec4 load with one bounds test. TM / 4 + NV loads per pixel instead of
 // TM / 4 + 4 * NV. Needs TM, cog and cig in fours; the store puts column (tap, ci) at
 // dw[..][ci][tap].
-@group(0) @binding(2) var<storage, read> wg_xt4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wgrad_xt4: array<vec4<f32>>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -178,7 +178,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
                     let xx = i32(ox * p.stride) + kx[v];
                     let inside = yy >= 0 && yy < i32(p.h) && xx >= 0 && xx < i32(p.w);
                     let o = select(0u, ((n * p.h + u32(yy)) * p.w + u32(xx)) * cinq + x_q[v], inside);
-                    xv[v] = select(vec4<f32>(0.0), wg_xt4[o], inside);
+                    xv[v] = select(vec4<f32>(0.0), wgrad_xt4[o], inside);
                 }
                 let pix = (n * ohw + oy * p.ow + ox) * coutq;
                 fma_dy_rows(&acc, pix, dy_q, xv);
@@ -195,7 +195,7 @@ fn backward_weight_nhwc(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             let tap = c / p.cig;
             let ci = c % p.cig;
             for (var e = 0u; e < 4u; e++) {
-                wg_dw[split * total + (g * p.cog + row) * ncol + (ci + e) * kk + tap] = acc[i * NV + v][e];
+                wgrad_dw[split * total + (g * p.cog + row) * ncol + (ci + e) * kk + tap] = acc[i * NV + v][e];
             }
         }
     }
@@ -256,12 +256,12 @@ fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                 var xv: array<vec4<f32>, NV>;
                 for (var v = 0u; v < NV; v++) {
                     let j = 4u * v;
-                    xv[v] = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
-                                      wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                    xv[v] = vec4<f32>(wgrad_x[at + x_plane[j]], wgrad_x[at + x_plane[j + 1u]],
+                                      wgrad_x[at + x_plane[j + 2u]], wgrad_x[at + x_plane[j + 3u]]);
                 }
                 let pix = dy_img + oy * p.ow + ox;
                 for (var i = 0u; i < TM; i++) {
-                    let dv = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    let dv = vec4<f32>(wgrad_dy[dy_plane[i] + pix]);
                     for (var v = 0u; v < NV; v++) {
                         acc[i * NV + v] = fma(dv, xv[v], acc[i * NV + v]);
                     }
@@ -275,7 +275,7 @@ fn backward_weight_by_tap(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         if (row >= p.cog) { break; }
         for (var j = 0u; j < TN; j++) {
             if (c0 + j < p.cig) {
-                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * kk + tap] = acc[i * NV + j / 4u][j % 4u];
+                wgrad_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * kk + tap] = acc[i * NV + j / 4u][j % 4u];
             }
         }
     }
@@ -308,7 +308,7 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
                 let pix = dy_img + oy * p.ow + ox;
                 var dv: array<vec4<f32>, TM>;
                 for (var i = 0u; i < TM; i++) {
-                    dv[i] = vec4<f32>(wg_dy[dy_plane[i] + pix]);
+                    dv[i] = vec4<f32>(wgrad_dy[dy_plane[i] + pix]);
                 }
                 for (var t = 0u; t < 9u; t++) {
                     let yy = i32(oy * p.stride + t / 3u) - i32(p.pad);
@@ -317,8 +317,8 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
                     let at = x_img + u32(yy) * p.w + u32(xx);
                     for (var v = 0u; v < NV; v++) {
                         let j = 4u * v;
-                        let xv = vec4<f32>(wg_x[at + x_plane[j]], wg_x[at + x_plane[j + 1u]],
-                                           wg_x[at + x_plane[j + 2u]], wg_x[at + x_plane[j + 3u]]);
+                        let xv = vec4<f32>(wgrad_x[at + x_plane[j]], wgrad_x[at + x_plane[j + 1u]],
+                                           wgrad_x[at + x_plane[j + 2u]], wgrad_x[at + x_plane[j + 3u]]);
                         for (var i = 0u; i < TM; i++) {
                             acc[(t * TM + i) * NV + v] = fma(dv[i], xv, acc[(t * TM + i) * NV + v]);
                         }
@@ -334,7 +334,7 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
         for (var j = 0u; j < TN; j++) {
             if (c0 + j < p.cig) {
                 for (var t = 0u; t < 9u; t++) {
-                    wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * 9u + t] = acc[(t * TM + i) * NV + j / 4u][j % 4u];
+                    wgrad_dw[split * total + ((g * p.cog + row) * p.cig + c0 + j) * 9u + t] = acc[(t * TM + i) * NV + j / 4u][j % 4u];
                 }
             }
         }
@@ -425,7 +425,7 @@ fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         for (var c = 0u; c < NV; c++) {
             if (c0 + c >= p.cig) { break; }
             for (var t = 0u; t < 9u; t++) {
-                wg_dw[split * total + ((g * p.cog + row) * p.cig + c0 + c) * 9u + t] = acc[(t * TM + i) * NV + c];
+                wgrad_dw[split * total + ((g * p.cog + row) * p.cig + c0 + c) * 9u + t] = acc[(t * TM + i) * NV + c];
             }
         }
     }
