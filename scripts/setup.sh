@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what spgnet needs on Debian (bookworm) or Ubuntu: a Vulkan driver -- Mesa's lavapipe
-# on machines without a GPU, the 2-4x faster one from bookworm-backports where available -- and
-# the Fashion-MNIST dataset. The backports suite reuses the archive already configured: no host
-# name is written here.
+# on machines without a GPU, the 2-4x faster one from bookworm-backports where available --,
+# the Fashion-MNIST dataset, and Chromium for the browser test. The backports suite reuses the
+# archive already configured: no host name is written here.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -34,3 +34,5 @@ else
     $SUDO apt-get install -y -q mesa-vulkan-drivers
 fi
 $SUDO apt-get install -y -q libvulkan1 dataset-fashion-mnist
+# Chromium for the browser test (scripts/test_web.sh): WebGPU on SwiftShader, headless.
+$SUDO apt-get install -y -q chromium

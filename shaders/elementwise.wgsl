@@ -2,8 +2,8 @@
 // Grids may be 2-D when a tensor has more than 65535 * EW values.
 
 struct Ew {
-    len: u32, seed: u32, _a: u32, _b: u32,
-    _c: u32, _d: u32, _e: u32, _f: u32,
+    len: u32, seed: u32, run: u32, src_image: u32,
+    src_first: u32, _d: u32, _e: u32, _f: u32,
     drop_p: f32, scale: f32, _g: u32, _h: u32,
 }
 
@@ -72,6 +72,22 @@ fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let i0 = first_v(gid, nwg);
     for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
         ad_out[i] = max(ad_a[i] + ad_b[i], V(0.0));
+    }
+}
+
+// copy_channels: out[n, c, pixel] = src[n, first + c, pixel], a channel slice of a wider tensor
+// copied out whole. Eval reads conv1's output from the concat buffer this way: WebGPU forbids a
+// dispatch to read and write overlapping ranges of one buffer, so conv2 cannot read it in place.
+// In units of V: run = the slice's values per image, src_image = the source's values per image,
+// src_first = where the slice starts in an image.
+@group(0) @binding(1) var<storage, read> cc_src: array<V>;
+@group(0) @binding(2) var<storage, read_write> cc_out: array<V>;
+
+@compute @workgroup_size(EW, 1, 1)
+fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i0 = first_v(gid, nwg);
+    for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
+        cc_out[i] = cc_src[(i / p.run) * p.src_image + p.src_first + i % p.run];
     }
 }
 

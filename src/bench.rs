@@ -57,13 +57,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Each launch alone, timed with a wait (lavapipe's timestamps are no finer than this): the
 /// per-dispatch wall time, grouped by kernel and by network layer, most expensive first.
 /// The third table is each (layer, kernel) pair: where a faster kernel would pay most.
-pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<[Vec<KernelTime>; 3]> {
+pub async fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Result<[Vec<KernelTime>; 3]> {
     let mut by_kernel: BTreeMap<String, KernelTime> = BTreeMap::new();
     let mut by_layer: BTreeMap<String, KernelTime> = BTreeMap::new();
     let mut by_pair: BTreeMap<String, KernelTime> = BTreeMap::new();
     for l in launches {
         let t = Instant::now();
-        gpu.run(std::slice::from_ref(l))?;
+        gpu.submit(std::slice::from_ref(l));
+        gpu.finish().await?;
         let seconds = t.elapsed().as_secs_f64();
         let layer = if l.layer.is_empty() { "loss and SGD".to_string() } else { l.layer.clone() };
         let pair = format!("{layer} {}", l.label);
@@ -82,7 +83,7 @@ pub fn profile<'a>(gpu: &Gpu, launches: impl Iterator<Item = &'a Launch>) -> Res
     Ok([sorted(by_kernel), sorted(by_layer), sorted(by_pair)])
 }
 
-pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
+pub async fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     if a.steps == 0 || a.batch < 2 {
         bail!("bench needs --steps >= 1 and --batch >= 2");
     }
@@ -92,28 +93,32 @@ pub fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let input: Vec<f32> = (0..trainer.graph.input.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
     let labels: Vec<u32> = (0..a.batch).map(|_| rng.random_range(0..a.classes as u32)).collect();
-    let step = |i: usize| -> Result<f64> {
+    // step 0 of each is a warm-up that compiles every pipeline
+    let mut train = Vec::with_capacity(a.steps);
+    let mut buffers_after_first_step = 0;
+    for i in 0..=a.steps {
         let t = Instant::now();
         trainer.step(gpu, &input, &labels, 0.01, i as u32)?;
-        pollster::block_on(trainer.metrics(gpu))?;
-        Ok(t.elapsed().as_secs_f64())
-    };
-    step(0)?; // warm-up: compiles every pipeline
-    let buffers_after_first_step = gpu.buffers_created();
-    let train: Vec<f64> = (1..=a.steps).map(step).collect::<Result<_>>()?;
+        trainer.metrics(gpu).await?;
+        match i {
+            0 => buffers_after_first_step = gpu.buffers_created(),
+            _ => train.push(t.elapsed().as_secs_f64()),
+        }
+    }
     let buffers_after_last_step = gpu.buffers_created();
-    let infer = |_: usize| -> Result<f64> {
+    let mut inf = Vec::with_capacity(a.steps);
+    for i in 0..=a.steps {
         let t = Instant::now();
-        pollster::block_on(evaluator.logits(gpu, &input))?;
-        Ok(t.elapsed().as_secs_f64())
-    };
-    infer(0)?;
-    let inf: Vec<f64> = (1..=a.steps).map(infer).collect::<Result<_>>()?;
+        evaluator.logits(gpu, &input).await?;
+        if i > 0 {
+            inf.push(t.elapsed().as_secs_f64());
+        }
+    }
     // Every buffer made so far (parameters and their arenas, both graphs' activations, the ops'
     // scratch such as split-K partial sums and transposed weights, staging); none is freed.
     let peak = gpu.bytes_created();
-    let [profile, layers, pairs] = if a.profile { profile(gpu, trainer.launches())? } else { Default::default() };
-    let infer_profile = if a.profile { self::profile(gpu, evaluator.graph.forward.iter())?[0].clone() } else { Vec::new() };
+    let [profile, layers, pairs] = if a.profile { profile(gpu, trainer.launches()).await? } else { Default::default() };
+    let infer_profile = if a.profile { self::profile(gpu, evaluator.graph.forward.iter()).await?[0].clone() } else { Vec::new() };
     let t = median(train);
     Ok(BenchReport {
         adapter: gpu.describe(),

@@ -115,6 +115,17 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// `bytes` gunzipped when they are gzip data (the IDX files come either way), else as they are.
+pub fn gunzip_if_gzipped(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+        .map_err(|e| anyhow!("{name}: broken gzip data ({e})"))?;
+    Ok(out)
+}
+
 /// Parse an IDX file: magic (0, 0, 8 = u8, rank), big-endian dimensions, data.
 pub fn parse_idx(path: &Path, bytes: &[u8], rank: u8) -> Result<(Vec<usize>, Vec<u8>)> {
     let shown = path.display();

@@ -2,7 +2,9 @@
 //! binaries (folder or .tar.gz), image folders (one sub-folder per class). The formats
 //! themselves are parsed by `data`.
 
-use crate::data::{decode_image, parse_cifar, parse_idx, to_planes, Dataset, Kind, Splits, CIFAR10_CLASSES, FASHION_CLASSES};
+use crate::data::{
+    decode_image, gunzip_if_gzipped, parse_cifar, parse_idx, to_planes, Dataset, Kind, Splits, CIFAR10_CLASSES, FASHION_CLASSES,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -33,13 +35,7 @@ pub fn load(kind: Kind, path: &Path, val_fraction: f32, seed: u64) -> Result<Spl
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| anyhow!("{}: broken gzip data ({e})", path.display()))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    gunzip_if_gzipped(&path.display().to_string(), raw)
 }
 
 /// The file `stem` (e.g. train-images-idx3-ubyte) in `dir`, gzipped or not.

@@ -7,13 +7,14 @@
 //! - `model`: the architecture as data (tensor names, shapes, initialisation)
 //! - `network`: the model on the GPU: state arenas, the recorded graph, trainer, evaluator
 //! - `checkpoint`, `data`, `preprocess`: safetensors, datasets and images from bytes, batches
-//! - `classify`, `debug_step`, `summary`: what the commands and the web page compute
+//! - `classify`, `debug_step`, `bench`, `summary`: what the commands and the web page compute
 //!
 //! Native only (the `native` feature, on by default): files, threads, terminal and pictures:
-//! `files`, `datasets`, `augment`, `infer`, `train`, `bench`, `plot`.
+//! `files`, `datasets`, `augment`, `infer`, `train`, `plot`.
 //!
 //! `reference` (the `testing` feature): the f64 CPU reference of every op, for tests.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod classify;
 pub mod data;
@@ -27,8 +28,6 @@ pub mod summary;
 
 #[cfg(feature = "native")]
 pub mod augment;
-#[cfg(feature = "native")]
-pub mod bench;
 #[cfg(feature = "native")]
 pub mod datasets;
 #[cfg(feature = "native")]

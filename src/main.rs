@@ -427,7 +427,7 @@ fn summary(version: &str, size: usize, classes: usize, in_ch: usize) -> Result<(
 
 fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> Result<()> {
     let g = gpu(backend)?;
-    let r = spgnet::bench::run(&g, a)?;
+    let r = pollster::block_on(spgnet::bench::run(&g, a))?;
     let (version, batch, size) = (a.version.name(), a.batch, a.size);
     if json {
         let line = serde_json::json!({

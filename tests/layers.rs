@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     "preprocess",
     "classify",
     "debug_step",
+    "bench",
     "summary",
     "reference",
     "datasets",
@@ -33,7 +34,6 @@ const LAYERS: &[&str] = &[
     "plot",
     "infer",
     "train",
-    "bench",
 ];
 
 /// The layer a `::`-path within the crate names: the longest entry of LAYERS it starts with.

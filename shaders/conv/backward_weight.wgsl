@@ -374,10 +374,13 @@ fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         let x_img = n * p.cin * hwq;
         let dy_img = n * p.cout * hwq;
         for (var oy = 0u; oy < p.h; oy++) {
-            // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk.
-            var prev: array<vec4<f32>, 3u * NV>;
-            var cur: array<vec4<f32>, 3u * NV>;
-            var next: array<vec4<f32>, 3u * NV>;
+            // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk,
+            // zero at each row's start (rows outside the map and the left edge read as padding).
+            // Zeroed by explicit initializers: Chromium's compiler (Tint, then SwiftShader) zeroes
+            // a loop's `var` without one only once, on the first iteration.
+            var prev = array<vec4<f32>, 3u * NV>();
+            var cur = array<vec4<f32>, 3u * NV>();
+            var next = array<vec4<f32>, 3u * NV>();
             for (var ky = 0u; ky < 3u; ky++) {
                 let iy = i32(oy + ky) - 1;
                 if (iy < 0 || iy >= i32(p.h)) { continue; }

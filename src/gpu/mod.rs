@@ -53,6 +53,7 @@ pub struct Gpu {
     /// Set by the device-lost callback.
     lost: Arc<Mutex<Option<String>>>,
     staging: Mutex<Vec<wgpu::Buffer>>,
+    unused: Mutex<Option<Tensor>>,
     created: AtomicUsize,
     created_bytes: AtomicU64,
 }
@@ -183,6 +184,7 @@ impl Gpu {
             errors,
             lost,
             staging: Mutex::default(),
+            unused: Mutex::default(),
             created: Default::default(),
             created_bytes: Default::default(),
         })
@@ -230,6 +232,13 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
+    }
+
+    /// A small tensor to bind where a kernel declares a binding that a launch does not use
+    /// (WebGPU forbids one buffer in two writable bindings of a dispatch, so the used output
+    /// cannot stand in).
+    pub fn unused(&self) -> Tensor {
+        self.unused.lock().unwrap().get_or_insert_with(|| self.zeros(&[4], "unused binding")).clone()
     }
 
     /// A zero-filled tensor in its own buffer.
@@ -555,6 +564,18 @@ impl Gpu {
     pub fn run(&self, launches: &[Launch]) -> Result<()> {
         self.submit(launches);
         self.wait()
+    }
+
+    /// Wait until the GPU has finished all submitted work.
+    pub async fn finish(&self) -> Result<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
+        rx.await.map_err(|_| self.failure("the GPU queue was dropped".into()))?;
+        self.check()
     }
 
     /// Wait until the GPU has finished all submitted work (blocks; native only).

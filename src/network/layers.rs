@@ -206,13 +206,16 @@ impl Block {
     pub(super) fn forward(b: &mut Builder, def: &BlockDef, x: &Tensor) -> Block {
         let conv_in = ConvBn::forward(b, &def.conv_in, x);
         let (conv1, conv2, cat) = if b.mode == Mode::Eval {
-            // No concat copies: conv1 writes the first half of the concat buffer, conv2 reads
-            // it there and writes the second half (gpu.rs binds that buffer read-write twice).
+            // conv1 writes the first half of the concat buffer, conv2 the second.
             let s1 = ConvBn::shape(&def.conv1, &conv_in.y);
             let mid = s1.cout;
             let cat = b.alloc(&[s1.n, 2 * mid, s1.oh(), s1.ow()], "concat");
             let conv1 = ConvBn::forward_eval(b, &def.conv1, (&conv_in.y, 0), (&cat, 0));
-            let conv2 = ConvBn::forward_eval(b, &def.conv2, (&cat, 0), (&cat, mid));
+            // conv2 reads conv1's output from a copy: WebGPU forbids one dispatch to read and
+            // write overlapping ranges of a buffer, and conv1's channels interleave with conv2's
+            let y1 = b.alloc(&[s1.n, mid, s1.oh(), s1.ow()], "conv1 output");
+            b.forward.push(elementwise::copy_channels(b.gpu, &cat, 0, &y1));
+            let conv2 = ConvBn::forward_eval(b, &def.conv2, (&y1, 0), (&cat, mid));
             (conv1, conv2, cat)
         } else {
             // Fused concat: the BNs of conv1 and conv2 write the two halves of the concat

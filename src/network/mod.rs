@@ -11,7 +11,7 @@ mod trainer;
 pub use evaluator::Evaluator;
 pub use graph::Graph;
 pub use state::DeviceState;
-pub use trainer::{TrainOptions, Trainer};
+pub use trainer::{learning_rate, TrainOptions, Trainer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

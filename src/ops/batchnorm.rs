@@ -172,9 +172,10 @@ pub fn forward_train(
         y2.is_some(),
         shortcut.is_some()
     );
-    // Without a second output (or a shortcut) the kernel never touches binding 8 (9): y (x)
-    // stands in for it.
-    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(y), shortcut.unwrap_or(x)];
+    // Without a second output (or a shortcut) the kernel never touches binding 8 (9): a
+    // placeholder (x) stands in for it.
+    let unused = gpu.unused();
+    let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(&unused), shortcut.unwrap_or(x)];
     let (kernel, grid) = layout(Kernel::ForwardTrain, s);
     vec![gpu.launch("bn.forward_train", &spec(kernel, vector_width(s)), &p.buffer, &bindings, grid)]
 }

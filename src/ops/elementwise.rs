@@ -18,6 +18,7 @@ crate::kernel_table! {
         ReluBackward = "relu_backward" [Read, Read, ReadWrite],
         ReluBackwardSum = "relu_backward_sum" [Read, Read, Read, ReadWrite],
         AddRelu = "add_relu" [Read, Read, ReadWrite],
+        CopyChannels = "copy_channels" [Read, ReadWrite],
         Dropout = "dropout" [Read, ReadWrite],
         /// Tests only: the keep-mask that dropout applies.
         DropoutMask = "dropout_mask" [Read, ReadWrite],
@@ -30,7 +31,10 @@ crate::kernel_table! {
 struct EwParams {
     len: u32,
     seed: u32,
-    _pad: [u32; 6],
+    run: u32,
+    src_image: u32,
+    src_first: u32,
+    _pad: [u32; 3],
     drop_p: f32,
     scale: f32,
     _pad2: [u32; 2],
@@ -48,7 +52,7 @@ const PER_LANE: usize = 4;
 const EW: u32 = 64;
 
 /// The vectorised kernels; the others take V = f32 only.
-pub const VECTORISED: [Kernel; 3] = [Kernel::ReluBackward, Kernel::ReluBackwardSum, Kernel::AddRelu];
+pub const VECTORISED: [Kernel; 4] = [Kernel::ReluBackward, Kernel::ReluBackwardSum, Kernel::AddRelu, Kernel::CopyChannels];
 
 fn len_params(gpu: &Gpu, len: usize) -> Arc<wgpu::Buffer> {
     gpu.params(&EwParams { len: len as u32, ..Default::default() })
@@ -86,6 +90,29 @@ pub fn relu_backward_sum(gpu: &Gpu, dy: (&Tensor, &Tensor), y: &Tensor, dx: &Ten
 /// out = relu(a + b); its backward is `relu_backward` with out as the mask.
 pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Launch {
     flat_v(gpu, "add_relu", Kernel::AddRelu, &[a, b, out])
+}
+
+/// out[n, c, ...] = src[n, first + c, ...]: channels first.. of `src` ([n, channels, h, w]) into
+/// `out` ([n, c, h, w]), four values per load where the runs come in fours.
+pub fn copy_channels(gpu: &Gpu, src: &Tensor, first: usize, out: &Tensor) -> Launch {
+    let (n, c) = (out.shape[0], out.shape[1]);
+    let hw: usize = out.shape[2..].iter().product();
+    let (src_channels, src_hw): (usize, usize) = (src.shape[1], src.shape[2..].iter().product());
+    assert!(
+        src.shape[0] == n && src_hw == hw && first + c <= src_channels,
+        "copy_channels: {:?} from channel {first} of {:?}",
+        out.shape,
+        src.shape
+    );
+    let vw = if [c * hw, src_channels * hw, first * hw].iter().all(|v| v % 4 == 0) { 4 } else { 1 };
+    let p = gpu.params(&EwParams {
+        len: out.len() as u32,
+        run: (c * hw / vw) as u32,
+        src_image: (src_channels * hw / vw) as u32,
+        src_first: (first * hw / vw) as u32,
+        ..Default::default()
+    });
+    gpu.launch("copy_channels", &spec(Kernel::CopyChannels, vw), &p, &[src, out], grid_1d((out.len() / vw).div_ceil(PER_LANE), EW))
 }
 
 /// Parameters of a dropout layer; forward and backward share them (and so the mask).

@@ -3,10 +3,11 @@
 
 use super::faults::Faults;
 use super::setup::Prepared;
-use super::{learning_rate, EpochMetrics, TrainArgs};
+use super::{EpochMetrics, TrainArgs};
 use crate::augment;
 use crate::data::Dataset;
 use crate::gpu::{Gpu, Launch};
+use crate::network::learning_rate;
 use crate::network::{Evaluator, Trainer};
 use crate::ops::sgd;
 use crate::preprocess::{steps_per_epoch, Preprocess};

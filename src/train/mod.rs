@@ -12,6 +12,7 @@ mod metrics;
 mod resume;
 mod setup;
 
+pub use crate::network::learning_rate;
 pub use args::TrainArgs;
 pub use epoch::evaluate;
 pub use metrics::{read_metrics, EpochMetrics};
@@ -24,17 +25,6 @@ use crate::network::{DeviceState, Evaluator, TrainOptions, Trainer};
 use anyhow::{anyhow, bail, Result};
 use pollster::block_on;
 use std::path::{Path, PathBuf};
-
-/// Learning rate at a global step: linear warm-up, then cosine decay to 0 at the last step
-/// (PaddlePaddle's CosineAnnealingDecay stepped per batch, as in the notebook).
-pub fn learning_rate(base: f32, step: usize, warmup_steps: usize, total_steps: usize) -> f32 {
-    if step < warmup_steps {
-        return base * (step + 1) as f32 / warmup_steps as f32;
-    }
-    let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
-    let t = ((step - warmup_steps) as f64 / span).min(1.0);
-    (base as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
-}
 
 /// What a finished (or stopped) run reports.
 pub struct Summary {

@@ -78,3 +78,21 @@ fn dropout_mask_is_seeded_and_shared_by_backward() {
     let same = m.iter().zip(&m2).filter(|(a, b)| **a == **b as f64).count();
     assert!(same < len * 9 / 10, "seed change should change the mask");
 }
+
+#[test]
+fn copy_channels_out_of_a_wider_tensor() {
+    // (n, channels, first, c, h, w): vec4 runs; odd pixels per plane (scalar); a slice at the
+    // end; a grid of several workgroups
+    let g = gpu();
+    let mut r = rng(610);
+    for (n, channels, first, c, h, w) in [(3, 8, 0, 4, 4, 4), (2, 6, 2, 3, 3, 3), (5, 10, 7, 3, 2, 2), (64, 96, 48, 48, 4, 4)] {
+        let src = random(&mut r, n * channels * h * w);
+        let st = up(&src, &[n, channels, h, w]);
+        let out = g.zeros(&[n, c, h, w], "out");
+        g.run(&[elementwise::copy_channels(g, &st, first, &out)]).unwrap();
+        let plane = h * w;
+        let want: Vec<f64> =
+            (0..n * c * plane).map(|i| src[(i / (c * plane)) * channels * plane + first * plane + i % (c * plane)] as f64).collect();
+        assert_close(&format!("copy channels {first}..{} of {n}x{channels}x{h}x{w}", first + c), &read(&out), &want, 0.0);
+    }
+}
