@@ -109,6 +109,10 @@ try {
   check(tr.losses.length === 20 && tr.losses.every(Number.isFinite) && last < first,
     `train 20 steps: loss ${first.toFixed(3)} (first 5) -> ${last.toFixed(3)} (last 5), ${tr.img_per_s.toFixed(1)} img/s`);
 
+  // bench: both throughputs measured
+  const bench = await page.evaluate(() => window.spgnet.bench({ batch: 8, size: 32, steps: 2 }));
+  check(bench.train_img_per_s > 0 && bench.infer_img_per_s > 0, `bench (batch 8, 32x32): train ${bench.train_img_per_s.toFixed(1)}, inference ${bench.infer_img_per_s.toFixed(1)} img/s`);
+
   // the page as a visitor sees it: a classified sample and a short training curve
   await page.setInputFiles('#image-file', native[0].image);
   await page.waitForSelector('#top li');
@@ -126,6 +130,21 @@ try {
   check(errors.length === 0, `no uncaught exception on the page${errors.length ? ': ' + errors.join('; ') : ''}`);
 } finally {
   await browser.close();
+}
+
+// Without WebGPU (Chromium on Linux exposes it only with the flag): one sentence saying so and
+// what to do, `ready` rejected with it, the buttons disabled, no uncaught exception.
+const plain = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-webgpu'] });
+try {
+  const page = await plain.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  const why = await page.evaluate(() => window.spgnet.ready.then(() => 'ready', (e) => e.message));
+  const shown = await page.textContent('#problem');
+  check(/WebGPU/.test(why) && shown === why && errors.length === 0, `without WebGPU: "${why}"`);
+} finally {
+  await plain.close();
   server.close();
 }
 if (failures.length) { console.log(`${failures.length} failed`); process.exit(1); }
