@@ -318,13 +318,29 @@ fn run(cli: Cli) -> Result<()> {
 fn train(backend: &Option<String>, t: TrainCli) -> Result<()> {
     let g = gpu(backend)?;
     let args = if t.resume.is_some() { None } else { Some(t.to_args()?) };
-    let summary = spgnet::train::train(&g, args, t.resume.as_deref(), spgnet::train::RunControl { progress: true, stop_after: None })?;
-    eprintln!(
-        "best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {}",
-        100.0 * summary.best_acc,
-        summary.out.display()
-    );
+    let control = spgnet::train::RunControl { progress: true, stop_after: None, interrupt: Some(interrupt_flag()?) };
+    let summary = spgnet::train::train(&g, args, t.resume.as_deref(), control)?;
+    let out = summary.out.display();
+    if let Some((epoch, step, steps)) = summary.interrupted {
+        eprintln!("interrupted in epoch {epoch} after step {step} of {steps}: saved; continue with `spgnet train --resume {out}`");
+        std::process::exit(130);
+    }
+    eprintln!("best test accuracy {:.2}%; checkpoints, metrics.csv, loss.png and acc.png are in {out}", 100.0 * summary.best_acc);
     Ok(())
+}
+
+/// Set by the first Ctrl-C or SIGTERM: training stops after the step under way and saves a
+/// resume point. A second one exits at once (every file is written atomically, so none is left
+/// half-written).
+fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // registered first: sees the flag before the handler below sets it
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
 }
 
 fn infer(backend: &Option<String>, images: &[PathBuf], weights: Option<PathBuf>, top: usize, json: bool) -> Result<()> {

@@ -7,17 +7,23 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn train_cmd(out: &Path) -> Command {
+    train_cmd_of(out, 192, 3)
+}
+
+/// `spgnet train` on the first `limit` Fashion-MNIST images for `epochs` epochs of limit / 32 steps.
+fn train_cmd_of(out: &Path, limit: usize, epochs: usize) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_spgnet"));
+    let (limit, epochs) = (limit.to_string(), epochs.to_string());
     c.args([
         "train",
         "--dataset",
         "fashion-mnist",
         "--limit",
-        "192",
+        &limit,
         "--batch",
         "32",
         "--epochs",
-        "3",
+        &epochs,
         "--crop-pad",
         "2",
         "--seed",
@@ -72,8 +78,68 @@ fn killed_or_device_lost_run_resumes_to_the_same_weights() {
     resume_and_compare(&full, &lost);
 }
 
+/// Send `signal` to a child process.
+fn signal(child: &std::process::Child, signal: &str) {
+    assert!(Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap().success());
+}
+
+/// Wait until the run's first epoch is done, then `wait` more: the middle of epoch 2.
+fn into_epoch_two(child: &mut std::process::Child, out: &Path, wait: Duration) {
+    let t0 = Instant::now();
+    while !out.join("resume.safetensors").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "the first epoch never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(wait);
+}
+
+#[test]
+fn ctrl_c_and_sigterm_save_a_resume_point_at_the_current_step() {
+    let d = tempfile::tempdir().unwrap();
+    // 20 steps per epoch, two epochs
+    let full = d.path().join("full");
+    assert!(train_cmd_of(&full, 640, 2).status().unwrap().success());
+    for sig in ["INT", "TERM"] {
+        let dir = d.path().join(sig);
+        let mut child = train_cmd_of(&dir, 640, 2).stderr(Stdio::piped()).spawn().unwrap();
+        into_epoch_two(&mut child, &dir, Duration::from_millis(400));
+        let t = Instant::now();
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(t.elapsed() < Duration::from_secs(10), "SIG{sig}: the run took {:?} to stop", t.elapsed());
+        assert_eq!(out.status.code(), Some(130), "SIG{sig}: {err}");
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with("interrupted in epoch 2 after step ") && last.contains(&format!("spgnet train --resume {}", dir.display())),
+            "SIG{sig}: {err}"
+        );
+        // the resume point is at that step, inside epoch 2
+        let file = spgnet::checkpoint::TensorFile::open(&dir.join("resume.safetensors")).unwrap();
+        let meta = file.metadata();
+        let batches: usize = meta["progress.batches_done"].parse().unwrap();
+        assert!(meta["progress.epochs_done"] == "1" && batches > 0 && batches < 20, "SIG{sig}: resume point {meta:?}");
+        resume_and_compare_epochs(&full, &dir, 2);
+    }
+    // A second Ctrl-C exits at once; what was written stays whole, and the run still resumes.
+    let dir = d.path().join("twice");
+    let mut child = train_cmd_of(&dir, 640, 2).spawn().unwrap();
+    into_epoch_two(&mut child, &dir, Duration::from_millis(400));
+    signal(&child, "INT");
+    signal(&child, "INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    spgnet::checkpoint::load(&dir.join("last.safetensors")).unwrap();
+    spgnet::checkpoint::TensorFile::open(&dir.join("resume.safetensors")).unwrap();
+    resume_and_compare_epochs(&full, &dir, 2);
+}
+
 /// `train --resume dir` finishes the run, with the same final weights as `full`.
 fn resume_and_compare(full: &Path, dir: &Path) {
+    resume_and_compare_epochs(full, dir, 3)
+}
+
+fn resume_and_compare_epochs(full: &Path, dir: &Path, epochs: usize) {
     let mut resume_cmd = Command::new(env!("CARGO_BIN_EXE_spgnet"));
     resume_cmd.args(["train", "--resume"]).arg(dir).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
     assert!(resume_cmd.status().unwrap().success());
@@ -83,7 +149,7 @@ fn resume_and_compare(full: &Path, dir: &Path) {
         let diff = va.iter().zip(&b.tensors[name]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff <= 1e-6, "{name}: interrupted-and-resumed run {} differs by {diff}", dir.display());
     }
-    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count(), 4);
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count(), epochs + 1);
 }
 
 #[test]

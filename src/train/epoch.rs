@@ -2,6 +2,7 @@
 //! and a stop on a non-finite loss), then the evaluation on the test split.
 
 use super::faults::Faults;
+use super::resume::Partial;
 use super::setup::Prepared;
 use super::{EpochMetrics, TrainArgs};
 use crate::augment;
@@ -13,6 +14,7 @@ use crate::ops::sgd;
 use crate::preprocess::{steps_per_epoch, Preprocess};
 use anyhow::{bail, Result};
 use pollster::block_on;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use web_time::Instant;
 
@@ -26,6 +28,14 @@ pub(super) struct Session<'a> {
     pub evaluator: &'a Evaluator,
     pub faults: Faults,
     pub progress: bool,
+    /// Set by Ctrl-C or SIGTERM: the epoch stops after the step under way.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// How an epoch ended: complete (its row of metrics.csv), or interrupted with what it had done.
+pub(super) enum EpochEnd {
+    Complete(EpochMetrics),
+    Interrupted(Partial),
 }
 
 impl Session<'_> {
@@ -33,20 +43,25 @@ impl Session<'_> {
         steps_per_epoch(self.prep.train.len(), self.args.batch)
     }
 
-    /// Train epoch `epoch` (0-based) and evaluate: its row of metrics.csv.
-    pub fn run_epoch(&self, epoch: usize) -> Result<EpochMetrics> {
+    /// Train epoch `epoch` (0-based) from where `done` left it, and evaluate: its row of
+    /// metrics.csv; or, when interrupted, how far it got.
+    pub fn run_epoch(&self, epoch: usize, done: Partial) -> Result<EpochEnd> {
         let (args, gpu) = (self.args, self.gpu);
         let steps = self.steps_per_epoch();
         let (total_steps, warmup) = (steps * args.epochs, steps * args.warmup_epochs);
         let t0 = Instant::now();
         let bar = if self.progress { indicatif::ProgressBar::new(steps as u64) } else { indicatif::ProgressBar::hidden() };
+        bar.set_position(done.batches as u64);
         bar.set_style(bar_style());
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, args.epochs));
         // Logs (stderr not a terminal) get a line every tenth of an epoch instead of a bar.
         let log_lines = self.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0f64, 0usize);
+        let (mut loss_sum, mut correct, mut seen) = (done.loss_sum, done.correct, done.seen);
+        let elapsed = |t0: Instant| done.seconds + t0.elapsed().as_secs_f64();
         let mut lr = args.lr;
-        for b in augment::batches(self.prep.train.clone(), self.prep.train_pre.clone(), args.batch, args.seed, epoch, true)? {
+        let batches =
+            augment::batches_from(self.prep.train.clone(), self.prep.train_pre.clone(), args.batch, args.seed, epoch, true, done.batches)?;
+        for b in batches {
             let step = epoch * steps + b.index;
             lr = learning_rate(args.lr, step, warmup, total_steps);
             self.faults.before_step(gpu, step);
@@ -69,7 +84,7 @@ impl Session<'_> {
             loss_sum += loss as f64 * args.batch as f64;
             correct += right as f64;
             seen += args.batch;
-            let rate = seen as f64 / t0.elapsed().as_secs_f64();
+            let rate = seen as f64 / elapsed(t0);
             let msg = format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr:.4}", loss_sum / seen as f64, 100.0 * correct / seen as f64, rate);
             if log_lines && (b.index + 1) % (steps / 10).max(1) == 0 {
                 let eta = (steps - b.index - 1) as f64 * args.batch as f64 / rate;
@@ -77,11 +92,15 @@ impl Session<'_> {
             }
             bar.set_message(msg);
             bar.inc(1);
+            if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) && b.index + 1 < steps {
+                bar.abandon();
+                return Ok(EpochEnd::Interrupted(Partial { batches: b.index + 1, loss_sum, correct, seen, seconds: elapsed(t0) }));
+            }
         }
-        let train_secs = t0.elapsed().as_secs_f64();
+        let train_secs = elapsed(t0);
         bar.finish_and_clear();
         let (val_loss, val_acc) = evaluate(gpu, self.evaluator, &self.prep.test, &self.prep.eval_pre, args.seed)?;
-        Ok(EpochMetrics {
+        Ok(EpochEnd::Complete(EpochMetrics {
             epoch: epoch + 1,
             step: (epoch + 1) * steps,
             lr,
@@ -90,8 +109,8 @@ impl Session<'_> {
             val_loss,
             val_acc,
             img_per_s: seen as f64 / train_secs,
-            seconds: t0.elapsed().as_secs_f64(),
-        })
+            seconds: elapsed(t0),
+        }))
     }
 }
 

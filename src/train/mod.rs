@@ -22,24 +22,33 @@ use crate::checkpoint::{self, Checkpoint, Metadata};
 use crate::gpu::Gpu;
 use crate::model::ModelConfig;
 use crate::network::{DeviceState, Evaluator, TrainOptions, Trainer};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
+use epoch::EpochEnd;
 use pollster::block_on;
+use resume::Progress;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// What a finished (or stopped) run reports.
 pub struct Summary {
     pub epochs: Vec<EpochMetrics>,
     pub best_acc: f64,
     pub out: PathBuf,
+    /// Where an interrupted run stopped: (epoch, 1-based; batches done of it, of how many).
+    pub interrupted: Option<(usize, usize, usize)>,
 }
 
 /// How a call to `train` runs (not part of the run's definition).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunControl {
     /// Progress bars and per-epoch lines on stderr.
     pub progress: bool,
     /// Stop after this many epochs in total (as if the run were killed at that epoch's end).
     pub stop_after: Option<usize>,
+    /// Set (by a Ctrl-C or SIGTERM handler) to stop after the step under way, saving a resume
+    /// point there.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// Train (or resume) a run. Returns the per-epoch metrics.
@@ -75,16 +84,12 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         dropout: args.dropout,
     };
 
-    let (mut start_epoch, mut best_acc, mut history) = (0usize, -1f64, Vec::new());
+    let mut progress = Progress::default();
+    let mut history = Vec::new();
     let ck = match &resumed {
         Some(file) => {
-            let m = file.metadata();
-            start_epoch = m
-                .get("progress.epochs_done")
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| anyhow!("{}: no progress.epochs_done", file.path()))?;
-            best_acc = m.get("progress.best_acc").and_then(|v| v.parse().ok()).unwrap_or(-1.0);
-            history = read_metrics(&args.out.join("metrics.csv")).into_iter().filter(|r| r.epoch <= start_epoch).collect();
+            progress = Progress::read(file)?;
+            history = read_metrics(&args.out.join("metrics.csv")).into_iter().filter(|r| r.epoch <= progress.epochs_done).collect();
             resume::load_prefixed(file, "state.", config.clone(), meta.clone())?
         }
         None => match &args.init {
@@ -115,15 +120,32 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         evaluator: &evaluator,
         faults: faults::Faults::from_env(),
         progress: control.progress,
+        interrupt: control.interrupt.clone(),
     };
 
+    let start_epoch = progress.epochs_done;
     if start_epoch >= args.epochs {
         eprintln!("{}: all {} epochs are done", args.out.display(), args.epochs);
     } else if control.progress {
-        announce(&args, &prep, session.steps_per_epoch(), start_epoch);
+        announce(&args, &prep, session.steps_per_epoch(), &progress);
     }
     for epoch in start_epoch..control.stop_after.map_or(args.epochs, |n| n.min(args.epochs)) {
-        let row = session.run_epoch(epoch)?;
+        let done = std::mem::take(&mut progress.partial);
+        let row = match session.run_epoch(epoch, done)? {
+            EpochEnd::Complete(row) => row,
+            EpochEnd::Interrupted(partial) => {
+                // The resume point at this step: the state, momentum and EMA as they are now.
+                progress.partial = partial;
+                resume::save_resume(gpu, &args, &trainer, ema.as_ref(), &progress)?;
+                let summary = Summary {
+                    epochs: history,
+                    best_acc: progress.best_acc,
+                    out: args.out.clone(),
+                    interrupted: Some((epoch + 1, partial.batches, session.steps_per_epoch())),
+                };
+                return Ok(summary);
+            }
+        };
         if control.progress {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.0} img/s, {:.0} s",
@@ -146,18 +168,19 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
             // The weights themselves beside their average, to evaluate or ship either.
             checkpoint::save(&args.out.join("live.safetensors"), &block_on(trainer.state.to_checkpoint(gpu, meta.clone()))?)?;
         }
-        if val_acc > best_acc {
-            best_acc = val_acc;
+        if val_acc > progress.best_acc {
+            progress.best_acc = val_acc;
             checkpoint::save(&args.out.join("best.safetensors"), &model_ck)?;
         }
         metrics::write_metrics(&args.out, &history)?;
-        resume::save_resume(gpu, &args, &trainer, ema.as_ref(), epoch + 1, best_acc)?;
+        progress.epochs_done = epoch + 1;
+        resume::save_resume(gpu, &args, &trainer, ema.as_ref(), &progress)?;
     }
-    Ok(Summary { epochs: history, best_acc, out: args.out.clone() })
+    Ok(Summary { epochs: history, best_acc: progress.best_acc, out: args.out.clone(), interrupted: None })
 }
 
 /// The run's one-line description at its start.
-fn announce(args: &TrainArgs, prep: &Prepared, steps: usize, start_epoch: usize) {
+fn announce(args: &TrainArgs, prep: &Prepared, steps: usize, progress: &Progress) {
     eprintln!(
         "training SPGNet {} on {} ({} train / {} test images, {}x{}x{}, {} classes) for {} epochs of {steps} steps, batch {}{}",
         args.version.name(),
@@ -170,6 +193,10 @@ fn announce(args: &TrainArgs, prep: &Prepared, steps: usize, start_epoch: usize)
         prep.train.classes.len(),
         args.epochs,
         args.batch,
-        if start_epoch > 0 { format!(", resuming after epoch {start_epoch}") } else { String::new() }
+        match (progress.epochs_done, progress.partial.batches) {
+            (0, 0) => String::new(),
+            (e, 0) => format!(", resuming after epoch {e}"),
+            (e, b) => format!(", resuming in epoch {} after step {b}", e + 1),
+        }
     );
 }

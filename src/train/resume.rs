@@ -55,14 +55,7 @@ pub(super) fn load_prefixed(file: &TensorFile, prefix: &str, config: ModelConfig
 }
 
 /// All the run needs to continue: model state, momentum, EMA, progress and arguments.
-pub(super) fn save_resume(
-    gpu: &Gpu,
-    args: &TrainArgs,
-    trainer: &Trainer,
-    ema: Option<&DeviceState>,
-    epochs_done: usize,
-    best_acc: f64,
-) -> Result<()> {
+pub(super) fn save_resume(gpu: &Gpu, args: &TrainArgs, trainer: &Trainer, ema: Option<&DeviceState>, progress: &Progress) -> Result<()> {
     let mut tensors = Vec::new();
     let arch = &trainer.state.arch;
     let state = block_on(trainer.state.to_checkpoint(gpu, Metadata::default()))?;
@@ -79,8 +72,7 @@ pub(super) fn save_resume(
         }
     }
     let mut meta = args.to_meta();
-    meta.insert("progress.epochs_done".into(), epochs_done.to_string());
-    meta.insert("progress.best_acc".into(), best_acc.to_string());
+    progress.write(&mut meta);
     crate::files::write_atomic(&resume_path(&args.out), &checkpoint::to_bytes(&tensors, meta)?)
 }
 
@@ -94,4 +86,60 @@ pub(super) fn open(dir: &Path) -> Result<(TrainArgs, TensorFile)> {
     let mut a = TrainArgs::from_meta(&file.metadata(), file.path())?;
     a.out = dir.to_path_buf();
     Ok((a, file))
+}
+
+/// Where a run stands: complete epochs, the best test accuracy so far, and within an epoch that
+/// was interrupted (Ctrl-C, SIGTERM) the batches done and the running sums of its metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub epochs_done: usize,
+    pub best_acc: f64,
+    pub partial: Partial,
+}
+
+/// The interrupted epoch's batches done, its summed loss and correct answers, images seen and
+/// training seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Partial {
+    pub batches: usize,
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+impl Progress {
+    fn write(&self, meta: &mut std::collections::HashMap<String, String>) {
+        let p = &self.partial;
+        for (k, v) in [
+            ("epochs_done", self.epochs_done.to_string()),
+            ("best_acc", self.best_acc.to_string()),
+            ("batches_done", p.batches.to_string()),
+            ("loss_sum", p.loss_sum.to_string()),
+            ("correct", p.correct.to_string()),
+            ("seen", p.seen.to_string()),
+            ("seconds", p.seconds.to_string()),
+        ] {
+            meta.insert(format!("progress.{k}"), v);
+        }
+    }
+
+    /// The progress a resume file records (files from before mid-epoch resume points have
+    /// complete epochs only).
+    pub(super) fn read(file: &TensorFile) -> Result<Progress> {
+        let m = file.metadata();
+        let get = |k: &str| m.get(&format!("progress.{k}"));
+        let num = |k: &str| -> Result<Option<f64>> {
+            get(k).map(|v| v.parse::<f64>().map_err(|_| anyhow!("{}: progress.{k} = '{v}' is not a number", file.path()))).transpose()
+        };
+        let epochs_done = num("epochs_done")?.ok_or_else(|| anyhow!("{}: no progress.epochs_done", file.path()))? as usize;
+        let partial = Partial {
+            batches: num("batches_done")?.unwrap_or(0.0) as usize,
+            loss_sum: num("loss_sum")?.unwrap_or(0.0),
+            correct: num("correct")?.unwrap_or(0.0),
+            seen: num("seen")?.unwrap_or(0.0) as usize,
+            seconds: num("seconds")?.unwrap_or(0.0),
+        };
+        Ok(Progress { epochs_done, best_acc: num("best_acc")?.unwrap_or(-1.0), partial })
+    }
 }
