@@ -46,12 +46,12 @@ fn init_starts_from_a_checkpoint_of_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let quiet = RunControl::default();
     let first = dir.path().join("first");
-    train::train(gpu, Some(args(&first, 1, 32, 64)), None, quiet).unwrap();
+    train::train(gpu, Some(args(&first, 1, 32, 64)), None, quiet.clone()).unwrap();
     let start = checkpoint::load(&first.join("last.safetensors")).unwrap();
     // A tiny learning rate and no decay: the weights must stay where --init put them.
     let tuned = dir.path().join("tuned");
     let a = TrainArgs { init: Some(first.join("last.safetensors")), lr: 1e-9, weight_decay: 0.0, ema: None, ..args(&tuned, 1, 32, 64) };
-    train::train(gpu, Some(a), None, quiet).unwrap();
+    train::train(gpu, Some(a), None, quiet.clone()).unwrap();
     let end = checkpoint::load(&tuned.join("last.safetensors")).unwrap();
     for name in ["first_conv.0.conv.weight", "layers.7.conv1.conv.weight", "fc.weight", "linear.weight"] {
         let diff = start.tensors[name].iter().zip(&end.tensors[name]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
@@ -62,7 +62,7 @@ fn init_starts_from_a_checkpoint_of_the_same_model() {
     // Another architecture is refused in one line before training.
     let other =
         TrainArgs { init: Some(first.join("last.safetensors")), version: Variant::S2P7, ..args(&dir.path().join("other"), 1, 32, 64) };
-    let e = match train::train(gpu, Some(other), None, quiet) {
+    let e = match train::train(gpu, Some(other), None, quiet.clone()) {
         Ok(_) => panic!("--init with another architecture must fail"),
         Err(e) => format!("{e:#}"),
     };
@@ -75,11 +75,11 @@ fn resumed_run_ends_with_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (full, split) = (dir.path().join("full"), dir.path().join("split"));
     let quiet = RunControl::default();
-    train::train(gpu, Some(args(&full, 2, 32, 160)), None, quiet).unwrap();
+    train::train(gpu, Some(args(&full, 2, 32, 160)), None, quiet.clone()).unwrap();
     // The same run stopped after its first epoch (as if killed there), then resumed.
-    let first = train::train(gpu, Some(args(&split, 2, 32, 160)), None, RunControl { stop_after: Some(1), ..quiet }).unwrap();
+    let first = train::train(gpu, Some(args(&split, 2, 32, 160)), None, RunControl { stop_after: Some(1), ..quiet.clone() }).unwrap();
     assert_eq!(first.epochs.len(), 1);
-    let resumed = train::train(gpu, None, Some(&split), quiet).unwrap();
+    let resumed = train::train(gpu, None, Some(&split), quiet.clone()).unwrap();
     assert_eq!(resumed.epochs.len(), 2, "metrics.csv keeps the first epoch's row");
     let a = checkpoint::load(&full.join("last.safetensors")).unwrap();
     let b = checkpoint::load(&split.join("last.safetensors")).unwrap();
@@ -104,7 +104,7 @@ fn resumed_run_ends_with_the_same_weights() {
     assert_eq!(b.meta.input_size, Some(28));
     assert_eq!(b.meta.dataset.as_deref(), Some("fashion-mnist"));
     // Resuming a finished run does nothing and says so.
-    assert_eq!(train::train(gpu, None, Some(&split), quiet).unwrap().epochs.len(), 2);
+    assert_eq!(train::train(gpu, None, Some(&split), quiet.clone()).unwrap().epochs.len(), 2);
 }
 
 #[test]
