@@ -91,7 +91,15 @@ impl TensorFile {
 
     /// Parse bytes already in memory; `label` names them in messages.
     pub fn from_bytes(label: String, bytes: Vec<u8>) -> Result<TensorFile> {
-        SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
+        if let Some(want) = meta.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY)) {
+            let tensors = st.tensors();
+            let got = checksum(tensors.iter().map(|(n, v)| (n.as_str(), v.data())));
+            if &got != want {
+                bail!("{label}: the tensor data is damaged (checksum {got}, the file records {want}); restore it from a copy or retrain");
+            }
+        }
         Ok(TensorFile { path: label, bytes })
     }
 
@@ -250,8 +258,27 @@ pub fn to_bytes_as(
             Ok((name.clone(), view))
         })
         .collect::<Result<_>>()?;
-    let meta = if metadata.is_empty() { None } else { Some(metadata) };
-    safetensors::tensor::serialize(views, meta).map_err(|e| anyhow!("cannot serialize tensors: {e}"))
+    let mut metadata = metadata;
+    metadata
+        .insert(CHECKSUM_KEY.into(), checksum(tensors.iter().zip(&encoded).map(|((name, _, _), (_, bytes))| (name.as_str(), &bytes[..]))));
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| anyhow!("cannot serialize tensors: {e}"))
+}
+
+/// The metadata entry with the CRC-32 of a file's tensor data, checked on every load so that
+/// silent corruption (a flipped bit on disk) is caught. Files without it load unchecked.
+pub const CHECKSUM_KEY: &str = "spgnet.crc32";
+
+/// CRC-32 over the tensors in name order: each name, a zero byte, then its raw data.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by_key(|(name, _)| *name);
+    let mut h = crc32fast::Hasher::new();
+    for (name, data) in sorted {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(data);
+    }
+    format!("{:08x}", h.finalize())
 }
 
 /// Save a checkpoint with full metadata (atomically: a run that dies leaves the old file).

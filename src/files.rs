@@ -19,9 +19,21 @@ pub fn write_via_tmp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Re
     });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
+        if disk_full(&e) {
+            return Err(anyhow!(
+                "no space left on {}: free some space there and run again (the files written before are whole)",
+                dir.display()
+            ));
+        }
         return Err(anyhow!("{}: cannot write ({e})", path.display()));
     }
     Ok(())
+}
+
+/// Whether an error comes from a full disk (however deep: the picture encoders wrap it).
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull))
+        || format!("{e:#}").contains("No space left on device")
 }
 
 /// Write `bytes` to `path` atomically.

@@ -2,7 +2,7 @@
 
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use spgnet::checkpoint::{self, Checkpoint, Metadata};
+use spgnet::checkpoint::{self, Checkpoint, Metadata, TensorFile};
 use spgnet::model::{Architecture, ModelConfig, Variant};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -156,4 +156,28 @@ fn every_loading_error_names_what_is_wrong() {
     let p = tmp(&dir, "classes.safetensors");
     write_raw(&p, raw(&ck), Some(meta));
     assert!(load_err(&p).contains("lists 2 class names for 4 classes"));
+}
+
+#[test]
+fn damaged_files_are_caught_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tmp(&dir, "good.safetensors");
+    checkpoint::save(&path, &small()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(TensorFile::open(&path).unwrap().metadata().contains_key(checkpoint::CHECKSUM_KEY), "saved files record a checksum");
+    // one bit flipped in the tensor data: the header still parses, the checksum does not match
+    let mut flipped = bytes.clone();
+    let at = flipped.len() - 1001;
+    flipped[at] ^= 0x10;
+    let p = tmp(&dir, "flipped.safetensors");
+    std::fs::write(&p, &flipped).unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("flipped.safetensors: the tensor data is damaged (checksum"), "{e}");
+    // truncated: not a safetensors file any more
+    let p = tmp(&dir, "truncated.safetensors");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("truncated.safetensors: not a valid safetensors file"), "{e}");
+    // the intact file still loads, with the same values
+    assert_eq!(checkpoint::load(&path).unwrap().tensors, small().tensors);
 }

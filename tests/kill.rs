@@ -211,3 +211,78 @@ fn full_disk_is_reported_before_training() {
         assert_eq!(std::fs::read_dir(&run).unwrap().count(), 0, "nothing left behind");
     }
 }
+
+#[test]
+fn a_second_run_on_the_same_folder_is_refused_until_the_first_ends() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("run");
+    let mut first = train_cmd_of(&dir, 640, 2).spawn().unwrap();
+    into_epoch_two(&mut first, &dir, Duration::from_millis(100));
+    let out = train_cmd_of(&dir, 640, 2).stderr(Stdio::piped()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("another spgnet train") && last.contains(&format!("pid {}", first.id())), "{err}");
+    // a killed run leaves no stale lock: the folder resumes at once
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut resume = Command::new(env!("CARGO_BIN_EXE_spgnet"));
+    resume.args(["train", "--resume"]).arg(&dir).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
+    assert!(resume.status().unwrap().success());
+}
+
+#[test]
+fn a_disk_that_fills_up_mid_run_stops_it_with_the_files_before_intact() {
+    // Room for the run at its start, then the disk fills (another program's file): the next
+    // checkpoint write fails with a clear message, and what epoch 1 wrote stays loadable.
+    let Some(disk) = SmallDisk::mount("200m") else {
+        eprintln!("SKIPPED a_disk_that_fills_up_mid_run: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let run = disk.0.path().join("run");
+    let mut child = train_cmd_of(&run, 640, 3).stderr(Stdio::piped()).spawn().unwrap();
+    into_epoch_two(&mut child, &run, Duration::from_millis(0));
+    let last_before = std::fs::read(run.join("last.safetensors")).unwrap();
+    let filler = disk.0.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 1 << 20];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with(&format!("error: no space left on {}", run.display())), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    for f in ["last.safetensors", "best.safetensors"] {
+        spgnet::checkpoint::load(&run.join(f)).unwrap();
+    }
+    assert_eq!(std::fs::read(run.join("last.safetensors")).unwrap(), last_before, "epoch 1's checkpoint is untouched");
+    spgnet::checkpoint::TensorFile::open(&run.join("resume.safetensors")).unwrap();
+    // freed, the run resumes from epoch 1's resume point
+    std::fs::remove_file(&filler).unwrap();
+    let mut resume = Command::new(env!("CARGO_BIN_EXE_spgnet"));
+    resume.args(["train", "--resume"]).arg(&run).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
+    assert!(resume.status().unwrap().success());
+}
+
+#[test]
+fn a_damaged_resume_file_is_refused_with_a_clear_message() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(train_cmd_of(&run, 64, 1).status().unwrap().success());
+    let p = run.join("resume.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() - 4097;
+    bytes[at] ^= 1;
+    std::fs::write(&p, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spgnet"))
+        .args(["train", "--resume"])
+        .arg(&run)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().last().unwrap().contains("resume.safetensors: the tensor data is damaged (checksum"), "{err}");
+}

@@ -69,6 +69,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
     let classes = prep.train.classes.clone();
     let config = ModelConfig { dropout: args.dropout, ..ModelConfig::new(args.version, prep.channels, classes.len()) };
     setup::check_space(&args.out, &config)?;
+    let _lock = setup::lock_output(&args.out)?;
     let meta = Metadata {
         input_size: Some(prep.size),
         classes: Some(classes),

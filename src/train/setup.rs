@@ -70,3 +70,46 @@ pub(super) fn check_space(out: &Path, config: &ModelConfig) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--out` held by this run: a second run on the same folder is refused while this one lives.
+/// The lock is the operating system's, released when the process ends however it ends, so a
+/// crashed or killed run leaves nothing stuck.
+pub(super) struct OutputLock(std::fs::File, std::path::PathBuf);
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // a run that ends leaves its folder as it found it; the lock goes with the file
+        let _ = std::fs::remove_file(&self.1);
+        let _ = self.0.unlock();
+    }
+}
+
+pub(super) fn lock_output(out: &Path) -> Result<OutputLock> {
+    use std::io::{Read, Seek, Write};
+    let path = out.join(".spgnet.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            write!(f, "{}", std::process::id())?;
+            Ok(OutputLock(f, path))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            bail!(
+                "{}: another spgnet train (pid {}) is writing to this folder; wait for it to end, or choose another --out",
+                out.display(),
+                holder.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => bail!("{}: cannot lock ({e})", path.display()),
+    }
+}
