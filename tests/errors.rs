@@ -104,10 +104,16 @@ fn bad_datasets_and_flags() {
     fails(&["train", "--version", "s2p5", "--dataset", "fashion-mnist"], &["unknown SPGNet version 's2p5'"]);
     fails(&["train", "--resume", dir], &["nothing to resume"]);
     fails(&["summary", "--size", "0"], &["must be positive"]);
-    // Too big for the adapter's per-binding limit: said before any step, with the tensor and limit.
+    // Too big for the adapter's per-binding limit: said before any step, with the tensor, the
+    // limit and the batch that fits it.
     fails(
         &["bench", "--batch", "300", "--size", "224", "--steps", "1"],
-        &["batch 300 at 224x224", "MiB, over this adapter's", "use a smaller batch"],
+        &[
+            "batch 300 at 224x224 does not fit this adapter: a tensor of shape [300, 3, 224, 224] needs",
+            "x this adapter's limit of",
+            "use --batch",
+            "or less",
+        ],
     );
     // Usage errors are clap's: exit code 2.
     let (code, err) = run(&["train", "--epochs", "many"], &[]);
@@ -145,4 +151,15 @@ fn no_adapter_says_how_to_get_one() {
     let (code, err) = run(&["bench", "--backend", "quantum"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown backend 'quantum'"), "{err}");
+}
+
+#[test]
+fn a_batch_too_large_for_the_adapter_says_which_batch_fits() {
+    // 4096 images of 224x224: the input alone is 18x the adapter's largest binding (lavapipe)
+    fails(
+        &["bench", "--batch", "4096", "--size", "224", "--steps", "1"],
+        &["batch 4096 at 224x224 does not fit this adapter", "use --batch", "or less"],
+    );
+    let (_, err) = run(&["bench", "--batch", "4096", "--size", "224", "--steps", "1"], &[]);
+    assert!(!err.contains("Validation Error"), "a plain message, not wgpu's: {err}");
 }

@@ -72,7 +72,13 @@ fn killed_or_device_lost_run_resumes_to_the_same_weights() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let last_line = err.lines().last().unwrap();
-    assert!(last_line.starts_with("error: the GPU device was lost") && last_line.contains("--resume"), "{err}");
+    assert!(last_line.starts_with("error: the GPU device was lost"), "{err}");
+    let names = format!(
+        "the last good checkpoint is {} (epoch 1); continue with `spgnet train --resume {}`",
+        lost.join("last.safetensors").display(),
+        lost.display()
+    );
+    assert!(last_line.ends_with(&names), "{err}");
     assert_eq!(std::fs::read_to_string(lost.join("metrics.csv")).unwrap().lines().count(), 2);
     spgnet::checkpoint::load(&lost.join("last.safetensors")).unwrap();
     resume_and_compare(&full, &lost);

@@ -54,6 +54,7 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     staging: Mutex<Vec<wgpu::Buffer>>,
     unused: Mutex<Option<Tensor>>,
+    oversize: Mutex<Option<(f64, String)>>,
     created: AtomicUsize,
     created_bytes: AtomicU64,
 }
@@ -164,14 +165,18 @@ impl Gpu {
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap().push(e.to_string());
+            let message = match e {
+                wgpu::Error::OutOfMemory { .. } => "the GPU ran out of memory: use a smaller --batch (try half)".to_string(),
+                e => e.to_string(),
+            };
+            sink.lock().unwrap().push(message);
         }));
         // Whatever fails after a device loss (a readback, a wait) reports the loss itself.
         let lost: Arc<Mutex<Option<String>>> = Arc::default();
         let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
             let why = if message.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {message}") };
-            *lost_sink.lock().unwrap() = Some(format!("the GPU device was lost ({why}); restart the command, with --resume for training"));
+            *lost_sink.lock().unwrap() = Some(format!("the GPU device was lost ({why})"));
         });
         Ok(Gpu {
             device,
@@ -185,6 +190,7 @@ impl Gpu {
             lost,
             staging: Mutex::default(),
             unused: Mutex::default(),
+            oversize: Mutex::default(),
             created: Default::default(),
             created_bytes: Default::default(),
         })
@@ -192,6 +198,11 @@ impl Gpu {
 
     pub fn describe(&self) -> String {
         describe(&self.info)
+    }
+
+    /// Whether the device was lost (every later operation fails with the loss).
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().unwrap().is_some()
     }
 
     /// Fails with the first validation error wgpu reported since the last check.
@@ -222,7 +233,32 @@ impl Gpu {
     fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.created_bytes.fetch_add(desc.size, Ordering::Relaxed);
+        let max = self.limits.max_buffer_size;
+        if desc.size > max {
+            // Too large for the adapter: say by how much (`oversize`), and hand out a small
+            // buffer, so the graph under construction fails with that, not a validation dump.
+            self.note_oversize(desc.size as f64 / max as f64, &format!("the buffer '{}'", desc.label.unwrap_or("?")), max);
+            return self.device.create_buffer(&wgpu::BufferDescriptor { size: 16, ..desc.clone() });
+        }
         self.device.create_buffer(desc)
+    }
+
+    /// Record that something needed `ratio` times what the adapter allows (`limit` bytes).
+    fn note_oversize(&self, ratio: f64, what: &str, limit: u64) {
+        let mut o = self.oversize.lock().unwrap();
+        if o.as_ref().is_none_or(|(r, _)| ratio > *r) {
+            *o = Some((ratio, format!("{what} needs {ratio:.2}x this adapter's limit of {} MiB", limit >> 20)));
+        }
+    }
+
+    /// The largest factor by which anything built since the last call exceeded the adapter's
+    /// buffer limits, with what it was; the errors it caused are cleared with it.
+    pub fn take_oversize(&self) -> Option<(f64, String)> {
+        let o = self.oversize.lock().unwrap().take();
+        if o.is_some() {
+            self.errors.lock().unwrap().clear();
+        }
+        o
     }
 
     fn new_buffer(&self, bytes: u64, label: &str) -> Arc<wgpu::Buffer> {
@@ -477,6 +513,7 @@ impl Gpu {
         }
         let max_binding = self.limits.max_storage_buffer_binding_size;
         if let Some(t) = tensors.iter().find(|t| t.bytes() > max_binding) {
+            self.note_oversize(t.bytes() as f64 / max_binding as f64, &format!("a tensor of shape {:?}", t.shape), max_binding);
             self.errors.lock().unwrap().push(format!(
                 "{}: a tensor of shape {:?} needs {} MiB, over this adapter's {} MiB per binding; use a smaller batch",
                 spec.entry,

@@ -80,6 +80,14 @@ impl Graph {
             dlogits = Some(d);
         }
         // Problems too big for the adapter (grid or binding limits) surface here, before any step.
+        if let Some((ratio, what)) = gpu.take_oversize() {
+            let fit = (batch as f64 / ratio).floor() as usize;
+            let advice = match fit {
+                0 => "even batch 1 does not fit: use a smaller input --size".to_string(),
+                f => format!("use --batch {f} or less (halve it if the GPU then runs out of memory)"),
+            };
+            bail!("batch {batch} at {}x{} does not fit this adapter: {what}; {advice}", size.0, size.1);
+        }
         gpu.check().map_err(|e| anyhow!("batch {batch} at {}x{}: {e}", size.0, size.1))?;
         let (prepare, forward) = match mode {
             Mode::Eval => b.forward.into_iter().partition(|l| l.weight_layout),

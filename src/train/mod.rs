@@ -132,7 +132,8 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
     }
     for epoch in start_epoch..control.stop_after.map_or(args.epochs, |n| n.min(args.epochs)) {
         let done = std::mem::take(&mut progress.partial);
-        let row = match session.run_epoch(epoch, done)? {
+        let ended = session.run_epoch(epoch, done).map_err(|e| with_last_checkpoint(e, gpu, &args.out, &progress))?;
+        let row = match ended {
             EpochEnd::Complete(row) => row,
             EpochEnd::Interrupted(partial) => {
                 // The resume point at this step: the state, momentum and EMA as they are now.
@@ -178,6 +179,20 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         resume::save_resume(gpu, &args, &trainer, ema.as_ref(), &progress)?;
     }
     Ok(Summary { epochs: history, best_acc: progress.best_acc, out: args.out.clone(), interrupted: None })
+}
+
+/// A device lost mid-run: the error names the checkpoint to fall back on and how to continue.
+fn with_last_checkpoint(e: anyhow::Error, gpu: &Gpu, out: &Path, progress: &Progress) -> anyhow::Error {
+    if !gpu.is_lost() {
+        return e;
+    }
+    let last = out.join("last.safetensors");
+    let kept = match progress.epochs_done {
+        0 => "no epoch had finished, so there is no checkpoint yet".to_string(),
+        n if last.exists() => format!("the last good checkpoint is {} (epoch {n})", last.display()),
+        n => format!("epoch {n} was the last to finish"),
+    };
+    anyhow::anyhow!("{e:#}; {kept}; continue with `spgnet train --resume {}`", out.display())
 }
 
 /// The run's one-line description at its start.
