@@ -40,6 +40,10 @@ pub struct BenchReport {
     /// Buffers created by the context after the first training step and after the last.
     pub buffers_after_first_step: usize,
     pub buffers_after_last_step: usize,
+    /// The process's resident memory after the first training step and after the last (Linux;
+    /// None elsewhere): a step that leaks shows as growth over many steps.
+    pub rss_after_first_step: Option<u64>,
+    pub rss_after_last_step: Option<u64>,
     pub profile: Vec<KernelTime>,
     /// The same dispatches grouped by network layer (forward and backward together).
     pub layers: Vec<KernelTime>,
@@ -95,17 +99,17 @@ pub async fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
     let labels: Vec<u32> = (0..a.batch).map(|_| rng.random_range(0..a.classes as u32)).collect();
     // step 0 of each is a warm-up that compiles every pipeline
     let mut train = Vec::with_capacity(a.steps);
-    let mut buffers_after_first_step = 0;
+    let (mut buffers_after_first_step, mut rss_after_first_step) = (0, None);
     for i in 0..=a.steps {
         let t = Instant::now();
         trainer.step(gpu, &input, &labels, 0.01, i as u32)?;
         trainer.metrics(gpu).await?;
         match i {
-            0 => buffers_after_first_step = gpu.buffers_created(),
+            0 => (buffers_after_first_step, rss_after_first_step) = (gpu.buffers_created(), resident_bytes()),
             _ => train.push(t.elapsed().as_secs_f64()),
         }
     }
-    let buffers_after_last_step = gpu.buffers_created();
+    let (buffers_after_last_step, rss_after_last_step) = (gpu.buffers_created(), resident_bytes());
     let mut inf = Vec::with_capacity(a.steps);
     for i in 0..=a.steps {
         let t = Instant::now();
@@ -128,9 +132,23 @@ pub async fn run(gpu: &Gpu, a: &BenchArgs) -> Result<BenchReport> {
         peak_buffer_bytes: peak,
         buffers_after_first_step,
         buffers_after_last_step,
+        rss_after_first_step,
+        rss_after_last_step,
         profile,
         layers,
         pairs,
         infer_profile,
     })
+}
+
+/// The process's resident set size in bytes (Linux: /proc/self/statm).
+fn resident_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }

@@ -449,7 +449,8 @@ fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> 
         let line = serde_json::json!({
             "train_img_per_s": r.train_img_per_s, "infer_img_per_s": r.infer_img_per_s, "train_step_ms": r.train_step_ms,
             "peak_buffer_bytes": r.peak_buffer_bytes, "buffers_after_first_step": r.buffers_after_first_step,
-            "buffers_after_last_step": r.buffers_after_last_step, "adapter": r.adapter, "version": version, "batch": batch, "size": size,
+            "buffers_after_last_step": r.buffers_after_last_step, "rss_after_first_step": r.rss_after_first_step,
+            "rss_after_last_step": r.rss_after_last_step, "adapter": r.adapter, "version": version, "batch": batch, "size": size,
         });
         println!("{line}");
     } else {
@@ -463,6 +464,13 @@ fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> 
             r.buffers_after_first_step,
             r.buffers_after_last_step
         );
+        if let (Some(a), Some(b)) = (r.rss_after_first_step, r.rss_after_last_step) {
+            println!(
+                "host memory (resident): {:.1} MiB after the first step, {:.1} MiB after the last",
+                a as f64 / 1048576.0,
+                b as f64 / 1048576.0
+            );
+        }
     }
     if a.profile {
         print_profile(&r);

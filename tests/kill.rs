@@ -292,3 +292,18 @@ fn a_damaged_resume_file_is_refused_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.lines().last().unwrap().contains("resume.safetensors: the tensor data is damaged (checksum"), "{err}");
 }
+
+#[test]
+fn a_long_run_keeps_a_fixed_set_of_files() {
+    // 25 epochs of one step each, with an EMA (the most files a run writes): the folder ends
+    // with the same seven files a one-epoch run has, no temporary or lock file left behind.
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let mut cmd = train_cmd_of(&run, 32, 25);
+    assert!(cmd.args(["--ema", "0.9"]).status().unwrap().success());
+    let mut names: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    let want = ["acc.png", "best.safetensors", "last.safetensors", "live.safetensors", "loss.png", "metrics.csv", "resume.safetensors"];
+    assert_eq!(names, want);
+    assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 26);
+}
