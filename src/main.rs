@@ -19,8 +19,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train SPGNet (defaults: the CIFAR-10 notebook's recipe). Writes to --out: metrics.csv,
-    /// loss.png, acc.png, best.safetensors, last.safetensors, live.safetensors (with --ema: the
-    /// weights themselves, where best and last hold their average) and resume.safetensors
+    /// steps.csv, loss.png, acc.png, best.safetensors, last.safetensors, live.safetensors (with
+    /// --ema: the weights themselves, where best and last hold their average) and
+    /// resume.safetensors. Ctrl-C stops after the current step and saves a resume point there
+    /// (a second Ctrl-C exits at once); continue with --resume
     Train(TrainCli),
     /// Classify images (PNG, JPEG, BMP, WebP, GIF; a folder means every image in it) with the
     /// shipped Fashion-MNIST model or --weights
@@ -30,9 +32,9 @@ enum Command {
         /// Checkpoint (default: the model shipped in assets/)
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// How many classes to show per image
-        #[arg(long, default_value_t = 5)]
-        top: usize,
+        /// How many classes to show per image (default: 1, and 5 with --json)
+        #[arg(long)]
+        top: Option<usize>,
         /// One JSON line per image: {"image": PATH, "top": [{"class": I, "name": N, "prob": P}, ...]}
         #[arg(long)]
         json: bool,
@@ -343,20 +345,36 @@ fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(flag)
 }
 
-fn infer(backend: &Option<String>, images: &[PathBuf], weights: Option<PathBuf>, top: usize, json: bool) -> Result<()> {
+fn infer(backend: &Option<String>, images: &[PathBuf], weights: Option<PathBuf>, top: Option<usize>, json: bool) -> Result<()> {
     let files = spgnet::infer::expand_inputs(images)?;
     let model = spgnet::infer::load_model(weights.as_deref())?;
     let g = gpu(backend)?;
-    for p in spgnet::infer::predict(&g, &model, &files, top)? {
+    let t0 = std::time::Instant::now();
+    let predictions = spgnet::infer::predict(&g, &model, &files, top.unwrap_or(if json { 5 } else { 1 }))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in &predictions {
         if json {
             let top: Vec<_> = p.top.iter().map(|(k, n, pr)| serde_json::json!({"class": k, "name": n, "prob": pr})).collect();
             println!("{}", serde_json::json!({"image": p.image, "top": top}));
         } else {
-            println!("{}", p.image);
-            for (k, n, pr) in &p.top {
-                println!("  {:>6.2}%  {n} ({k})", 100.0 * pr);
-            }
+            let classes: Vec<String> = p.top.iter().map(|(_, n, pr)| format!("{n} {:.1}%", 100.0 * pr)).collect();
+            println!("{}  {}", p.image, classes.join(", "));
+            *counts.entry(p.top[0].1.as_str()).or_default() += 1;
         }
+    }
+    if !json {
+        let mut most: Vec<(&str, usize)> = counts.into_iter().collect();
+        most.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let tally: Vec<String> = most.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        let n = predictions.len();
+        println!(
+            "{n} image{} in {:.2} s ({:.1} img/s, GPU set-up included): {}",
+            if n == 1 { "" } else { "s" },
+            secs,
+            n as f64 / secs,
+            tally.join(", ")
+        );
     }
     Ok(())
 }

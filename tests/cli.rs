@@ -88,8 +88,13 @@ fn infer_reads_every_format_and_colour_type() {
     let (ok, out, err) = spgnet(&["infer", "--weights", model.to_str().unwrap(), "--json", imgs.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(json_lines(&out).len(), files.len());
+    // Text: one line per image (path, top classes with probabilities), then a summary line.
     let (ok, out, _) = spgnet(&["infer", "--weights", model.to_str().unwrap(), "--top", "2", &names[0]]);
-    assert!(ok && out.contains(&names[0]) && out.lines().count() == 3, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok && lines.len() == 2 && lines[0].starts_with(&format!("{}  ", names[0])) && lines[0].matches('%').count() == 2, "{out}");
+    assert!(lines[1].starts_with("1 image in ") && lines[1].contains("img/s"), "{out}");
+    let (ok, out, _) = spgnet(&["infer", "--weights", model.to_str().unwrap(), imgs.to_str().unwrap()]);
+    assert!(ok && out.lines().count() == files.len() + 1 && out.lines().all(|l| l.matches('%').count() <= 1), "{out}");
 }
 
 #[test]

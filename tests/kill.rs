@@ -156,6 +156,10 @@ fn resume_and_compare_epochs(full: &Path, dir: &Path, epochs: usize) {
         assert!(diff <= 1e-6, "{name}: interrupted-and-resumed run {} differs by {diff}", dir.display());
     }
     assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count(), epochs + 1);
+    // steps.csv has a row every 10 steps of the whole run, as the uninterrupted run's
+    let steps = |d: &Path| spgnet::train::read_steps(&d.join("steps.csv")).iter().map(|r| r.step).collect::<Vec<_>>();
+    assert_eq!(steps(dir), steps(full));
+    assert!(!steps(full).is_empty());
 }
 
 #[test]
@@ -168,7 +172,7 @@ fn unwritable_output_folder_is_reported_before_training() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/dev/null/run: cannot create the output folder"), "{err}");
-    assert!(!err.contains("training SPGNet"), "must fail before training starts: {err}");
+    assert!(!err.contains("model: SPGNet"), "must fail before training starts: {err}");
 }
 
 /// A small real filesystem (tmpfs) mounted for one test, unmounted when dropped.
@@ -213,7 +217,7 @@ fn full_disk_is_reported_before_training() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.lines().last().unwrap().starts_with("error: ") && err.contains(expect), "{size}: {err}");
-        assert!(!err.contains("training SPGNet"), "must fail before training starts: {err}");
+        assert!(!err.contains("model: SPGNet"), "must fail before training starts: {err}");
         assert_eq!(std::fs::read_dir(&run).unwrap().count(), 0, "nothing left behind");
     }
 }
@@ -296,14 +300,23 @@ fn a_damaged_resume_file_is_refused_with_a_clear_message() {
 #[test]
 fn a_long_run_keeps_a_fixed_set_of_files() {
     // 25 epochs of one step each, with an EMA (the most files a run writes): the folder ends
-    // with the same seven files a one-epoch run has, no temporary or lock file left behind.
+    // with the same eight files a one-epoch run has, no temporary or lock file left behind.
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
     let mut cmd = train_cmd_of(&run, 32, 25);
     assert!(cmd.args(["--ema", "0.9"]).status().unwrap().success());
     let mut names: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     names.sort();
-    let want = ["acc.png", "best.safetensors", "last.safetensors", "live.safetensors", "loss.png", "metrics.csv", "resume.safetensors"];
+    let want = [
+        "acc.png",
+        "best.safetensors",
+        "last.safetensors",
+        "live.safetensors",
+        "loss.png",
+        "metrics.csv",
+        "resume.safetensors",
+        "steps.csv",
+    ];
     assert_eq!(names, want);
     assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 26);
 }

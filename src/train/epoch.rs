@@ -2,6 +2,7 @@
 //! and a stop on a non-finite loss), then the evaluation on the test split.
 
 use super::faults::Faults;
+use super::metrics::{StepMetrics, STEP_EVERY};
 use super::resume::Partial;
 use super::setup::Prepared;
 use super::{EpochMetrics, TrainArgs};
@@ -30,6 +31,8 @@ pub(super) struct Session<'a> {
     pub progress: bool,
     /// Set by Ctrl-C or SIGTERM: the epoch stops after the step under way.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// steps.csv's rows so far.
+    pub steps: std::cell::RefCell<Vec<StepMetrics>>,
 }
 
 /// How an epoch ended: complete (its row of metrics.csv), or interrupted with what it had done.
@@ -59,6 +62,8 @@ impl Session<'_> {
         let (mut loss_sum, mut correct, mut seen) = (done.loss_sum, done.correct, done.seen);
         let elapsed = |t0: Instant| done.seconds + t0.elapsed().as_secs_f64();
         let mut lr = args.lr;
+        // the steps since the last row of steps.csv: summed loss, accuracy, count
+        let mut window = (0f64, 0f64, 0usize);
         let batches =
             augment::batches_from(self.prep.train.clone(), self.prep.train_pre.clone(), args.batch, args.seed, epoch, true, done.batches)?;
         for b in batches {
@@ -84,6 +89,18 @@ impl Session<'_> {
             loss_sum += loss as f64 * args.batch as f64;
             correct += right as f64;
             seen += args.batch;
+            window = (window.0 + loss as f64, window.1 + right as f64 / args.batch as f64, window.2 + 1);
+            if (step + 1) % STEP_EVERY == 0 {
+                let (l, a, n) = window;
+                self.steps.borrow_mut().push(StepMetrics {
+                    step: step + 1,
+                    epoch: (step + 1) as f64 / steps as f64,
+                    lr,
+                    loss: l / n as f64,
+                    acc: a / n as f64,
+                });
+                window = (0.0, 0.0, 0);
+            }
             let rate = seen as f64 / elapsed(t0);
             let msg = format!("loss {:.4} acc {:.2}% {:.0} img/s lr {lr:.4}", loss_sum / seen as f64, 100.0 * correct / seen as f64, rate);
             if log_lines && (b.index + 1) % (steps / 10).max(1) == 0 {

@@ -15,7 +15,7 @@ mod setup;
 pub use crate::network::learning_rate;
 pub use args::TrainArgs;
 pub use epoch::evaluate;
-pub use metrics::{read_metrics, EpochMetrics};
+pub use metrics::{read_metrics, read_steps, EpochMetrics, StepMetrics};
 pub use setup::{prepare, Prepared};
 
 use crate::checkpoint::{self, Checkpoint, Metadata};
@@ -122,13 +122,18 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
         faults: faults::Faults::from_env(),
         progress: control.progress,
         interrupt: control.interrupt.clone(),
+        steps: std::cell::RefCell::new(Vec::new()),
     };
+    if resumed.is_some() {
+        let at = progress.epochs_done * session.steps_per_epoch() + progress.partial.batches;
+        *session.steps.borrow_mut() = read_steps(&args.out.join("steps.csv")).into_iter().filter(|r| r.step <= at).collect();
+    }
 
     let start_epoch = progress.epochs_done;
     if start_epoch >= args.epochs {
         eprintln!("{}: all {} epochs are done", args.out.display(), args.epochs);
     } else if control.progress {
-        announce(&args, &prep, session.steps_per_epoch(), &progress);
+        announce(&args, &prep, &config, session.steps_per_epoch(), &progress);
     }
     for epoch in start_epoch..control.stop_after.map_or(args.epochs, |n| n.min(args.epochs)) {
         let done = std::mem::take(&mut progress.partial);
@@ -138,6 +143,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
             EpochEnd::Interrupted(partial) => {
                 // The resume point at this step: the state, momentum and EMA as they are now.
                 progress.partial = partial;
+                metrics::write_steps(&args.out, &session.steps.borrow())?;
                 resume::save_resume(gpu, &args, &trainer, ema.as_ref(), &progress)?;
                 let summary = Summary {
                     epochs: history,
@@ -174,7 +180,7 @@ pub fn train(gpu: &Gpu, args: Option<TrainArgs>, resume: Option<&Path>, control:
             progress.best_acc = val_acc;
             checkpoint::save(&args.out.join("best.safetensors"), &model_ck)?;
         }
-        metrics::write_metrics(&args.out, &history)?;
+        metrics::write_metrics(&args.out, &history, &session.steps.borrow())?;
         progress.epochs_done = epoch + 1;
         resume::save_resume(gpu, &args, &trainer, ema.as_ref(), &progress)?;
     }
@@ -196,23 +202,30 @@ fn with_last_checkpoint(e: anyhow::Error, gpu: &Gpu, out: &Path, progress: &Prog
 }
 
 /// The run's one-line description at its start.
-fn announce(args: &TrainArgs, prep: &Prepared, steps: usize, progress: &Progress) {
+fn announce(args: &TrainArgs, prep: &Prepared, config: &ModelConfig, steps: usize, progress: &Progress) {
+    let (params, macs) = crate::summary::totals(&crate::model::Architecture::new(config.clone()), prep.size);
     eprintln!(
-        "training SPGNet {} on {} ({} train / {} test images, {}x{}x{}, {} classes) for {} epochs of {steps} steps, batch {}{}",
+        "model: SPGNet {}, {:.2} M parameters, {:.1} M multiply-adds per {}x{} image",
         args.version.name(),
+        params as f64 / 1e6,
+        macs as f64 / 1e6,
+        prep.size,
+        prep.size
+    );
+    eprintln!(
+        "data: {}, {} training and {} test images of {}x{}x{}, {} classes",
         args.dataset.name(),
         prep.train.len(),
         prep.test.len(),
         prep.channels,
         prep.size,
         prep.size,
-        prep.train.classes.len(),
-        args.epochs,
-        args.batch,
-        match (progress.epochs_done, progress.partial.batches) {
-            (0, 0) => String::new(),
-            (e, 0) => format!(", resuming after epoch {e}"),
-            (e, b) => format!(", resuming in epoch {} after step {b}", e + 1),
-        }
+        prep.train.classes.len()
     );
+    let resuming = match (progress.epochs_done, progress.partial.batches) {
+        (0, 0) => String::new(),
+        (e, 0) => format!(", resuming after epoch {e}"),
+        (e, b) => format!(", resuming in epoch {} after step {b}", e + 1),
+    };
+    eprintln!("training {} epochs of {steps} steps, batch {}, into {}{resuming}", args.epochs, args.batch, args.out.display());
 }
