@@ -90,7 +90,7 @@ impl Session<'_> {
             correct += right as f64;
             seen += args.batch;
             window = (window.0 + loss as f64, window.1 + right as f64 / args.batch as f64, window.2 + 1);
-            if (step + 1) % STEP_EVERY == 0 {
+            if (step + 1).is_multiple_of(STEP_EVERY) {
                 let (l, a, n) = window;
                 self.steps.borrow_mut().push(StepMetrics {
                     step: step + 1,
