@@ -36,3 +36,5 @@ fi
 $SUDO apt-get install -y -q libvulkan1 dataset-fashion-mnist
 # Chromium for the browser test (scripts/test_web.sh): WebGPU on SwiftShader, headless.
 $SUDO apt-get install -y -q chromium
+# Node.js drives the browser test (playwright-core, from npm); Debian's where the machine has none.
+command -v node >/dev/null || $SUDO apt-get install -y -q nodejs npm
