@@ -18,6 +18,40 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A dataset of `n` images made by `image(i)`: its u8 pixels (`channels` planes of `size` x
+    /// `size`, one plane after the other) and its label, an index into `classes`.
+    pub fn from_fn(
+        n: usize,
+        channels: usize,
+        size: usize,
+        classes: &[&str],
+        mut image: impl FnMut(usize) -> (Vec<u8>, u32),
+    ) -> Result<Dataset> {
+        let mut d = Dataset {
+            name: "custom".into(),
+            images: Vec::new(),
+            labels: Vec::new(),
+            channels,
+            h: size,
+            w: size,
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+        };
+        for i in 0..n {
+            let (pixels, label) = image(i);
+            if pixels.len() != channels * size * size || label as usize >= classes.len() {
+                bail!(
+                    "image {i}: {} values and label {label}, expected {} values and a label below {}",
+                    pixels.len(),
+                    channels * size * size,
+                    classes.len()
+                );
+            }
+            d.images.extend(pixels);
+            d.labels.push(label);
+        }
+        Ok(d)
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

@@ -6,7 +6,7 @@ use crate::gpu::Gpu;
 use crate::network::{TrainOptions, Trainer};
 use anyhow::{bail, Result};
 
-/// A batch file: `input` [N, C, H, W] f32 and `labels` [N] i64 or i32.
+/// A batch file: `input` `[N, C, H, W]` f32 and `labels` `[N]` i64 or i32.
 pub struct Batch {
     pub input: Vec<f32>,
     pub shape: [usize; 4],

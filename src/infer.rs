@@ -63,7 +63,7 @@ pub struct EvalReport {
     pub top5: Option<f64>,
     pub loss: f64,
     pub img_per_s: f64,
-    /// confusion[true][predicted]
+    /// `confusion[true][predicted]`
     pub confusion: Vec<Vec<usize>>,
     pub classes: Vec<String>,
 }

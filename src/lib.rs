@@ -7,18 +7,36 @@
 //! - `model`: the architecture as data (tensor names, shapes, initialisation)
 //! - `network`: the model on the GPU: state arenas, the recorded graph, trainer, evaluator
 //! - `checkpoint`, `data`, `preprocess`: safetensors, datasets and images from bytes, batches
-//! - `classify`, `debug_step`, `bench`, `summary`: what the commands and the web page compute
+//! - `classify`, `fit`, `debug_step`, `bench`, `summary`: what the commands, the web page and a
+//!   program using the library compute (classify images, train on data in memory, ...)
 //!
 //! Native only (the `native` feature, on by default): files, threads, terminal and pictures:
 //! `files`, `datasets`, `augment`, `infer`, `train`, `plot`.
 //!
 //! `reference` (the `testing` feature): the f64 CPU reference of every op, for tests.
+//!
+//! Classify an image with the shipped Fashion-MNIST model (`examples/classify.rs`; train on
+//! data of your own with [`fit::fit`], `examples/train_custom.rs`):
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! let gpu = spgnet::gpu::Gpu::new()?;
+//! let model = spgnet::infer::load_model(None)?; // or Some(path) to any spgnet safetensors file
+//! let files = [std::path::PathBuf::from("assets/samples/bag.png")];
+//! let prediction = &spgnet::infer::predict(&gpu, &model, &files, 1)?[0];
+//! let (class, name, probability) = &prediction.top[0];
+//! assert_eq!((*class, name.as_str()), (8, "Bag"));
+//! assert!(*probability > 0.5);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod checkpoint;
 pub mod classify;
 pub mod data;
 pub mod debug_step;
+pub mod fit;
 pub mod gpu;
 pub mod model;
 pub mod network;

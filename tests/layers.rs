@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "data",
     "preprocess",
     "classify",
+    "fit",
     "debug_step",
     "bench",
     "summary",

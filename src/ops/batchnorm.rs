@@ -72,7 +72,7 @@ fn vector_width(s: &BnShape) -> u32 {
     }
 }
 
-/// The kernel reading activations as V: vec4<f32> (vw = 4) or f32, summed by `total`.
+/// The kernel reading activations as V: `vec4<f32>` (vw = 4) or f32, summed by `total`.
 pub fn spec(kernel: Kernel, vw: u32) -> KernelSpec {
     let (ty, total) = match vw {
         4 => ("vec4<f32>", "v.x + v.y + v.z + v.w"),

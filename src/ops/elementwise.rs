@@ -40,7 +40,7 @@ struct EwParams {
     _pad2: [u32; 2],
 }
 
-/// The kernel reading and writing V, vec4<f32> (vw = 4) or f32 (vw = 1): see the shader.
+/// The kernel reading and writing V, `vec4<f32>` (vw = 4) or f32 (vw = 1): see the shader.
 pub fn spec(kernel: Kernel, vw: usize) -> KernelSpec {
     let ty = if vw == 4 { "vec4<f32>" } else { "f32" };
     KernelSpec::of(kernel).with_const("VW", vw as u32).with_decl(&format!("alias V = {ty};"))

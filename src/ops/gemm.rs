@@ -499,7 +499,7 @@ pub fn transposed_weight(gpu: &Gpu, (rows, cols): (usize, usize), w: &Tensor) ->
 
 /// c[m, n] = a[m, k] b[k, n] (a row-major) as matmul_tn4 launches that read A from uniform
 /// bindings (Access::Uniform; 1.2-1.4x on lavapipe): A is transposed block by block to
-/// [m / r][k][r], r rows per block where r * k values fill at most one uniform binding, and
+/// `[m / r][k][r]`, r rows per block where r * k values fill at most one uniform binding, and
 /// each block is one launch over its r rows. None where no r (a multiple of 4 dividing m,
 /// 8 or more) fits.
 pub fn by_uniform_row_blocks(
@@ -567,7 +567,7 @@ pub fn by_uniform_k_chunks(
     Some(launches)
 }
 
-/// c[m, n] = sum over `images` of a[i][m][hw] b[i][n][hw]^T: a 1x1 conv's weight gradient
+/// `c[m, n]` = sum over `images` of `a[i][m][hw] b[i][n][hw]^T`: a 1x1 conv's weight gradient
 /// from NCHW dy and x (rows of hw pixels, hw % 4 == 0) without the NHWC copies that
 /// matmul_tn4 needs. benches/shares.rs: 1.13x the copies plus matmul_tn4 on 192->96 at 4x4,
 /// batch 64, with 8 x 8 tiles; larger tiles, and A in uniform windows of whole images, lose.

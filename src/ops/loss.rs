@@ -22,8 +22,8 @@ struct LossParams {
     _pad: u32,
 }
 
-/// From logits [n, classes] and u32 labels [n]: dlogits (already divided by n),
-/// per_sample [2, n] (loss, correct) and out [2] = (mean loss, number correct).
+/// From logits `[n, classes]` and u32 labels `[n]`: dlogits (already divided by n),
+/// per_sample `[2, n]` (loss, correct) and out `[2]` = (mean loss, number correct).
 pub fn softmax_xent(
     gpu: &Gpu,
     smoothing: f32,

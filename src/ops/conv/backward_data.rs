@@ -44,7 +44,7 @@ pub(super) fn backward_data_columns(s: &ConvShape) -> (usize, usize) {
     }
 }
 
-/// The input gradient reading the weights transposed to [g][co][tap][ci], four input
+/// The input gradient reading the weights transposed to `[g][co][tap][ci]`, four input
 /// channels per load (the shader's backward_data_wt; input channels per group and tile rows
 /// in fours). The transpose is a `weight_layout` launch.
 pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {

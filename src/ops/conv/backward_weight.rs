@@ -102,7 +102,7 @@ pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x
     split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightRows, tile, splits, grid_for, dy, x, dw)
 }
 
-/// The weight gradient reading dy transposed image by image to [n][pixel][cout], four
+/// The weight gradient reading dy transposed image by image to `[n][pixel][cout]`, four
 /// output channels per load (the shader's backward_weight_dyt; output channels per group and
 /// tile rows in fours).
 pub fn backward_weight_dyt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
