@@ -91,16 +91,20 @@ impl TensorFile {
 
     /// Parse bytes already in memory; `label` names them in messages.
     pub fn from_bytes(label: String, bytes: Vec<u8>) -> Result<TensorFile> {
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
-        if let Some(want) = meta.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY)) {
-            let tensors = st.tensors();
-            let got = checksum(tensors.iter().map(|(n, v)| (n.as_str(), v.data())));
-            if &got != want {
-                bail!("{label}: the tensor data is damaged (checksum {got}, the file records {want}); restore it from a copy or retrain");
-            }
+        SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{label}: not a valid safetensors file ({e})"))?;
+        let file = TensorFile { path: label, bytes };
+        file.verify_checksum()?;
+        Ok(file)
+    }
+
+    /// The tensor data against the checksum the file records, where it records one.
+    fn verify_checksum(&self) -> Result<()> {
+        let Some(want) = self.metadata().remove(CHECKSUM_KEY) else { return Ok(()) };
+        let got = checksum(self.parsed().tensors().iter().map(|(n, v)| (n.as_str(), v.data())));
+        if got != want {
+            bail!("{}: the tensor data is damaged (checksum {got}, the file records {want}); restore it from a copy or retrain", self.path);
         }
-        Ok(TensorFile { path: label, bytes })
+        Ok(())
     }
 
     fn parsed(&self) -> SafeTensors<'_> {

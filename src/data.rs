@@ -160,6 +160,37 @@ pub fn gunzip_if_gzipped(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The classes of an IDX dataset: Fashion-MNIST's names, or the ten digits.
+pub fn idx_classes(kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::FashionMnist => FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
+        _ => (0..10).map(|d| d.to_string()).collect(),
+    }
+}
+
+/// One split of an IDX dataset from its images file and labels file (each gzipped or not, and
+/// named by the path or label given for messages), checked against each other and `classes`.
+pub fn idx_dataset(
+    name: &str,
+    (images_at, images): (&Path, Vec<u8>),
+    (labels_at, labels): (&Path, Vec<u8>),
+    classes: &[String],
+) -> Result<Dataset> {
+    let (idims, images) = parse_idx(images_at, &gunzip_if_gzipped(&images_at.display().to_string(), images)?, 3)?;
+    let (ldims, labels) = parse_idx(labels_at, &gunzip_if_gzipped(&labels_at.display().to_string(), labels)?, 1)?;
+    if idims[0] != ldims[0] {
+        bail!("{}: {} images but {} has {} labels", images_at.display(), idims[0], labels_at.display(), ldims[0]);
+    }
+    if idims[0] == 0 {
+        bail!("{}: holds no images", images_at.display());
+    }
+    if let Some(l) = labels.iter().find(|&&l| l as usize >= classes.len()) {
+        bail!("{}: label {l} is out of range for {} classes", labels_at.display(), classes.len());
+    }
+    let labels = labels.into_iter().map(u32::from).collect();
+    Ok(Dataset { name: name.into(), images, labels, channels: 1, h: idims[1], w: idims[2], classes: classes.to_vec() })
+}
+
 /// Parse an IDX file: magic (0, 0, 8 = u8, rank), big-endian dimensions, data.
 pub fn parse_idx(path: &Path, bytes: &[u8], rank: u8) -> Result<(Vec<usize>, Vec<u8>)> {
     let shown = path.display();
@@ -198,6 +229,15 @@ pub fn parse_cifar(name: &str, bytes: &[u8], label_bytes: usize, classes: usize,
         into.images.extend_from_slice(&r[label_bytes..]);
     }
     Ok(())
+}
+
+/// One split of a CIFAR dataset (32x32 RGB) from its binary files, (name, bytes) each.
+pub fn cifar_dataset(name: &str, files: &[(String, &[u8])], label_bytes: usize, classes: &[String]) -> Result<Dataset> {
+    let mut d = Dataset { name: name.into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: classes.to_vec() };
+    for (file, bytes) in files {
+        parse_cifar(file, bytes, label_bytes, classes.len(), &mut d)?;
+    }
+    Ok(d)
 }
 
 /// Decode image bytes, refusing more than 16384 pixels a side or 512 MiB of pixels.

@@ -2,9 +2,7 @@
 //! binaries (folder or .tar.gz), image folders (one sub-folder per class). The formats
 //! themselves are parsed by `data`.
 
-use crate::data::{
-    decode_image, gunzip_if_gzipped, parse_cifar, parse_idx, to_planes, Dataset, Kind, Splits, CIFAR10_CLASSES, FASHION_CLASSES,
-};
+use crate::data::{cifar_dataset, decode_image, idx_classes, idx_dataset, to_planes, Dataset, Kind, Splits, CIFAR10_CLASSES};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -18,11 +16,7 @@ pub fn load(kind: Kind, path: &Path, val_fraction: f32, seed: u64) -> Result<Spl
     }
     match kind {
         Kind::Mnist | Kind::FashionMnist => {
-            let classes: Vec<String> = if kind == Kind::FashionMnist {
-                FASHION_CLASSES.iter().map(|s| s.to_string()).collect()
-            } else {
-                (0..10).map(|d| d.to_string()).collect()
-            };
+            let classes = idx_classes(kind);
             Ok(Splits {
                 train: load_idx_pair(path, "train", kind.name(), &classes)?,
                 test: load_idx_pair(path, "t10k", kind.name(), &classes)?,
@@ -31,11 +25,6 @@ pub fn load(kind: Kind, path: &Path, val_fraction: f32, seed: u64) -> Result<Spl
         Kind::Cifar10 | Kind::Cifar100 => load_cifar(kind, path),
         Kind::Folder => load_folder_splits(path, val_fraction, seed),
     }
-}
-
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    gunzip_if_gzipped(&path.display().to_string(), raw)
 }
 
 /// The file `stem` (e.g. train-images-idx3-ubyte) in `dir`, gzipped or not.
@@ -55,26 +44,8 @@ fn load_idx_pair(dir: &Path, prefix: &str, name: &str, classes: &[String]) -> Re
     }
     let ip = find_idx(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lp = find_idx(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let (idims, images) = parse_idx(&ip, &read_maybe_gz(&ip)?, 3)?;
-    let (ldims, labels) = parse_idx(&lp, &read_maybe_gz(&lp)?, 1)?;
-    if idims[0] != ldims[0] {
-        bail!("{}: {} images but {} has {} labels", ip.display(), idims[0], lp.display(), ldims[0]);
-    }
-    if idims[0] == 0 {
-        bail!("{}: holds no images", ip.display());
-    }
-    if let Some(l) = labels.iter().find(|&&l| l as usize >= classes.len()) {
-        bail!("{}: label {l} is out of range for {} classes", lp.display(), classes.len());
-    }
-    Ok(Dataset {
-        name: name.into(),
-        images,
-        labels: labels.into_iter().map(u32::from).collect(),
-        channels: 1,
-        h: idims[1],
-        w: idims[2],
-        classes: classes.to_vec(),
-    })
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()));
+    idx_dataset(name, (&ip, read(&ip)?), (&lp, read(&lp)?), classes)
 }
 
 fn cifar_names(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>, usize, usize) {
@@ -133,14 +104,16 @@ fn load_cifar(kind: Kind, path: &Path) -> Result<Splits> {
         };
     }
     let split = |names: &[&str]| -> Result<Dataset> {
-        let mut d =
-            Dataset { name: kind.name().into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: classes.clone() };
-        for n in names {
-            let bytes =
-                files.get(*n).ok_or_else(|| anyhow!("{}: missing {n} (expected the {} binary version)", path.display(), kind.name()))?;
-            parse_cifar(&format!("{}/{n}", path.display()), bytes, label_bytes, n_classes, &mut d)?;
-        }
-        Ok(d)
+        let named = names
+            .iter()
+            .map(|n| {
+                let bytes = files
+                    .get(*n)
+                    .ok_or_else(|| anyhow!("{}: missing {n} (expected the {} binary version)", path.display(), kind.name()))?;
+                Ok((format!("{}/{n}", path.display()), &bytes[..]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        cifar_dataset(kind.name(), &named, label_bytes, &classes)
     };
     Ok(Splits { train: split(&train_files)?, test: split(&test_files)? })
 }

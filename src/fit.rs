@@ -6,11 +6,11 @@ use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::model::{ModelConfig, Variant};
 use crate::network::{learning_rate, Evaluator, TrainOptions, Trainer};
-use crate::preprocess::{batch_count, epoch_order, make_batch, Preprocess};
+use crate::preprocess::{batch_count, epoch_order, make_batch, Batch, Preprocess};
 use anyhow::{bail, Result};
 
-/// How `fit` trains: the network, epochs, batch, peak learning rate (linear warm-up over the
-/// first epoch's steps up to 50, then a cosine), seed and the optimiser's settings.
+/// How `fit` trains: the network, epochs, batch, peak learning rate (see `learning_rate_at`),
+/// seed and the optimiser's settings.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
     pub version: Variant,
@@ -51,21 +51,10 @@ pub async fn fit(gpu: &Gpu, train: &Dataset, test: &Dataset, o: &FitOptions) -> 
         for b in 0..steps {
             let step = epoch * steps + b;
             let batch = make_batch(train, &pre, &order, o.batch, (o.seed, epoch, b), true);
-            let lr = learning_rate(o.lr, step, steps.min(50), steps * o.epochs);
-            trainer.step(gpu, &batch.input, &batch.labels, lr, (o.seed as u32).wrapping_add(step as u32))?;
-            let (loss, _) = trainer.metrics(gpu).await?;
-            if !loss.is_finite() {
-                bail!("the loss became {loss} at epoch {} step {}: try a smaller learning rate", epoch + 1, b + 1);
-            }
+            train_step(gpu, &trainer, &batch, learning_rate_at(o.lr, step, steps, steps * o.epochs), o.seed, step).await?;
         }
         evaluator.weights_changed();
-        let (order, mut right) = (epoch_order(test.len(), 0, 0, false), 0.0);
-        for b in 0..batch_count(test.len(), evaluator.batch(), false) {
-            let batch = make_batch(test, &eval_pre, &order, evaluator.batch(), (0, 0, b), false);
-            let (_, correct, _) = evaluator.evaluate(gpu, &batch.input, &batch.labels).await?;
-            right += correct[..batch.valid].iter().map(|&c| c as f64).sum::<f64>();
-        }
-        accuracy.push(right / test.len() as f64);
+        accuracy.push(evaluate(gpu, &evaluator, test, &eval_pre).await?.1);
     }
     let meta = Metadata {
         input_size: Some(train.h),
@@ -75,4 +64,38 @@ pub async fn fit(gpu: &Gpu, train: &Dataset, test: &Dataset, o: &FitOptions) -> 
         dataset: Some(train.name.clone()),
     };
     Ok((trainer.state.to_checkpoint(gpu, meta).await?, accuracy))
+}
+
+/// The learning rate of step `step` of `total` in a run without a schedule of its own (`fit`, the
+/// web page): a linear warm-up over the first epoch's steps, up to 50 (from scratch, BatchNorm's
+/// first steps diverge at the full rate), then a cosine to 0.
+pub fn learning_rate_at(base: f32, step: usize, steps_per_epoch: usize, total: usize) -> f32 {
+    learning_rate(base, step, steps_per_epoch.min(50), total)
+}
+
+/// Training step `step` (0-based) on `batch` at learning rate `lr`: its (loss, correct answers),
+/// once the GPU has finished it; a loss that is not finite is an error.
+pub async fn train_step(gpu: &Gpu, trainer: &Trainer, batch: &Batch, lr: f32, seed: u64, step: usize) -> Result<(f32, f32)> {
+    trainer.step(gpu, &batch.input, &batch.labels, lr, (seed as u32).wrapping_add(step as u32))?;
+    let (loss, right) = trainer.metrics(gpu).await?;
+    if !loss.is_finite() {
+        bail!("the loss became {loss} at step {}: try a smaller learning rate", step + 1);
+    }
+    Ok((loss, right))
+}
+
+/// (mean loss, accuracy) of `eval`'s weights on all of `ds`, preprocessed by `pre` (no
+/// augmentation; the last batch padded). Whoever changed the weights since its last pass calls
+/// `Evaluator::weights_changed` first.
+pub async fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Dataset, pre: &Preprocess) -> Result<(f64, f64)> {
+    let order = epoch_order(ds.len(), 0, 0, false);
+    let (mut loss, mut correct, mut n) = (0f64, 0f64, 0usize);
+    for b in 0..batch_count(ds.len(), eval.batch(), false) {
+        let batch = make_batch(ds, pre, &order, eval.batch(), (0, 0, b), false);
+        let (l, c, _) = eval.evaluate(gpu, &batch.input, &batch.labels).await?;
+        loss += l[..batch.valid].iter().map(|&v| v as f64).sum::<f64>();
+        correct += c[..batch.valid].iter().map(|&v| v as f64).sum::<f64>();
+        n += batch.valid;
+    }
+    Ok((loss / n as f64, correct / n as f64))
 }

@@ -120,8 +120,3 @@ pub fn batch_count(n: usize, batch: usize, train: bool) -> usize {
         n.div_ceil(batch)
     }
 }
-
-/// Steps per epoch of training with this batch size (the last incomplete batch is dropped).
-pub fn steps_per_epoch(n: usize, batch: usize) -> usize {
-    n / batch
-}

@@ -145,10 +145,15 @@ fn resume_and_compare(full: &Path, dir: &Path) {
     resume_and_compare_epochs(full, dir, 3)
 }
 
+/// `spgnet train --resume dir`.
+fn resume_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_spgnet"));
+    c.args(["train", "--resume"]).arg(dir).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
 fn resume_and_compare_epochs(full: &Path, dir: &Path, epochs: usize) {
-    let mut resume_cmd = Command::new(env!("CARGO_BIN_EXE_spgnet"));
-    resume_cmd.args(["train", "--resume"]).arg(dir).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
-    assert!(resume_cmd.status().unwrap().success());
+    assert!(resume_cmd(dir).stderr(Stdio::null()).status().unwrap().success());
     let a = spgnet::checkpoint::load(&full.join("last.safetensors")).unwrap();
     let b = spgnet::checkpoint::load(&dir.join("last.safetensors")).unwrap();
     for (name, va) in &a.tensors {
@@ -236,9 +241,7 @@ fn a_second_run_on_the_same_folder_is_refused_until_the_first_ends() {
     // a killed run leaves no stale lock: the folder resumes at once
     first.kill().unwrap();
     first.wait().unwrap();
-    let mut resume = Command::new(env!("CARGO_BIN_EXE_spgnet"));
-    resume.args(["train", "--resume"]).arg(&dir).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
-    assert!(resume.status().unwrap().success());
+    assert!(resume_cmd(&dir).stderr(Stdio::null()).status().unwrap().success());
 }
 
 #[test]
@@ -271,9 +274,7 @@ fn a_disk_that_fills_up_mid_run_stops_it_with_the_files_before_intact() {
     spgnet::checkpoint::TensorFile::open(&run.join("resume.safetensors")).unwrap();
     // freed, the run resumes from epoch 1's resume point
     std::fs::remove_file(&filler).unwrap();
-    let mut resume = Command::new(env!("CARGO_BIN_EXE_spgnet"));
-    resume.args(["train", "--resume"]).arg(&run).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stderr(Stdio::null());
-    assert!(resume.status().unwrap().success());
+    assert!(resume_cmd(&run).stderr(Stdio::null()).status().unwrap().success());
 }
 
 #[test]
@@ -286,12 +287,7 @@ fn a_damaged_resume_file_is_refused_with_a_clear_message() {
     let at = bytes.len() - 4097;
     bytes[at] ^= 1;
     std::fs::write(&p, &bytes).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_spgnet"))
-        .args(["train", "--resume"])
-        .arg(&run)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap();
+    let out = resume_cmd(&run).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.lines().last().unwrap().contains("resume.safetensors: the tensor data is damaged (checksum"), "{err}");

@@ -342,14 +342,7 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        // Natively the map completes inside poll; the browser completes it on its own.
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| self.failure(format!("GPU device lost while waiting for results: {e}")))?;
-        rx.await
-            .map_err(|_| self.failure("GPU readback was cancelled".into()))?
-            .map_err(|e| self.failure(format!("GPU readback failed: {e}")))?;
+        self.completion(rx, "reading results back").await?.map_err(|e| self.failure(format!("GPU readback failed: {e}")))?;
         let data = slice.get_mapped_range().map_err(|e| self.failure(format!("GPU readback failed: {e:?}")))?.to_vec();
         staging.unmap();
         self.staging.lock().unwrap().push(staging);
@@ -609,17 +602,22 @@ impl Gpu {
         self.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
         });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
-        rx.await.map_err(|_| self.failure("the GPU queue was dropped".into()))?;
+        self.completion(rx, "finishing its work").await?;
         self.check()
     }
 
     /// Wait until the GPU has finished all submitted work (blocks; native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| self.failure(format!("GPU device lost: {e}")))?;
-        self.check()
+        pollster::block_on(self.finish())
+    }
+
+    /// What a GPU callback sends on `rx`: natively once a poll of the device has run it, in the
+    /// browser when the browser calls it.
+    async fn completion<T>(&self, rx: futures_channel::oneshot::Receiver<T>, what: &str) -> Result<T> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| self.failure(format!("GPU device lost while {what}: {e}")))?;
+        rx.await.map_err(|_| self.failure(format!("the GPU stopped before {what}")))
     }
 
     /// The error for a failed GPU operation: the device loss when that is the cause.

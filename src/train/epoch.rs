@@ -12,7 +12,7 @@ use crate::gpu::{Gpu, Launch};
 use crate::network::learning_rate;
 use crate::network::{Evaluator, Trainer};
 use crate::ops::sgd;
-use crate::preprocess::{steps_per_epoch, Preprocess};
+use crate::preprocess::{batch_count, Preprocess};
 use anyhow::{bail, Result};
 use pollster::block_on;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,7 @@ pub(super) enum EpochEnd {
 
 impl Session<'_> {
     pub fn steps_per_epoch(&self) -> usize {
-        steps_per_epoch(self.prep.train.len(), self.args.batch)
+        batch_count(self.prep.train.len(), self.args.batch, true)
     }
 
     /// Train epoch `epoch` (0-based) from where `done` left it, and evaluate: its row of
@@ -116,7 +116,7 @@ impl Session<'_> {
         }
         let train_secs = elapsed(t0);
         bar.finish_and_clear();
-        let (val_loss, val_acc) = evaluate(gpu, self.evaluator, &self.prep.test, &self.prep.eval_pre, args.seed)?;
+        let (val_loss, val_acc) = evaluate(gpu, self.evaluator, &self.prep.test, &self.prep.eval_pre)?;
         Ok(EpochEnd::Complete(EpochMetrics {
             epoch: epoch + 1,
             step: (epoch + 1) * steps,
@@ -132,16 +132,9 @@ impl Session<'_> {
 }
 
 /// Evaluate the evaluator's state on a dataset: (mean loss, accuracy).
-pub fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Arc<Dataset>, pre: &Arc<Preprocess>, seed: u64) -> Result<(f64, f64)> {
+pub fn evaluate(gpu: &Gpu, eval: &Evaluator, ds: &Dataset, pre: &Preprocess) -> Result<(f64, f64)> {
     eval.weights_changed(); // training or the EMA wrote them since the last evaluation
-    let (mut loss, mut correct, mut n) = (0f64, 0f64, 0usize);
-    for b in augment::batches(ds.clone(), pre.clone(), eval.batch(), seed, 0, false)? {
-        let (l, c, _) = block_on(eval.evaluate(gpu, &b.input, &b.labels))?;
-        loss += l[..b.valid].iter().map(|&v| v as f64).sum::<f64>();
-        correct += c[..b.valid].iter().map(|&v| v as f64).sum::<f64>();
-        n += b.valid;
-    }
-    Ok((loss / n as f64, correct / n as f64))
+    block_on(crate::fit::evaluate(gpu, eval, ds, pre))
 }
 
 fn bar_style() -> indicatif::ProgressStyle {

@@ -7,12 +7,14 @@ use anyhow::{anyhow, bail, Result};
 use spgnet::checkpoint::{self, Checkpoint, Metadata};
 use spgnet::classify::{top_k, Model};
 use spgnet::data::{self, Dataset};
+use spgnet::fit::{evaluate, learning_rate_at, train_step};
 use spgnet::gpu::Gpu;
 use spgnet::model::{ModelConfig, Variant};
-use spgnet::network::{learning_rate, DeviceState, Evaluator, TrainOptions, Trainer};
+use spgnet::network::{DeviceState, Evaluator, TrainOptions, Trainer};
 use spgnet::preprocess::{batch_count, conform, epoch_order, make_batch, Preprocess};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -165,28 +167,10 @@ impl Engine {
         test_labels: Vec<u8>,
         fashion: bool,
     ) -> Result<String, JsValue> {
-        let classes: Vec<String> =
-            if fashion { data::FASHION_CLASSES.iter().map(|s| s.to_string()).collect() } else { (0..10).map(|d| d.to_string()).collect() };
-        let split = |images: Vec<u8>, labels: Vec<u8>, what: &str| -> Result<Dataset> {
-            let name = format!("{what} images");
-            let (idims, pixels) = data::parse_idx(std::path::Path::new(&name), &data::gunzip_if_gzipped(&name, images)?, 3)?;
-            let lname = format!("{what} labels");
-            let (ldims, l) = data::parse_idx(std::path::Path::new(&lname), &data::gunzip_if_gzipped(&lname, labels)?, 1)?;
-            if idims[0] != ldims[0] || idims[0] == 0 {
-                bail!("the {what} files hold {} images but {} labels", idims[0], ldims[0]);
-            }
-            if let Some(x) = l.iter().find(|&&x| x as usize >= classes.len()) {
-                bail!("{lname}: label {x} is out of range for {} classes", classes.len());
-            }
-            Ok(Dataset {
-                name: "idx".into(),
-                images: pixels,
-                labels: l.into_iter().map(u32::from).collect(),
-                channels: 1,
-                h: idims[1],
-                w: idims[2],
-                classes: classes.clone(),
-            })
+        let classes = data::idx_classes(if fashion { data::Kind::FashionMnist } else { data::Kind::Mnist });
+        let split = |images: Vec<u8>, labels: Vec<u8>, what: &str| {
+            let (images_at, labels_at) = (format!("the {what} images"), format!("the {what} labels"));
+            data::idx_dataset("idx", (Path::new(&images_at), images), (Path::new(&labels_at), labels), &classes)
         };
         let d = (|| {
             Ok::<_, anyhow::Error>(Data {
@@ -205,15 +189,12 @@ impl Engine {
     pub fn set_cifar_data(&self, train: Vec<js_sys::Uint8Array>, test: Vec<js_sys::Uint8Array>) -> Result<String, JsValue> {
         let classes: Vec<String> = data::CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
         let split = |files: &[js_sys::Uint8Array], what: &str| -> Result<Dataset> {
-            let mut d =
-                Dataset { name: "cifar10".into(), images: vec![], labels: vec![], channels: 3, h: 32, w: 32, classes: classes.clone() };
-            for (i, f) in files.iter().enumerate() {
-                data::parse_cifar(&format!("{what} file {}", i + 1), &f.to_vec(), 1, 10, &mut d)?;
-            }
-            if d.is_empty() {
+            if files.is_empty() {
                 bail!("no {what} file given");
             }
-            Ok(d)
+            let bytes: Vec<Vec<u8>> = files.iter().map(|f| f.to_vec()).collect();
+            let named: Vec<(String, &[u8])> = bytes.iter().enumerate().map(|(i, b)| (format!("{what} file {}", i + 1), &b[..])).collect();
+            data::cifar_dataset("cifar10", &named, 1, &classes)
         };
         let d = (|| Ok::<_, anyhow::Error>(Data { train: split(&train, "training")?, test: split(&test, "test")? }))().map_err(js_error)?;
         let line = format!("{} training and {} test images, 32x32 RGB", d.train.len(), d.test.len());
@@ -301,18 +282,16 @@ impl Engine {
             let total = per_epoch * s.epochs;
             let t = Instant::now();
             let (mut losses, mut correct, mut seen, mut lr) = (Vec::new(), 0.0, 0usize, 0.0);
+            let mut order: Option<(usize, Vec<usize>)> = None; // the current epoch's, shuffled once
             while losses.len() < steps && s.step.get() < total {
                 let step = s.step.get();
                 let (epoch, b) = (step / per_epoch, step % per_epoch);
-                let order = epoch_order(s.train.len(), s.seed, epoch, true);
-                let batch = make_batch(&s.train, &s.pre, &order, s.batch, (s.seed, epoch, b), true);
-                // a short linear warm-up: from scratch, BatchNorm's first steps diverge at full rate
-                lr = learning_rate(s.base_lr, step, per_epoch.min(50), total);
-                s.trainer.step(&gpu, &batch.input, &batch.labels, lr, (s.seed as u32).wrapping_add(step as u32))?;
-                let (loss, right) = s.trainer.metrics(&gpu).await?;
-                if !loss.is_finite() {
-                    bail!("the loss became {loss} at step {}: try a smaller learning rate", step + 1);
+                if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    order = Some((epoch, epoch_order(s.train.len(), s.seed, epoch, true)));
                 }
+                let batch = make_batch(&s.train, &s.pre, &order.as_ref().unwrap().1, s.batch, (s.seed, epoch, b), true);
+                lr = learning_rate_at(s.base_lr, step, per_epoch, total);
+                let (loss, right) = train_step(&gpu, &s.trainer, &batch, lr, s.seed, step).await?;
                 losses.push(loss);
                 correct += right as f64;
                 seen += s.batch;
@@ -344,16 +323,8 @@ impl Engine {
                 }
                 cached.clone().unwrap()
             };
-            let order = epoch_order(s.test.len(), 0, 0, false);
-            let (mut loss, mut correct, mut n) = (0.0, 0.0, 0usize);
-            for b in 0..batch_count(s.test.len(), eval.batch(), false) {
-                let batch = make_batch(&s.test, &s.eval_pre, &order, eval.batch(), (0, 0, b), false);
-                let (l, c, _) = eval.evaluate(&gpu, &batch.input, &batch.labels).await?;
-                loss += l[..batch.valid].iter().map(|&v| v as f64).sum::<f64>();
-                correct += c[..batch.valid].iter().map(|&v| v as f64).sum::<f64>();
-                n += batch.valid;
-            }
-            Ok(serde_json::json!({"loss": loss / n as f64, "accuracy": correct / n as f64, "images": n}).to_string())
+            let (loss, accuracy) = evaluate(&gpu, &eval, &s.test, &s.eval_pre).await?;
+            Ok(serde_json::json!({"loss": loss, "accuracy": accuracy, "images": s.test.len()}).to_string())
         })
     }
 
