@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what spgnet needs on Debian (bookworm) or Ubuntu: a Vulkan driver -- Mesa's lavapipe
 # on machines without a GPU, the 2-4x faster one from bookworm-backports where available --,
-# the Fashion-MNIST dataset, and Chromium for the browser test. The backports suite reuses the
-# archive already configured: no host name is written here.
+# the Fashion-MNIST dataset, Chromium for the browser test, and ONNX Runtime (Python) for the
+# ONNX export's test. The backports suite reuses the archive already configured: no host name is
+# written here.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -38,3 +39,7 @@ $SUDO apt-get install -y -q libvulkan1 dataset-fashion-mnist
 $SUDO apt-get install -y -q chromium
 # Node.js drives the browser test (playwright-core, from npm); Debian's where the machine has none.
 command -v node >/dev/null || $SUDO apt-get install -y -q nodejs npm
+# Python's venv module, then ONNX Runtime and onnx from PyPI in tools/.venv: the ONNX export's
+# test (tests/onnx.rs) runs the exported models there.
+python3 -c "import ensurepip, venv" 2>/dev/null || $SUDO apt-get install -y -q python3-venv
+bash "$(dirname "$0")/../tools/onnx_venv.sh"

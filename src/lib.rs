@@ -40,6 +40,7 @@ pub mod fit;
 pub mod gpu;
 pub mod model;
 pub mod network;
+pub mod onnx;
 pub mod ops;
 pub mod preprocess;
 pub mod summary;

@@ -66,17 +66,31 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         count: usize,
     },
-    /// Re-save a checkpoint, with conv and linear weights in f16 (--half) and extra metadata
+    /// Write a model as ONNX (--onnx, for ONNX Runtime, TensorRT, OpenVINO...) or re-save it as
+    /// safetensors (--out), with conv and linear weights in f16 (--half) and extra metadata
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["onnx", "out"])))]
     Export {
+        /// The checkpoint to export (default: the shipped Fashion-MNIST model)
         #[arg(long)]
-        weights: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Store conv and linear weights as f16 (half the size; BN tensors stay f32)
-        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Write an ONNX graph (opset 17): input 'input' [batch, C, S, S], already normalised
+        /// ((pixel / 255 - mean) / std, given in its metadata_props), output 'logits'
+        #[arg(long, value_name = "MODEL.onnx")]
+        onnx: Option<PathBuf>,
+        /// ONNX batch dimension: 'dynamic' (any batch size) or a fixed number of images
+        #[arg(long, default_value = "dynamic", requires = "onnx")]
+        batch: String,
+        /// ONNX: fold every BatchNorm into the weights and a bias of the conv or linear layer before it
+        #[arg(long, requires = "onnx")]
+        fold_bn: bool,
+        /// Re-save as safetensors here
+        #[arg(long, value_name = "FILE.safetensors")]
+        out: Option<PathBuf>,
+        /// Safetensors: store conv and linear weights as f16 (half the size; BN tensors stay f32)
+        #[arg(long, requires = "out")]
         half: bool,
-        /// Extra metadata, KEY=VALUE (repeatable), e.g. spgnet.test_accuracy=0.93
-        #[arg(long = "meta")]
+        /// Safetensors: extra metadata, KEY=VALUE (repeatable), e.g. spgnet.test_accuracy=0.93
+        #[arg(long = "meta", requires = "out")]
         meta: Vec<String>,
     },
     /// Per-layer table: output shape, parameters, multiply-adds; then totals
@@ -292,7 +306,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Infer { images, weights, top, json } => infer(backend, &images, weights, top, json),
         Command::Eval { set, batch, limit, plot, json } => eval(backend, set, batch, limit, plot, json),
         Command::Grid { set, out, count } => grid(backend, set, out, count),
-        Command::Export { weights, out, half, meta } => export(&weights, &out, half, meta),
+        Command::Export { weights, onnx: Some(onnx), batch, fold_bn, .. } => export_onnx(weights.as_deref(), &onnx, &batch, fold_bn),
+        Command::Export { weights, out: Some(out), half, meta, .. } => export(weights.as_deref(), &out, half, meta),
+        Command::Export { .. } => anyhow::bail!("export: pass --onnx MODEL.onnx or --out FILE.safetensors"),
         Command::Summary { version, size, classes, in_ch } => summary(&version, size, classes, in_ch),
         Command::Bench { version, batch, size, steps, classes, in_ch, profile, json } => {
             let a = spgnet::bench::BenchArgs {
@@ -437,8 +453,8 @@ fn grid(backend: &Option<String>, set: TestSetFlags, out: PathBuf, count: usize)
     Ok(())
 }
 
-fn export(weights: &Path, out: &Path, half: bool, meta: Vec<String>) -> Result<()> {
-    let ck = spgnet::checkpoint::load(weights)?;
+fn export(weights: Option<&Path>, out: &Path, half: bool, meta: Vec<String>) -> Result<()> {
+    let ck = spgnet::infer::load_model(weights)?.ck;
     let mut extra = std::collections::HashMap::new();
     for kv in meta {
         let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--meta '{kv}': expected KEY=VALUE"))?;
@@ -446,6 +462,29 @@ fn export(weights: &Path, out: &Path, half: bool, meta: Vec<String>) -> Result<(
     }
     spgnet::checkpoint::save_as(out, &ck, half, extra)?;
     eprintln!("wrote {} ({} bytes)", out.display(), std::fs::metadata(out)?.len());
+    Ok(())
+}
+
+fn export_onnx(weights: Option<&Path>, out: &Path, batch: &str, fold_bn: bool) -> Result<()> {
+    let options = spgnet::onnx::ExportOptions { batch: spgnet::onnx::Batch::parse(batch)?, fold_bn };
+    let model = spgnet::infer::load_model(weights)?;
+    let bytes = spgnet::onnx::export(&model, options)?;
+    spgnet::files::write_atomic(out, &bytes)?;
+    let (c, s) = (model.channels(), model.size);
+    let n = match options.batch {
+        spgnet::onnx::Batch::Dynamic => "batch".to_string(),
+        spgnet::onnx::Batch::Fixed(n) => n.to_string(),
+    };
+    eprintln!(
+        "wrote {} ({:.1} MB, opset {}{}): input '{}' [{n}, {c}, {s}, {s}], output '{}' [{n}, {}]",
+        out.display(),
+        bytes.len() as f64 / 1e6,
+        spgnet::onnx::OPSET,
+        if fold_bn { ", BatchNorm folded" } else { "" },
+        spgnet::onnx::INPUT,
+        spgnet::onnx::OUTPUT,
+        model.ck.config.num_classes
+    );
     Ok(())
 }
 

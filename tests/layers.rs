@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "data",
     "preprocess",
     "classify",
+    "onnx",
     "fit",
     "debug_step",
     "bench",
