@@ -11,6 +11,7 @@ use spgnet::fit::{evaluate, learning_rate_at, train_step};
 use spgnet::gpu::Gpu;
 use spgnet::model::{ModelConfig, Variant};
 use spgnet::network::{DeviceState, Evaluator, TrainOptions, Trainer};
+use spgnet::onnx::{export, Batch, ExportOptions};
 use spgnet::preprocess::{batch_count, conform, epoch_order, make_batch, Preprocess};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,19 +31,34 @@ fn promise<T: Into<JsValue>>(work: impl std::future::Future<Output = Result<T>> 
     future_to_promise(async move { work.await.map(Into::into).map_err(js_error) })
 }
 
-/// The model `classify` uses, with its device state and a one-image eval graph kept between
-/// calls (rebuilt when other weights are loaded).
+/// The model `classify` uses, with its device state, a one-image eval graph and the last
+/// batched one kept between calls (rebuilt when other weights are loaded).
 struct Classifier {
     model: Model,
     evaluator: Evaluator,
-    _state: DeviceState,
+    batched: RefCell<Option<Rc<Evaluator>>>,
+    state: DeviceState,
 }
 
 impl Classifier {
     fn new(gpu: &Gpu, model: Model) -> Result<Classifier> {
         let state = DeviceState::new(gpu, &model.ck)?;
         let evaluator = Evaluator::new(gpu, &state, 1, (model.size, model.size), 0.0)?;
-        Ok(Classifier { model, evaluator, _state: state })
+        Ok(Classifier { model, evaluator, batched: RefCell::new(None), state })
+    }
+
+    /// An eval graph for `batch` images: the last one made if it has that batch.
+    fn evaluator(&self, gpu: &Gpu, batch: usize) -> Result<Rc<Evaluator>> {
+        let mut slot = self.batched.borrow_mut();
+        match slot.as_ref() {
+            Some(e) if e.batch() == batch => Ok(e.clone()),
+            _ => {
+                *slot = None; // free the old graph's buffers first
+                let e = Rc::new(Evaluator::new(gpu, &self.state, batch, (self.model.size, self.model.size), 0.0)?);
+                *slot = Some(e.clone());
+                Ok(e)
+            }
+        }
     }
 }
 
@@ -135,6 +151,41 @@ impl Engine {
                 .collect();
             Ok(serde_json::json!({"top": top, "ms": t.elapsed().as_secs_f64() * 1000.0}).to_string())
         })
+    }
+
+    /// The classify model's logits [batch, classes] for `batch` preprocessed images [batch, c, s,
+    /// s] (normalised: what the ONNX export's `input` takes).
+    pub fn logits(&self, input: Vec<f32>, batch: usize) -> js_sys::Promise {
+        let (gpu, c) = (self.gpu.clone(), self.classifier.borrow().clone());
+        promise(async move {
+            if batch == 0 || batch > 1024 {
+                bail!("batch must be from 1 to 1024, got {batch}");
+            }
+            let eval = c.evaluator(&gpu, batch)?;
+            Ok(js_sys::Float32Array::from(&eval.logits(&gpu, &input).await?[..]))
+        })
+    }
+
+    /// The classify model's input and output: JSON `{"channels", "size", "classes"}`.
+    #[wasm_bindgen(js_name = modelShape)]
+    pub fn model_shape(&self) -> String {
+        let c = self.classifier.borrow();
+        serde_json::json!({"channels": c.model.channels(), "size": c.model.size, "classes": c.model.ck.config.num_classes}).to_string()
+    }
+
+    /// The classify model as an ONNX file (what native `spgnet export --onnx` writes). Options
+    /// (JSON): batch ("dynamic" or a number), foldBn (bool).
+    #[wasm_bindgen(js_name = exportOnnx)]
+    pub fn export_onnx(&self, options: &str) -> Result<js_sys::Uint8Array, JsValue> {
+        let o = Options::parse(options).map_err(js_error)?;
+        let batch = match o.0.get("batch") {
+            Some(serde_json::Value::Number(n)) => Batch::parse(&n.to_string()),
+            _ => Batch::parse(&o.text("batch", "dynamic")),
+        }
+        .map_err(js_error)?;
+        let fold_bn = o.0.get("foldBn").and_then(|v| v.as_bool()).unwrap_or(false);
+        let bytes = export(&self.classifier.borrow().model, ExportOptions { batch, fold_bn }).map_err(js_error)?;
+        Ok(js_sys::Uint8Array::from(&bytes[..]))
     }
 
     /// Use these weights (safetensors bytes, any spgnet checkpoint) for `classify`.

@@ -14,7 +14,7 @@ const failures = [];
 const check = (ok, what) => { console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`); if (!ok) failures.push(what); };
 
 // A static server for DIST on a free port.
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
 const server = createServer((req, res) => {
   const path = join(dist, decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/$/, '/index.html'));
   if (!path.startsWith(dist) || !existsSync(path)) { res.writeHead(404); res.end(); return; }
@@ -112,6 +112,24 @@ try {
   // bench: both throughputs measured
   const bench = await page.evaluate(() => window.spgnet.bench({ batch: 8, size: 32, steps: 2 }));
   check(bench.train_img_per_s > 0 && bench.infer_img_per_s > 0, `bench (batch 8, 32x32): train ${bench.train_img_per_s.toFixed(1)}, inference ${bench.infer_img_per_s.toFixed(1)} img/s`);
+
+  // compare.html: the shipped model, exported to ONNX by the page, in onnxruntime-web's WebGPU
+  // execution provider beside spgnet's kernels on the same adapter and input
+  const cmp = await browser.newPage();
+  cmp.on('pageerror', (e) => errors.push(`compare.html: ${e.message}`));
+  cmp.on('console', (m) => { if (m.type() === 'error') console.log(`  compare.html console: ${m.text()}`); });
+  await cmp.goto(url + 'compare.html');
+  const cready = await cmp.evaluate(() => window.compare.ready);
+  const compared = [];
+  for (const batch of [1, 16]) {
+    const r = await cmp.evaluate((b) => window.compare.run({ batch: b, runs: 3 }), batch);
+    compared.push(r);
+    check(r.max_rel_diff <= 1e-4 && r.spgnet_img_per_s > 0 && r.ort_img_per_s > 0,
+      `compare.html (ONNX file ${(cready.onnxBytes / 1e6).toFixed(1)} MB), batch ${batch} of ${r.channels}x${r.size}x${r.size}: spgnet ${r.spgnet_img_per_s.toFixed(1)} img/s, ONNX Runtime Web ${r.ort_version} (WebGPU EP) ${r.ort_img_per_s.toFixed(1)} img/s, logits agree to ${r.max_rel_diff.toExponential(1)}`);
+  }
+  mkdirSync(dirname(screenshot), { recursive: true });
+  writeFileSync(join(dirname(screenshot), 'compare.json'), JSON.stringify(compared, null, 1));
+  await cmp.close();
 
   // the page as a visitor sees it: a classified sample and a short training curve
   await page.setInputFiles('#image-file', native[0].image);
