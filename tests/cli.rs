@@ -97,6 +97,15 @@ fn infer_reads_every_format_and_colour_type() {
     assert!(ok && out.lines().count() == files.len() + 1 && out.lines().all(|l| l.matches('%').count() <= 1), "{out}");
 }
 
+/// `spgnet summary | head -1`: a reader that stops early is not an error (exit 0, nothing said).
+#[test]
+fn closed_stdout_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_spgnet")).arg("summary").stdout(writer).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn summary_totals() {
     let (ok, out, _) = spgnet(&["summary"]);
