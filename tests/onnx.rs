@@ -86,6 +86,11 @@ fn write_case(dir: &Path, case: &Case, planes: &[u8]) -> serde_json::Value {
         "metadata": {
             "classes": serde_json::to_string(&m.classes).unwrap(),
             "input_size": s.to_string(),
+            "input_name": "input",
+            "input_shape": match case.options.batch {
+                Batch::Dynamic => format!("[\"batch\",{c},{s},{s}]"),
+                Batch::Fixed(b) => format!("[{b},{c},{s},{s}]"),
+            },
             "input_channels": c.to_string(),
             "mean": serde_json::to_string(&m.pre.mean).unwrap(),
             "std": serde_json::to_string(&m.pre.std).unwrap(),

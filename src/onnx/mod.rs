@@ -112,20 +112,28 @@ pub fn export(model: &Model, options: ExportOptions) -> Result<Vec<u8>> {
             classes
         )),
         graph: Some(graph),
-        metadata_props: metadata(model),
+        metadata_props: metadata(model, options.batch),
     };
     Ok(model_proto.encode_to_vec())
 }
 
 /// What a user needs to feed the model and read its output, as JSON strings.
-fn metadata(model: &Model) -> Vec<StringStringEntryProto> {
+fn metadata(model: &Model, batch: Batch) -> Vec<StringStringEntryProto> {
     let ck = &model.ck;
+    let (c, s) = (ck.config.in_channels, model.size);
+    let n = match batch {
+        Batch::Dynamic => "\"batch\"".to_string(),
+        Batch::Fixed(n) => n.to_string(),
+    };
     // Serialized from the typed values, so f32s print as written ("0.286", not its f64 widening);
     // lists of strings and floats always serialize.
     let mut props = vec![
         ("classes", serde_json::to_string(&model.classes).unwrap_or_default()),
         ("mean", serde_json::to_string(&model.pre.mean).unwrap_or_default()),
         ("std", serde_json::to_string(&model.pre.std).unwrap_or_default()),
+        ("input_name", INPUT.to_string()),
+        ("input_shape", format!("[{n},{c},{s},{s}]")),
+        ("output_name", OUTPUT.to_string()),
         ("input_size", model.size.to_string()),
         ("input_channels", ck.config.in_channels.to_string()),
         ("input_layout", "NCHW".to_string()),
