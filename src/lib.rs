@@ -9,6 +9,7 @@
 //! - `checkpoint`, `data`, `preprocess`: safetensors, datasets and images from bytes, batches
 //! - `classify`, `fit`, `debug_step`, `bench`, `summary`: what the commands, the web page and a
 //!   program using the library compute (classify images, train on data in memory, ...)
+//! - `onnx`: a model as an ONNX graph for ONNX Runtime and other runtimes
 //!
 //! Native only (the `native` feature, on by default): files, threads, terminal and pictures:
 //! `files`, `datasets`, `augment`, `infer`, `train`, `plot`.
@@ -27,6 +28,18 @@
 //! let (class, name, probability) = &prediction.top[0];
 //! assert_eq!((*class, name.as_str()), (8, "Bag"));
 //! assert!(*probability > 0.5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Export a model as ONNX (no GPU needed):
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! use spgnet::onnx::{export, Batch, ExportOptions};
+//! let model = spgnet::infer::load_model(None)?;
+//! let bytes = export(&model, ExportOptions { batch: Batch::Dynamic, fold_bn: true })?;
+//! assert!(bytes.len() > 1_000_000); // 3.3 M float32 values
 //! # Ok(())
 //! # }
 //! ```

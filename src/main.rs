@@ -78,19 +78,19 @@ enum Command {
         #[arg(long, value_name = "MODEL.onnx")]
         onnx: Option<PathBuf>,
         /// ONNX batch dimension: 'dynamic' (any batch size) or a fixed number of images
-        #[arg(long, default_value = "dynamic", requires = "onnx")]
+        #[arg(long, default_value = "dynamic", conflicts_with = "out")]
         batch: String,
         /// ONNX: fold every BatchNorm into the weights and a bias of the conv or linear layer before it
-        #[arg(long, requires = "onnx")]
+        #[arg(long, conflicts_with = "out")]
         fold_bn: bool,
         /// Re-save as safetensors here
         #[arg(long, value_name = "FILE.safetensors")]
         out: Option<PathBuf>,
         /// Safetensors: store conv and linear weights as f16 (half the size; BN tensors stay f32)
-        #[arg(long, requires = "out")]
+        #[arg(long, conflicts_with = "onnx")]
         half: bool,
         /// Safetensors: extra metadata, KEY=VALUE (repeatable), e.g. spgnet.test_accuracy=0.93
-        #[arg(long = "meta", requires = "out")]
+        #[arg(long = "meta", conflicts_with = "onnx")]
         meta: Vec<String>,
     },
     /// Per-layer table: output shape, parameters, multiply-adds; then totals

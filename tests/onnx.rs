@@ -210,4 +210,9 @@ fn export_command_writes_onnx_and_rejects_bad_batch() {
     assert!(err.contains("--batch '0'") && err.lines().count() == 1, "{err}");
     let neither = run(&["export"]);
     assert!(!neither.status.success());
+    // ONNX options with a safetensors target (and the reverse) are refused, not ignored
+    for args in [&["export", "--out", "x.safetensors", "--fold-bn"][..], &["export", "--onnx", "x.onnx", "--half"]] {
+        let r = run(args);
+        assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("cannot be used with"), "{args:?}");
+    }
 }
