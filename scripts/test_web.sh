@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser test: builds the page (scripts/build_web.sh), then drives it in Debian's headless
 # Chromium (WebGPU on SwiftShader) with playwright-core: classify against native `spgnet infer`,
+# the ONNX export against native `spgnet export --onnx` and in ONNX Runtime Web (compare.html),
 # debugStep against the Paddle golden step, 20 training steps, bad uploads, and a screenshot
 # (target/web/page.png; SPGNET_UPDATE_SCREENSHOT=1 also copies it to the README's picture), and
 # the weights the page trained, downloaded, loaded by native `spgnet infer` and `spgnet eval`.
@@ -15,6 +16,7 @@ cargo build --release --bin spgnet
 (cd web/test && npm install --no-audit --no-fund --loglevel=error)
 mkdir -p target/web
 target/release/spgnet infer --json assets/samples/*.png > target/web/native-infer.json 2>/dev/null
+target/release/spgnet export --onnx target/web/native.onnx 2>/dev/null
 node web/test/browser.mjs "$PWD/web/dist" target/web/native-infer.json "${GOLDEN:-../shared/golden/s2p6-b16-32}" target/web/page.png
 # the weights the page trained and downloaded load in the native program
 target/release/spgnet infer --weights target/web/browser-trained.safetensors assets/samples/bag.png --top 1

@@ -45,6 +45,11 @@ window.spgnet = {
     const e = await engineReady;
     e.loadWeights(bytes);
   },
+  // The classify model as ONNX bytes (what native `spgnet export --onnx` writes).
+  async exportOnnx({ batch = 'dynamic', foldBn = false } = {}) {
+    const e = await engineReady;
+    return e.exportOnnx(JSON.stringify({ batch, foldBn }));
+  },
   async debugStep(weights, batch, steps) {
     const e = await engineReady;
     return e.debugStep(weights, batch, steps);
@@ -69,6 +74,14 @@ window.spgnet = {
   },
 };
 
+// Offers bytes to the visitor as a downloaded file.
+function saveBytes(bytes, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+  a.download = name;
+  a.click();
+}
+
 function problem(message) {
   const p = $('problem');
   p.textContent = message;
@@ -76,6 +89,9 @@ function problem(message) {
 }
 
 // ---- Classify panel
+
+// The classify model's file name without extension (names its ONNX download).
+let modelStem = 'spgnet-s2p6-fashion-mnist';
 
 function showTop(r) {
   const ol = $('top');
@@ -148,12 +164,22 @@ function setUpClassify() {
     await classifyBytes(new Uint8Array(await blob.arrayBuffer()), pad.toDataURL());
   }, 'image/png'));
 
+  $('onnx-download').addEventListener('click', async (e) => {
+    e.preventDefault();
+    try {
+      saveBytes(await window.spgnet.exportOnnx(), `${modelStem}.onnx`);
+    } catch (err) {
+      problem(err.message);
+    }
+  });
+
   $('weights-file').addEventListener('change', async (e) => {
     const f = e.target.files[0];
     if (!f) return;
     try {
       await window.spgnet.loadWeights(new Uint8Array(await f.arrayBuffer()));
       $('model-name').textContent = f.name;
+      modelStem = f.name.replace(/\.safetensors$/, '');
       $('problem').hidden = true;
     } catch (err) {
       problem(`${f.name}: ${err.message}`);
@@ -285,11 +311,7 @@ function setUpTrain() {
   $('resume').addEventListener('click', async () => runTraining(await engineReady));
   $('download').addEventListener('click', async () => {
     try {
-      const bytes = await (await engineReady).weights();
-      const a = document.createElement('a');
-      a.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
-      a.download = `spgnet-${$('version').value}-browser.safetensors`;
-      a.click();
+      saveBytes(await (await engineReady).weights(), `spgnet-${$('version').value}-browser.safetensors`);
     } catch (err) {
       problem(err.message);
     }

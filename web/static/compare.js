@@ -36,7 +36,10 @@ function randomInput(n, seed) {
 }
 
 async function timeRuns(runs, once) {
-  await once(); // warm-up: pipelines, buffers, shader compilation
+  // warm-up: pipelines, buffers, shader compilation (SwiftShader keeps speeding up over the
+  // first two runs)
+  await once();
+  await once();
   const t0 = performance.now();
   let last;
   for (let i = 0; i < runs; i++) last = await once();

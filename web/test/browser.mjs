@@ -113,6 +113,15 @@ try {
   const bench = await page.evaluate(() => window.spgnet.bench({ batch: 8, size: 32, steps: 2 }));
   check(bench.train_img_per_s > 0 && bench.infer_img_per_s > 0, `bench (batch 8, 32x32): train ${bench.train_img_per_s.toFixed(1)}, inference ${bench.infer_img_per_s.toFixed(1)} img/s`);
 
+  // exportOnnx: byte for byte what native `spgnet export --onnx` writes (scripts/test_web.sh),
+  // and the page's link downloads it
+  const nativeOnnx = readFileSync(join(dirname(screenshot), 'native.onnx'));
+  const pageOnnx = Buffer.from(await page.evaluate(() => window.spgnet.exportOnnx().then(window.toB64)), 'base64');
+  const [onnxDownload] = await Promise.all([page.waitForEvent('download'), page.click('#onnx-download')]);
+  const downloaded = readFileSync(await onnxDownload.path());
+  check(pageOnnx.equals(nativeOnnx) && downloaded.equals(nativeOnnx),
+    `exportOnnx and the "Download it as ONNX" link (${onnxDownload.suggestedFilename()}): the ${nativeOnnx.length} bytes native spgnet export --onnx writes`);
+
   // compare.html: the shipped model, exported to ONNX by the page, in onnxruntime-web's WebGPU
   // execution provider beside spgnet's kernels on the same adapter and input
   const cmp = await browser.newPage();
@@ -121,8 +130,8 @@ try {
   await cmp.goto(url + 'compare.html');
   const cready = await cmp.evaluate(() => window.compare.ready);
   const compared = [];
-  for (const batch of [1, 16]) {
-    const r = await cmp.evaluate((b) => window.compare.run({ batch: b, runs: 3 }), batch);
+  for (const batch of [16, 1]) {
+    const r = await cmp.evaluate((b) => window.compare.run({ batch: b, runs: 5 }), batch);
     compared.push(r);
     check(r.max_rel_diff <= 1e-4 && r.spgnet_img_per_s > 0 && r.ort_img_per_s > 0,
       `compare.html (ONNX file ${(cready.onnxBytes / 1e6).toFixed(1)} MB), batch ${batch} of ${r.channels}x${r.size}x${r.size}: spgnet ${r.spgnet_img_per_s.toFixed(1)} img/s, ONNX Runtime Web ${r.ort_version} (WebGPU EP) ${r.ort_img_per_s.toFixed(1)} img/s, logits agree to ${r.max_rel_diff.toExponential(1)}`);
