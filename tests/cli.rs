@@ -191,4 +191,9 @@ fn eval_grid_and_bench_on_real_data() {
             "{title}: stage 2's convs should run on the tiny-map GEMMs\n{out}"
         );
     }
+    // the footnote: the submit cost taken off each dispatch, and what the kernels sum to
+    let note = out.lines().find(|l| l.starts_with("(each dispatch")).unwrap_or_else(|| panic!("no footnote\n{out}"));
+    let numbers: Vec<f64> = note.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers.len(), 5, "{note}");
+    assert!(numbers.iter().all(|&x| x >= 0.0) && numbers[1] > 0.0 && numbers[3] > 0.0, "{note}");
 }
