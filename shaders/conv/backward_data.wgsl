@@ -184,3 +184,34 @@ fn backward_data_wt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
     }
     backward_data_store(b, row0, acc);
 }
+
+// backward_data_depthwise: the input gradient of a 3x3 depthwise conv, stride 1 or 2 (see
+// forward_depthwise): a lane per image, TM channels from wid.y, walking the input pixels and
+// the taps that reach them. Tap ky reaches input row iy from output row (iy + pad - ky) / stride
+// when that divides; stride 2 tests it with a mask (no per-lane division on the CPU adapter).
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) { return; }
+    let shift = p.stride - 1u;  // 0 or 1
+    for (var c = wid.y * TM; c < min(wid.y * TM + TM, p.cin); c++) {
+        let dy_plane = (n * p.cout + c) * p.oh * p.ow;
+        let dx_plane = (n * p.cin + c) * p.h * p.w;
+        for (var iy = 0u; iy < p.h; iy++) {
+            for (var ix = 0u; ix < p.w; ix++) {
+                var acc = 0.0;
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let ty = iy + p.pad;
+                    if (ty < ky || ((ty - ky) & shift) != 0u || ((ty - ky) >> shift) >= p.oh) { continue; }
+                    let oy = (ty - ky) >> shift;
+                    for (var kx = 0u; kx < 3u; kx++) {
+                        let tx = ix + p.pad;
+                        if (tx < kx || ((tx - kx) & shift) != 0u || ((tx - kx) >> shift) >= p.ow) { continue; }
+                        acc += bwd_w[c * 9u + ky * 3u + kx] * gather_src[dy_plane + oy * p.ow + ((tx - kx) >> shift)];
+                    }
+                }
+                bwd_dx[dx_plane + iy * p.w + ix] = acc;
+            }
+        }
+    }
+}

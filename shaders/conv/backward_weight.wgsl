@@ -434,6 +434,38 @@ fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
 }
 
+// backward_weight_depthwise: the weight gradient of a 3x3 depthwise conv, stride 1 or 2
+// (see forward_depthwise): a lane per channel with its nine taps' sums in registers, over
+// the images of batch slice wid.z; the pixels and taps are uniform across lanes.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cout) { return; }
+    let images = split_images(wid.z);
+    var acc: array<f32, 9>;
+    for (var n = images.x; n < images.y; n++) {
+        let dy_plane = (n * p.cout + c) * p.oh * p.ow;
+        let x_plane = (n * p.cin + c) * p.h * p.w;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let d = wgrad_dy[dy_plane + oy * p.ow + ox];
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let iy = oy * p.stride + ky;
+                    if (iy < p.pad || iy >= p.h + p.pad) { continue; }
+                    for (var kx = 0u; kx < 3u; kx++) {
+                        let ix = ox * p.stride + kx;
+                        if (ix < p.pad || ix >= p.w + p.pad) { continue; }
+                        acc[ky * 3u + kx] += d * wgrad_x[x_plane + (iy - p.pad) * p.w + ix - p.pad];
+                    }
+                }
+            }
+        }
+    }
+    for (var t = 0u; t < 9u; t++) {
+        wgrad_dw[wid.z * p.cout * 9u + c * 9u + t] = acc[t];
+    }
+}
+
 // sum_splits: dw[i] = sum over s of partial[s][i], in a fixed order (deterministic, no atomics).
 @group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ss_dw: array<f32>;

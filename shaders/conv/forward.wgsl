@@ -227,3 +227,53 @@ fn forward_by_pixel_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
     if (row0 >= p.cog) { return; }
     store_tile_bn(wid.z, row0, wid.y * TN, forward_tile(wid.z, row0, wid.y * TN));
 }
+
+// forward_depthwise, forward_depthwise_bn: a 3x3 depthwise conv (groups = channels: one
+// input and one output channel per group, stride 1 or 2). The tiles above would keep one
+// live row of TM; here a lane owns one image's planes of TM channels (from wid.y) and walks
+// their output pixels, so the weights and every tap's bounds test are uniform across lanes
+// (and a workgroup does enough to outweigh lavapipe's cost per workgroup).
+fn depthwise_pixel(x_plane: u32, c: u32, oy: u32, ox: u32) -> f32 {
+    var acc = 0.0;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = oy * p.stride + ky;  // in padded coordinates
+        if (iy < p.pad || iy >= p.h + p.pad) { continue; }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let ix = ox * p.stride + kx;
+            if (ix < p.pad || ix >= p.w + p.pad) { continue; }
+            acc += fwd_w[c * 9u + ky * 3u + kx] * gather_src[x_plane + (iy - p.pad) * p.w + ix - p.pad];
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) { return; }
+    for (var c = wid.y * TM; c < min(wid.y * TM + TM, p.cin); c++) {
+        let x_plane = (n * p.x_channels + p.x_first + c) * p.h * p.w;
+        let y_plane = (n * p.y_channels + p.y_first + c) * p.oh * p.ow;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                fwd_y[y_plane + oy * p.ow + ox] = depthwise_pixel(x_plane, c, oy, ox);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_depthwise_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) { return; }
+    for (var c = wid.y * TM; c < min(wid.y * TM + TM, p.cin); c++) {
+        let q = bn_channel(c, p.eps);
+        let x_plane = (n * p.x_channels + p.x_first + c) * p.h * p.w;
+        let y_plane = (n * p.y_channels + p.y_first + c) * p.oh * p.ow;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            for (var ox = 0u; ox < p.ow; ox++) {
+                fwd_y[y_plane + oy * p.ow + ox] = bn_apply(depthwise_pixel(x_plane, c, oy, ox), q, p.relu);
+            }
+        }
+    }
+}

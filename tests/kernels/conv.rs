@@ -118,6 +118,11 @@ fn conv_awkward_shapes() {
         // depthwise (groups = channels), 7x7 and 5x5 inputs with stride 2
         ConvShape { n: 2, cin: 12, h: 7, w: 7, cout: 12, groups: 12, k: 3, stride: 2 },
         ConvShape { n: 3, cin: 5, h: 5, w: 5, cout: 5, groups: 5, k: 3, stride: 2 },
+        // depthwise with stride 1 on a ragged map; and enough pixels that the weight gradient
+        // splits the batch (partial sums added by sum_splits)
+        ConvShape { n: 3, cin: 6, h: 5, w: 3, cout: 6, groups: 6, k: 3, stride: 1 },
+        ConvShape { n: 9, cin: 10, h: 12, w: 11, cout: 10, groups: 10, k: 3, stride: 1 },
+        ConvShape { n: 11, cin: 9, h: 1, w: 2, cout: 9, groups: 9, k: 3, stride: 2 },
         // batch 1, channels not a multiple of 4 or of the tile
         ConvShape { n: 1, cin: 3, h: 9, w: 7, cout: 7, groups: 1, k: 3, stride: 1 },
         ConvShape { n: 1, cin: 15, h: 5, w: 5, cout: 9, groups: 3, k: 3, stride: 2 },
@@ -314,6 +319,11 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // transposed weights (forward_wt_bn) writing a slice
     let s = ConvShape { n: 3, cin: 8, h: 5, w: 5, cout: 8, groups: 2, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 16, y_first: 8 }, true, 17);
+    // depthwise (the strided skip path's first conv), reading and writing slices
+    let s = ConvShape { n: 3, cin: 7, h: 5, w: 6, cout: 7, groups: 7, k: 3, stride: 2 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 9, x_first: 1, y_channels: 10, y_first: 3 }, false, 19);
+    let s = ConvShape { n: 9, cin: 4, h: 3, w: 3, cout: 4, groups: 4, k: 3, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), true, 20);
     // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
     let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);

@@ -16,6 +16,9 @@ pub fn backward_data_sharing(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, 
     if pointwise(s).is_some() {
         return vec![backward_data_pointwise(gpu, s, POINTWISE_TILE, dy, w, dx)];
     }
+    if depthwise(s) {
+        return vec![backward_data_depthwise(gpu, s, dy, w, dx)];
+    }
     if tiny_map(s) {
         return backward_data_tiny(gpu, s, dy, w, shared.0.as_ref(), dx);
     }

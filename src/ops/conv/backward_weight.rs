@@ -31,6 +31,9 @@ pub fn backward_weight(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, dw: &T
     if pointwise(s).is_some() && s.cin.is_multiple_of(4) && s.cout.is_multiple_of(4) {
         return backward_weight_pointwise(gpu, s, dy, x, dw);
     }
+    if depthwise(s) {
+        return backward_weight_depthwise(gpu, s, dy, x, dw);
+    }
     if tiny_map(s) {
         return backward_weight_tiny(gpu, s, dy, x, dw);
     }

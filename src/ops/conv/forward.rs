@@ -19,6 +19,9 @@ pub fn forward_sharing(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Ten
     if pointwise(s).is_some() {
         return unshared(forward_pointwise(gpu, s, POINTWISE_TILE, x, w, y));
     }
+    if depthwise(s) {
+        return unshared(vec![forward_depthwise(gpu, s, Slices::whole(s), x, w, None, y)]);
+    }
     if let Some(tile) = by_pixel(s) {
         return unshared(vec![forward_by_pixel(gpu, s, tile, x, w, y)]);
     }
@@ -42,6 +45,9 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
     }
     if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
         return forward_pointwise_bn(gpu, s, POINTWISE_TILE, x, w, bn, y);
+    }
+    if depthwise(s) {
+        return vec![forward_depthwise(gpu, s, sl, x, w, Some(bn), y)];
     }
     if tiny_map(s) {
         return forward_tiny(gpu, s, sl, x, w, Some(bn), y);

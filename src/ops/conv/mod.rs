@@ -2,16 +2,18 @@
 //! function that chooses its kernel for a shape and the launchers of its candidates:
 //! `forward`, `backward_data`, `backward_weight`; 1x1 convs run as GEMMs (`pointwise`),
 //! convs on tiny maps as dense products per group (`tiny`), 1x1 convs on 1x1 maps as dense
-//! layers (ops::dense).
+//! layers (ops::dense), 3x3 depthwise convs on kernels of their own (`depthwise`).
 
 mod backward_data;
 mod backward_weight;
+mod depthwise;
 mod forward;
 mod pointwise;
 mod tiny;
 
 pub use backward_data::*;
 pub use backward_weight::*;
+pub use depthwise::*;
 pub use forward::*;
 pub use pointwise::*;
 pub use tiny::*;
@@ -60,6 +62,8 @@ crate::kernel_table! {
         ForwardByPixelBn = "forward_by_pixel_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardRows = "forward_rows" [Read, Read, ReadWrite],
         ForwardRowsBn = "forward_rows_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardDepthwise = "forward_depthwise" [Read, Read, ReadWrite],
+        ForwardDepthwiseBn = "forward_depthwise_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
     }
 }
 
@@ -69,6 +73,7 @@ crate::kernel_table! {
         BackwardData = "backward_data" [Read, Read, ReadWrite],
         BackwardDataWt = "backward_data_wt" [Read, Read, ReadWrite],
         BackwardDataRows = "backward_data_rows" [Read, Read, ReadWrite],
+        BackwardDataDepthwise = "backward_data_depthwise" [Read, Read, ReadWrite],
     }
 }
 
@@ -81,6 +86,7 @@ crate::kernel_table! {
         BackwardWeightByTap = "backward_weight_by_tap" [Read, Read, ReadWrite],
         BackwardWeight3x3 = "backward_weight_3x3" [Read, Read, ReadWrite],
         BackwardWeightRows = "backward_weight_rows" [Read, Read, ReadWrite],
+        BackwardWeightDepthwise = "backward_weight_depthwise" [Read, Read, ReadWrite],
         /// Adds the split partial sums in a fixed order.
         SumSplits = "sum_splits" [Read, ReadWrite],
     }
