@@ -5,6 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spgnet::gpu::{Gpu, Launch};
+use spgnet::ops::batchnorm::{self, BnShape};
 use spgnet::ops::conv::{self, ConvShape};
 use spgnet::ops::gemm::Strides;
 use spgnet::ops::gemm::{self, Tile};
@@ -15,11 +16,20 @@ const REPEAT: usize = 10;
 /// expansion and a GEMM); its flops are the sequence's useful work.
 fn bench_launch(c: &mut Criterion, gpu: &Gpu, name: &str, seq: Vec<Launch>) {
     let flops: f64 = seq.iter().map(|l| l.flops).sum();
+    bench_repeated(c, gpu, name, flops as u64, seq);
+}
+
+/// bench_launch for memory-bound kernels: throughput in the `values` each sequence touches.
+fn bench_values(c: &mut Criterion, gpu: &Gpu, name: &str, values: usize, seq: Vec<Launch>) {
+    bench_repeated(c, gpu, name, values as u64, seq);
+}
+
+fn bench_repeated(c: &mut Criterion, gpu: &Gpu, name: &str, elements: u64, seq: Vec<Launch>) {
     let launches: Vec<Launch> = (0..REPEAT).flat_map(|_| seq.iter().cloned()).collect();
     gpu.run(&launches).unwrap(); // JIT-compiles the pipeline outside the timing
     let mut g = c.benchmark_group("kernels");
     g.sample_size(10).measurement_time(std::time::Duration::from_secs(4));
-    g.throughput(Throughput::Elements((flops * REPEAT as f64) as u64));
+    g.throughput(Throughput::Elements(elements * REPEAT as u64));
     g.bench_function(name, |b| b.iter(|| gpu.run(&launches).unwrap()));
     g.finish();
 }
@@ -74,6 +84,25 @@ fn kernels(c: &mut Criterion) {
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_forward", conv::forward(&gpu, &p, &px, &pw, &py));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_data", conv::backward_data(&gpu, &p, &py, &pw, &px));
     bench_launch(c, &gpu, "conv1x1_n64_c192to96_4x4_backward_weight", conv::backward_weight(&gpu, &p, &py, &px, &pw));
+    // Training BatchNorm (forward with ReLU, backward) on SPGNet's shapes at 32x32, batch 64:
+    // stage 1 (96 channels of 4x4), stage 2 (192 of 2x2), the head's BatchNorm1d (1024).
+    // Throughput in activation values (elem/s), not flops.
+    for (name, s) in [
+        ("s1_c96_4x4", BnShape { n: 64, c: 96, hw: 16 }),
+        ("s2_c192_2x2", BnShape { n: 64, c: 192, hw: 4 }),
+        ("head_c1024", BnShape { n: 64, c: 1024, hw: 1 }),
+        ("stem_c24_8x8", BnShape { n: 64, c: 24, hw: 64 }),
+    ] {
+        let p = batchnorm::params(&gpu, &s, true);
+        let values = |label: &str| gpu.zeros(&[s.len()], label);
+        let channels = |label: &str| gpu.zeros(&[s.c], label);
+        let (x, y, dx, saved) = (values("x"), values("y"), values("dx"), gpu.zeros(&[2 * s.c], "saved"));
+        let [rm, rv, gamma, beta, dgamma, dbeta] = ["rm", "rv", "gamma", "beta", "dgamma", "dbeta"].map(channels);
+        let fwd = batchnorm::forward_train(&gpu, &p, &s, &x, &saved, (&rm, &rv), (&gamma, &beta), &y, None, None);
+        let bwd = batchnorm::backward(&gpu, &p, &s, &y, None, &x, &saved, (&gamma, &beta), (&dgamma, &dbeta), &dx);
+        bench_values(c, &gpu, &format!("bn_forward_train_{name}"), s.len(), fwd);
+        bench_values(c, &gpu, &format!("bn_backward_{name}"), s.len(), bwd);
+    }
     // A plain GEMM, the adapter's practical ceiling for these kernels: M=64, N=4096, K=576.
     let (m, n, k) = (64, 4096, 576);
     let (a, b, cc) = (gpu.zeros(&[m, k], "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
