@@ -3,8 +3,8 @@
 
 @compute @workgroup_size(WG, 1, 1)
 fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= rows_lanes()) { return; }
-    let r = rows_run(gid.x);
+    if (gid.x >= rows_lanes(p.h, p.w)) { return; }
+    let r = rows_run(gid.x, p.h, p.w);
     let hw = p.h * p.w;
     let g = wid.z;
     let row0 = wid.y * TM;

@@ -153,12 +153,13 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
     return acc;
 }
 
-// Lane gid.x's first run: image, row and run in the row (NV runs per lane).
-fn rows_run(lane: u32) -> vec3<u32> {
-    let lanes_per_row = p.w / 4u / NV;
-    return vec3<u32>(lane / (p.h * lanes_per_row), (lane / lanes_per_row) % p.h, (lane % lanes_per_row) * NV);
+// Lane gid.x's first run on a map of h x w lanes' pixels (the output's for the forward, the
+// input's for the input gradient): image, row and run in the row (NV runs per lane).
+fn rows_run(lane: u32, h: u32, w: u32) -> vec3<u32> {
+    let lanes_per_row = w / 4u / NV;
+    return vec3<u32>(lane / (h * lanes_per_row), (lane / lanes_per_row) % h, (lane % lanes_per_row) * NV);
 }
 
-fn rows_lanes() -> u32 {
-    return p.n * p.h * (p.w / 4u / NV);
+fn rows_lanes(h: u32, w: u32) -> u32 {
+    return p.n * h * (w / 4u / NV);
 }

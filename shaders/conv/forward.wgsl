@@ -167,22 +167,79 @@ fn forward_wt_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     store_tile_bn(wid.z, wid.y * TM, col0, forward_tile_wt(wid.z, wid.y * TM, col0));
 }
 
-// The forward's tile for run r (rows_run) of workgroup wid.
+// The forward's tile for run r (rows_run) of workgroup wid: where the group's first input
+// plane of the image starts (vec4s), where its weights start.
+fn forward_rows_src(r: vec3<u32>, wid: vec3<u32>) -> u32 {
+    return (r.x * p.x_channels + p.x_first + wid.z * p.cig) * (p.h * p.w / 4u);
+}
+
+fn forward_rows_w(wid: vec3<u32>) -> u32 {
+    return wid.z * p.cig * 9u * (p.cog / 4u);
+}
+
 fn forward_rows_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM * NV> {
-    let src = (r.x * p.x_channels + p.x_first + wid.z * p.cig) * (p.h * p.w / 4u);
-    return rows_tile(src, p.cig, p.cog, wid.z * p.cig * 9u * (p.cog / 4u), wid.y * TM, r.y, r.z, false);
+    return rows_tile(forward_rows_src(r, wid), p.cig, p.cog, forward_rows_w(wid), wid.y * TM, r.y, r.z, false);
+}
+
+// forward_rows_s2*: the same with stride 2. Output run q of row oy reads input columns
+// 8q - 1 .. 8q + 7 of rows 2 oy - 1 .. 2 oy + 1: per input channel and kernel row, the
+// run's two aligned vec4s and the value left of them hold the three kx taps' columns (every
+// other one), so 2 NV + 1 loads feed 3 NV TM vec4 FMAs, as many per load as stride 1. The
+// host runs it where the input is exactly twice as wide as the output (width in eights).
+fn forward_rows_s2_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM * NV> {
+    let src = forward_rows_src(r, wid);
+    let hwq = p.h * p.w / 4u;
+    let wq = p.w / 4u;
+    let outq = p.cog / 4u;
+    let w_q = row_quads(forward_rows_w(wid), wid.y * TM, p.cog);
+    let has_left = r.z > 0u;
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = i32(2u * r.y + ky) - 1;
+        let row_ok = iy >= 0 && iy < i32(p.h);
+        let run = src + select(0u, u32(iy) * wq + 2u * r.z, row_ok);
+        for (var c = 0u; c < p.cig; c++) {
+            let o = run + c * hwq;
+            var m: array<vec4<f32>, 2u * NV>;
+            for (var v = 0u; v < 2u * NV; v++) {
+                m[v] = select(vec4<f32>(0.0), rows_src4[o + v], row_ok);
+            }
+            let left = select(0.0, rows_src4[select(o, o - 1u, has_left)].w, row_ok && has_left);
+            // columns 8q - 1 + kx, 8q + 1 + kx, ... of run v (a, b its two vec4s)
+            var t0: array<vec4<f32>, NV>;
+            var t1: array<vec4<f32>, NV>;
+            var t2: array<vec4<f32>, NV>;
+            for (var v = 0u; v < NV; v++) {
+                let a = m[2u * v];
+                let b = m[2u * v + 1u];
+                let before = select(left, m[max(2u * v, 1u) - 1u].w, v > 0u);
+                t0[v] = vec4<f32>(before, a.y, a.w, b.y);
+                t1[v] = vec4<f32>(a.x, a.z, b.x, b.z);
+                t2[v] = vec4<f32>(a.y, a.w, b.y, b.w);
+            }
+            let w_row = c * 9u * outq + 3u * ky * outq;
+            for (var qq = 0u; qq < TM / 4u; qq++) {
+                let w0 = rows_w4[w_q[qq] + w_row];
+                let w1 = rows_w4[w_q[qq] + w_row + outq];
+                let w2 = rows_w4[w_q[qq] + w_row + 2u * outq];
+                for (var e = 0u; e < 4u; e++) {
+                    let i = 4u * qq + e;
+                    for (var v = 0u; v < NV; v++) {
+                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), t0[v], fma(vec4<f32>(w1[e]), t1[v], fma(vec4<f32>(w2[e]), t2[v], acc[i * NV + v])));
+                    }
+                }
+            }
+        }
+    }
+    return acc;
 }
 
 // Where row `row` of run r lands in y (first of four).
 fn forward_rows_out(r: vec3<u32>, g: u32, row: u32) -> u32 {
-    return (r.x * p.y_channels + p.y_first + g * p.cog + row) * p.h * p.w + r.y * p.w + 4u * r.z;
+    return (r.x * p.y_channels + p.y_first + g * p.cog + row) * p.oh * p.ow + r.y * p.ow + 4u * r.z;
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= rows_lanes()) { return; }
-    let r = rows_run(gid.x);
-    let acc = forward_rows_acc(r, wid);
+fn store_rows(r: vec3<u32>, wid: vec3<u32>, acc: array<vec4<f32>, TM * NV>) {
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
@@ -193,11 +250,7 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
     }
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    if (gid.x >= rows_lanes()) { return; }
-    let r = rows_run(gid.x);
-    let acc = forward_rows_acc(r, wid);
+fn store_rows_bn(r: vec3<u32>, wid: vec3<u32>, acc: array<vec4<f32>, TM * NV>) {
     for (var i = 0u; i < TM; i++) {
         let row = wid.y * TM + i;
         if (row >= p.cog) { break; }
@@ -209,6 +262,35 @@ fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
         }
     }
 }
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows(r, wid, forward_rows_acc(r, wid));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows_bn(r, wid, forward_rows_acc(r, wid));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows_s2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows(r, wid, forward_rows_s2_acc(r, wid));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_rows_s2_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows_bn(r, wid, forward_rows_s2_acc(r, wid));
+}
+
 // forward_by_pixel, forward_by_pixel_bn: the same two passes with the roles turned around,
 // for 1x1 convs with many output channels: lanes own TM output channels each (weights are
 // gathered), while the TN pixels come from workgroup_id, so x is read by scalar loads and

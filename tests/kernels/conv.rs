@@ -44,14 +44,16 @@ fn check_conv(s: ConvShape, seed: u64) {
     if nhwc {
         launches.extend(conv::backward_weight_nhwc(g, &s, gemm::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
-    // the forward on four-pixel runs, 16 and 8 output channels per lane (ragged where cog is
-    // not), one run per lane or two neighbouring ones where they divide a row
-    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2)]
+    // the forward on runs of four output pixels, 16, 12 and 8 output channels per lane (ragged
+    // where cog is not), one run per lane or two neighbouring ones where they divide a row;
+    // stride 1, or stride 2 on an input twice as wide as the output
+    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2), (12, 2)]
         .into_iter()
-        .filter(|&(_, nv)| (s.w / 4).is_multiple_of(nv))
+        .filter(|&(_, nv)| (s.ow() / 4).is_multiple_of(nv))
         .map(|(tm, nv)| gemm::Tile { tm, nv: nv as u32, wg: 8 })
         .collect();
-    let fwd_rows = s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4) && s.cog().is_multiple_of(4);
+    let fwd_rows =
+        s.k == 3 && s.cog().is_multiple_of(4) && ((s.stride == 1 && s.w.is_multiple_of(4)) || (s.stride == 2 && s.w.is_multiple_of(8)));
     let y_rows: Vec<Tensor> = fwd_row_tiles.iter().map(|_| g.zeros(&s.output_shape(), "y_rows")).collect();
     if fwd_rows {
         for (tile, y) in fwd_row_tiles.iter().zip(&y_rows) {
@@ -193,6 +195,14 @@ fn conv_awkward_shapes() {
         // 3x3 stride 1 on maps of 4 and 8 columns, ragged output channels, a map taller than wide
         ConvShape { n: 3, cin: 12, h: 4, w: 4, cout: 18, groups: 3, k: 3, stride: 1 },
         ConvShape { n: 2, cin: 6, h: 5, w: 8, cout: 10, groups: 2, k: 3, stride: 1 },
+        // stride 2 on row runs (forward_rows_s2): the input width in eights, odd and even
+        // heights, ragged output channel tiles, the stem's 3 -> 12 and 12 -> 24, one and two
+        // runs per lane
+        ConvShape { n: 3, cin: 5, h: 7, w: 8, cout: 12, groups: 1, k: 3, stride: 2 },
+        ConvShape { n: 2, cin: 16, h: 8, w: 16, cout: 24, groups: 2, k: 3, stride: 2 },
+        ConvShape { n: 2, cin: 12, h: 6, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
+        ConvShape { n: 2, cin: 3, h: 9, w: 24, cout: 20, groups: 1, k: 3, stride: 2 },
+        ConvShape { n: 3, cin: 24, h: 8, w: 8, cout: 24, groups: 6, k: 3, stride: 2 },
         // stride 3 (the general division path of backward_data)
         ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];
@@ -316,6 +326,11 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // four-pixel runs (forward_rows_bn) reading a middle slice and writing one
     let s = ConvShape { n: 2, cin: 16, h: 3, w: 8, cout: 8, groups: 2, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 20, x_first: 4, y_channels: 12, y_first: 2 }, true, 18);
+    // ... and with stride 2 (forward_rows_s2_bn), an odd height, one and two runs per lane
+    let s = ConvShape { n: 2, cin: 8, h: 5, w: 16, cout: 12, groups: 2, k: 3, stride: 2 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 11, x_first: 2, y_channels: 14, y_first: 1 }, true, 21);
+    let s = ConvShape { n: 3, cin: 3, h: 8, w: 8, cout: 12, groups: 1, k: 3, stride: 2 };
+    check_conv_bn_eval(s, conv::Slices::whole(&s), false, 22);
     // transposed weights (forward_wt_bn) writing a slice
     let s = ConvShape { n: 3, cin: 8, h: 5, w: 5, cout: 8, groups: 2, k: 3, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 8, x_first: 0, y_channels: 16, y_first: 8 }, true, 17);

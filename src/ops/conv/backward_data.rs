@@ -69,7 +69,7 @@ pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &T
 /// channels swapped (input channels per group in fours).
 pub(super) fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let swapped = ConvShape { cin: s.cout, cout: s.cin, ..*s };
-    rows_tile(gpu, &swapped)
+    rows_tile(gpu, &swapped).filter(|_| row_runs(s))
 }
 
 /// The 3x3 stride-1 input gradient over runs of four pixels (the shader's backward_data_rows):

@@ -115,8 +115,9 @@ pub fn forward_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, x: &Tensor, w: &Tensor, 
     vec![lw, l]
 }
 
-/// The 3x3 stride-1 forward over runs of four pixels (the shader's forward_rows), tile.tm
-/// output channels per lane (in fours); with `bn`, the eval epilogue (forward_rows_bn).
+/// The 3x3 forward over runs of four output pixels (the shader's forward_rows, or
+/// forward_rows_s2 for stride 2), tile.tm output channels per lane (in fours); with `bn`, the
+/// eval epilogue (forward_rows_bn, forward_rows_s2_bn).
 pub fn forward_rows(
     gpu: &Gpu,
     s: &ConvShape,
@@ -127,26 +128,18 @@ pub fn forward_rows(
     bn: Option<&BnEval>,
     y: &Tensor,
 ) -> Vec<Launch> {
-    assert!(by_rows(s) && tile.tm.is_multiple_of(4), "forward_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours");
+    assert!(by_rows(s) && tile.tm.is_multiple_of(4), "forward_rows: {s:?} with {tile:?} is not 3x3 on row runs, in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let grid = rows_grid(s, tile, s.cog());
+    let (plain, with_bn) = match s.stride {
+        1 => (ForwardKernel::ForwardRows, ForwardKernel::ForwardRowsBn),
+        _ => (ForwardKernel::ForwardRowsS2, ForwardKernel::ForwardRowsS2Bn),
+    };
     let mut l = match bn {
-        None => gpu.launch(
-            "conv.forward",
-            &weight_spec(tile, ForwardKernel::ForwardRows, uniform),
-            &params_with(gpu, s, 1, s.n, false, sl),
-            &[x, &wt, y],
-            grid,
-        ),
+        None => gpu.launch("conv.forward", &weight_spec(tile, plain, uniform), &params_with(gpu, s, 1, s.n, false, sl), &[x, &wt, y], grid),
         Some(bn) => {
             let p = params_with(gpu, s, 1, s.n, bn.relu, sl);
-            gpu.launch(
-                "conv.forward_bn",
-                &weight_spec(tile, ForwardKernel::ForwardRowsBn, uniform),
-                &p,
-                &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta],
-                grid,
-            )
+            gpu.launch("conv.forward_bn", &weight_spec(tile, with_bn, uniform), &p, &[x, &wt, y, bn.mean, bn.var, bn.gamma, bn.beta], grid)
         }
     };
     l.flops = 2.0 * s.macs();

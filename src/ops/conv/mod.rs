@@ -62,6 +62,8 @@ crate::kernel_table! {
         ForwardByPixelBn = "forward_by_pixel_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardRows = "forward_rows" [Read, Read, ReadWrite],
         ForwardRowsBn = "forward_rows_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardRowsS2 = "forward_rows_s2" [Read, Read, ReadWrite],
+        ForwardRowsS2Bn = "forward_rows_s2_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardDepthwise = "forward_depthwise" [Read, Read, ReadWrite],
         ForwardDepthwiseBn = "forward_depthwise_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
     }
@@ -329,18 +331,25 @@ fn row_runs(s: &ConvShape) -> bool {
     s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4)
 }
 
-/// The grid of forward_rows and backward_data_rows: a lane per run of four pixels, `rows`
-/// channels per group in tiles of tile.tm, the groups.
+/// Whether the forward's row-run kernels take this conv: as row_runs, or stride 2 on an input
+/// twice as wide as the output (forward_rows_s2: the width in eights).
+fn forward_row_runs(s: &ConvShape) -> bool {
+    row_runs(s) || (s.k == 3 && s.stride == 2 && s.w.is_multiple_of(8))
+}
+
+/// The grid of forward_rows and backward_data_rows: a lane per run of four pixels of the
+/// output (for the input gradient of a stride-1 conv, the same as the input), `rows` channels
+/// per group in tiles of tile.tm, the groups.
 fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
-    assert!((s.w / 4).is_multiple_of(tile.nv as usize), "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
-    [((s.n * s.h * s.w / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
+    assert!((s.ow() / 4).is_multiple_of(tile.nv as usize), "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
+    [((s.n * s.oh() * s.ow() / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
 }
 
 /// Runs per lane of the row-run kernels: two where they divide a row (benches/shares.rs,
 /// 96->96 g6 on 8x8 maps, 16 rows: forward 23.9 -> 35.6 GFLOP/s, input gradient 24.2 -> 35.3:
 /// the weights' loads serve twice the FMAs and neighbouring runs share their edge values).
 fn runs_per_lane(s: &ConvShape) -> u32 {
-    if (s.w / 4).is_multiple_of(2) {
+    if (s.ow() / 4).is_multiple_of(2) {
         2
     } else {
         1
@@ -351,11 +360,11 @@ fn runs_per_lane(s: &ConvShape) -> u32 {
 /// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
 fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: runs_per_lane(s), wg: 8 };
-    let fits = row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
+    let fits = forward_row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
     (by_rows(s) && fits).then_some(tile)
 }
 
 /// Whether forward_rows runs this conv: row runs, output channels per group in fours.
 fn by_rows(s: &ConvShape) -> bool {
-    row_runs(s) && s.cog().is_multiple_of(4)
+    forward_row_runs(s) && s.cog().is_multiple_of(4)
 }
