@@ -421,6 +421,11 @@ fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             }
         }
     }
+    store_rows_dw(split, g, row0, c0, acc);
+}
+
+// Stores a row-run lane's nine taps of TM output x NV input channels (to its split's partials).
+fn store_rows_dw(split: u32, g: u32, row0: u32, c0: u32, acc: array<f32, 9u * TM * NV>) {
     let total = p.cout * p.cig * 9u;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
@@ -432,6 +437,72 @@ fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             }
         }
     }
+}
+
+// backward_weight_rows_s2: the same with stride 2, where the input is exactly twice as wide
+// as the output (width in eights). Output run q of row oy meets input columns 8q - 1 .. 8q + 7
+// of rows 2 oy - 1 .. 2 oy + 1: per input channel and kernel row, two aligned vec4s and the
+// last value of the previous run's give the three kx taps' columns (every other one), so
+// TM + 6 NV loads feed 9 TM NV dot products. Stride 2 leaves few channels (the stem's 3 input
+// channels would keep 2 of 8 lanes busy), so lanes run over batch slices (gid.x, one partial
+// sum each) and the tile (TM output x NV input channels of group g) is uniform: wid.y, wid.z.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_rows_s2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let split = gid.x;
+    if (split >= p.splits) { return; }
+    let channel_tiles = (p.cig + NV - 1u) / NV;
+    let g = wid.z / channel_tiles;
+    let c0 = (wid.z % channel_tiles) * NV;
+    let row0 = wid.y * TM;
+    let x_hwq = p.h * p.w / 4u;
+    let wq = p.w / 4u;
+    let dy_hwq = p.oh * p.ow / 4u;
+    let dy_wq = p.ow / 4u;
+    let images = split_images(split);
+    var x_plane: array<u32, NV>;
+    for (var c = 0u; c < NV; c++) {
+        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * x_hwq;
+    }
+    var dy_plane: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * dy_hwq;
+    }
+    var acc: array<f32, 9u * TM * NV>;
+    for (var n = images.x; n < images.y; n++) {
+        let x_img = n * p.cin * x_hwq;
+        let dy_img = n * p.cout * dy_hwq;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            // per kernel row and input channel, the value left of the run (padding at the
+            // row's start; an explicit initializer, see backward_weight_rows)
+            var left = array<f32, 3u * NV>();
+            for (var q = 0u; q < dy_wq; q++) {
+                var dv: array<vec4<f32>, TM>;
+                for (var i = 0u; i < TM; i++) {
+                    dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * dy_wq + q];
+                }
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let iy = i32(2u * oy + ky) - 1;
+                    if (iy < 0 || iy >= i32(p.h)) { continue; }
+                    for (var c = 0u; c < NV; c++) {
+                        let at = x_img + x_plane[c] + u32(iy) * wq + 2u * q;
+                        let a = wr_x4[at];
+                        let b = wr_x4[at + 1u];
+                        let t0 = vec4<f32>(left[ky * NV + c], a.y, a.w, b.y);
+                        let t1 = vec4<f32>(a.x, a.z, b.x, b.z);
+                        let t2 = vec4<f32>(a.y, a.w, b.y, b.w);
+                        left[ky * NV + c] = b.w;
+                        for (var i = 0u; i < TM; i++) {
+                            let t = ((3u * ky) * TM + i) * NV + c;
+                            acc[t] += dot(dv[i], t0);
+                            acc[t + TM * NV] += dot(dv[i], t1);
+                            acc[t + 2u * TM * NV] += dot(dv[i], t2);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    store_rows_dw(split, g, row0, c0, acc);
 }
 
 // backward_weight_depthwise: the weight gradient of a 3x3 depthwise conv, stride 1 or 2

@@ -68,9 +68,9 @@ fn check_conv(s: ConvShape, seed: u64) {
             launches.extend(conv::backward_data_rows(g, &s, *tile, &dyt, &wt, dx));
         }
     }
-    // 3x3 stride 1 on rows of four-pixel runs, straight from NCHW (ragged channel tiles)
+    // the weight gradient on the same row runs, straight from NCHW (ragged channel tiles)
     let row_tiles = [gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 4, nv: 4, wg: 8 }];
-    let by_rows = s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4);
+    let by_rows = s.k == 3 && ((s.stride == 1 && s.w.is_multiple_of(4)) || (s.stride == 2 && s.w.is_multiple_of(8)));
     let dw_rows: Vec<Tensor> = row_tiles.iter().map(|_| g.zeros(&s.weight_shape(), "dw_rows")).collect();
     if by_rows {
         for (tile, dw) in row_tiles.iter().zip(&dw_rows) {
@@ -203,6 +203,8 @@ fn conv_awkward_shapes() {
         ConvShape { n: 2, cin: 12, h: 6, w: 16, cout: 24, groups: 1, k: 3, stride: 2 },
         ConvShape { n: 2, cin: 3, h: 9, w: 24, cout: 20, groups: 1, k: 3, stride: 2 },
         ConvShape { n: 3, cin: 24, h: 8, w: 8, cout: 24, groups: 6, k: 3, stride: 2 },
+        // ... whose weight gradient (lanes over batch slices) sums 7 slices of up to 3 images
+        ConvShape { n: 19, cin: 32, h: 4, w: 8, cout: 32, groups: 1, k: 3, stride: 2 },
         // stride 3 (the general division path of backward_data)
         ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];

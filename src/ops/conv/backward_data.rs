@@ -69,7 +69,7 @@ pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &T
 /// channels swapped (input channels per group in fours).
 pub(super) fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let swapped = ConvShape { cin: s.cout, cout: s.cin, ..*s };
-    rows_tile(gpu, &swapped).filter(|_| row_runs(s))
+    rows_tile(gpu, &swapped).filter(|_| row_runs_s1(s))
 }
 
 /// The 3x3 stride-1 input gradient over runs of four pixels (the shader's backward_data_rows):
@@ -77,7 +77,7 @@ pub(super) fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
 /// does; tile.tm input channels per lane (in fours).
 pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     assert!(
-        row_runs(s) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4),
+        row_runs_s1(s) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4),
         "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours"
     );
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);

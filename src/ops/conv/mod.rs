@@ -88,6 +88,7 @@ crate::kernel_table! {
         BackwardWeightByTap = "backward_weight_by_tap" [Read, Read, ReadWrite],
         BackwardWeight3x3 = "backward_weight_3x3" [Read, Read, ReadWrite],
         BackwardWeightRows = "backward_weight_rows" [Read, Read, ReadWrite],
+        BackwardWeightRowsS2 = "backward_weight_rows_s2" [Read, Read, ReadWrite],
         BackwardWeightDepthwise = "backward_weight_depthwise" [Read, Read, ReadWrite],
         /// Adds the split partial sums in a fixed order.
         SumSplits = "sum_splits" [Read, ReadWrite],
@@ -325,16 +326,16 @@ fn weights_by_output(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Lau
     (wt, uniform, l)
 }
 
-/// Whether the row-run kernels (forward_rows, backward_data_rows, backward_weight_rows) take
-/// this conv: 3x3, stride 1, the width in fours.
+/// Whether the row-run kernels of the forward and the weight gradient take this conv: 3x3,
+/// stride 1 with the width in fours, or stride 2 on an input twice as wide as the output (the
+/// width in eights: forward_rows_s2, backward_weight_rows_s2).
 fn row_runs(s: &ConvShape) -> bool {
-    s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4)
+    row_runs_s1(s) || (s.k == 3 && s.stride == 2 && s.w.is_multiple_of(8))
 }
 
-/// Whether the forward's row-run kernels take this conv: as row_runs, or stride 2 on an input
-/// twice as wide as the output (forward_rows_s2: the width in eights).
-fn forward_row_runs(s: &ConvShape) -> bool {
-    row_runs(s) || (s.k == 3 && s.stride == 2 && s.w.is_multiple_of(8))
+/// ... and with stride 1 only, as the input gradient's (backward_data_rows).
+fn row_runs_s1(s: &ConvShape) -> bool {
+    s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4)
 }
 
 /// The grid of forward_rows and backward_data_rows: a lane per run of four pixels of the
@@ -360,11 +361,11 @@ fn runs_per_lane(s: &ConvShape) -> u32 {
 /// output channels per lane (weights in a uniform binding) 1.5x forward_wt's best, 8 1.3x, 4 1.05x.
 fn rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let tile = Tile { tm: rows_per_lane(gpu, s.cog(), s), nv: runs_per_lane(s), wg: 8 };
-    let fits = forward_row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
+    let fits = row_runs(s) && rows_grid(s, tile, s.cog())[0] <= gpu.limits.max_compute_workgroups_per_dimension;
     (by_rows(s) && fits).then_some(tile)
 }
 
 /// Whether forward_rows runs this conv: row runs, output channels per group in fours.
 fn by_rows(s: &ConvShape) -> bool {
-    forward_row_runs(s) && s.cog().is_multiple_of(4)
+    row_runs(s) && s.cog().is_multiple_of(4)
 }
