@@ -20,6 +20,76 @@ fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
 }
 
 
+// backward_data_rows_s2: the input gradient of a stride-2 3x3 conv whose input is twice as
+// wide as its output (width in eights). A lane owns TM input channels x a pair of input rows
+// (2m, 2m + 1) x the eight columns 8j .. 8j + 7. With padding 1, row 2m meets kernel row 1 of
+// output row m; row 2m + 1 kernel row 0 of output row m + 1 and kernel row 2 of row m. Column
+// 8j + 2e meets kx = 1 of output column 4j + e; column 8j + 2e + 1 kx = 0 of column 4j + e + 1
+// and kx = 2 of 4j + e. So per output channel, output columns 4j .. 4j + 3 and the one after
+// them in rows m and m + 1 (four loads) feed 9 TM vec4 FMAs into the lane's four quarters
+// (row parity x column parity), which the store interleaves. Weights as backward_data_rows.
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_rows_s2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let pairs = (p.h + 1u) / 2u;
+    let owq = p.ow / 4u;  // the eight-column blocks of a row
+    if (gid.x >= p.n * pairs * owq) { return; }
+    let n = gid.x / (pairs * owq);
+    let m = (gid.x / owq) % pairs;
+    let j = gid.x % owq;
+    let g = wid.z;
+    let row0 = wid.y * TM;
+    let inq = p.cig / 4u;
+    let w_q = row_quads(g * p.cog * 9u * inq, row0, p.cig);
+    let has_next = j + 1u < owq;
+    let below = m + 1u < p.oh;
+    // [quarter * TM + channel], quarter = 2 x row parity + column parity
+    var acc: array<vec4<f32>, 4u * TM>;
+    for (var co = 0u; co < p.cog; co++) {
+        let at0 = (n * p.cout + g * p.cog + co) * (p.oh * owq) + m * owq + j;
+        let at1 = select(at0, at0 + owq, below);
+        let a0 = rows_src4[at0];
+        let a1 = select(vec4<f32>(0.0), rows_src4[at1], below);
+        let n0 = select(0.0, rows_src4[select(at0, at0 + 1u, has_next)].x, has_next);
+        let n1 = select(0.0, rows_src4[select(at1, at1 + 1u, has_next)].x, has_next && below);
+        // output columns 4j + 1 .. 4j + 4
+        let s0 = vec4<f32>(a0.y, a0.z, a0.w, n0);
+        let s1 = vec4<f32>(a1.y, a1.z, a1.w, n1);
+        for (var qq = 0u; qq < TM / 4u; qq++) {
+            let wb = w_q[qq] + co * 9u * inq;
+            let w00 = rows_w4[wb];
+            let w01 = rows_w4[wb + inq];
+            let w02 = rows_w4[wb + 2u * inq];
+            let w10 = rows_w4[wb + 3u * inq];
+            let w11 = rows_w4[wb + 4u * inq];
+            let w12 = rows_w4[wb + 5u * inq];
+            let w20 = rows_w4[wb + 6u * inq];
+            let w21 = rows_w4[wb + 7u * inq];
+            let w22 = rows_w4[wb + 8u * inq];
+            for (var e = 0u; e < 4u; e++) {
+                let i = 4u * qq + e;
+                acc[i] = fma(vec4<f32>(w11[e]), a0, acc[i]);
+                acc[TM + i] = fma(vec4<f32>(w10[e]), s0, fma(vec4<f32>(w12[e]), a0, acc[TM + i]));
+                acc[2u * TM + i] = fma(vec4<f32>(w01[e]), a1, fma(vec4<f32>(w21[e]), a0, acc[2u * TM + i]));
+                acc[3u * TM + i] = fma(vec4<f32>(w00[e]), s1, fma(vec4<f32>(w02[e]), a1,
+                    fma(vec4<f32>(w20[e]), s0, fma(vec4<f32>(w22[e]), a0, acc[3u * TM + i]))));
+            }
+        }
+    }
+    let wq = p.w / 4u;
+    for (var i = 0u; i < TM; i++) {
+        let ci = row0 + i;
+        if (ci >= p.cig) { break; }
+        let o = ((n * p.cin + g * p.cig + ci) * p.h + 2u * m) * wq + 2u * j;
+        for (var r = 0u; r < 2u; r++) {
+            if (2u * m + r >= p.h) { break; }
+            let even = acc[2u * r * TM + i];
+            let odd = acc[(2u * r + 1u) * TM + i];
+            rows_y4[o + r * wq] = vec4<f32>(even.x, odd.x, even.y, odd.y);
+            rows_y4[o + r * wq + 1u] = vec4<f32>(even.z, odd.z, even.w, odd.w);
+        }
+    }
+}
+
 // backward_data: dx = conv_transpose(dy, w)
 // dy is binding 1, read through gather_tap as the forward reads x.
 @group(0) @binding(2) var<storage, read> bwd_w: array<f32>;

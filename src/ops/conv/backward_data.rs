@@ -69,26 +69,28 @@ pub fn backward_data_wt(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &T
 /// channels swapped (input channels per group in fours).
 pub(super) fn backward_rows_tile(gpu: &Gpu, s: &ConvShape) -> Option<Tile> {
     let swapped = ConvShape { cin: s.cout, cout: s.cin, ..*s };
-    rows_tile(gpu, &swapped).filter(|_| row_runs_s1(s))
+    rows_tile(gpu, &swapped).map(|tile| if s.stride == 2 { Tile { nv: 1, ..tile } } else { tile })
 }
 
-/// The 3x3 stride-1 input gradient over runs of four pixels (the shader's backward_data_rows):
-/// the forward_rows tile with the kernel flipped, reading the weights as backward_data_wt
-/// does; tile.tm input channels per lane (in fours).
+/// The 3x3 input gradient over runs of four pixels, reading the weights as backward_data_wt
+/// does; tile.tm input channels per lane (in fours). Stride 1: the forward_rows tile with the
+/// kernel flipped (the shader's backward_data_rows); stride 2: a lane per pair of input rows
+/// and eight columns (backward_data_rows_s2; tile.nv is 1).
 pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Vec<Launch> {
     assert!(
-        row_runs_s1(s) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4),
-        "backward_data_rows: {s:?} with {tile:?} is not 3x3, stride 1, in fours"
+        row_runs(s) && s.cig().is_multiple_of(4) && tile.tm.is_multiple_of(4) && (s.stride == 1 || tile.nv == 1),
+        "backward_data_rows: {s:?} with {tile:?} is not 3x3 on row runs, in fours"
     );
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
-    let grid = rows_grid(s, tile, s.cig());
-    let mut l = gpu.launch(
-        "conv.backward_data",
-        &weight_spec(tile, BackwardDataKernel::BackwardDataRows, uniform),
-        &params(gpu, s, 1, s.n),
-        &[dy, &wt, dx],
-        grid,
-    );
+    let (kernel, grid) = match s.stride {
+        1 => (BackwardDataKernel::BackwardDataRows, rows_grid(s, tile, s.cig())),
+        _ => {
+            let lanes = s.n * s.h.div_ceil(2) * s.w / 8;
+            let grid = [(lanes as u32).div_ceil(tile.wg), (s.cig() as u32).div_ceil(tile.tm), s.groups as u32];
+            (BackwardDataKernel::BackwardDataRowsS2, grid)
+        }
+    };
+    let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, kernel, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
     l.flops = 2.0 * s.macs();
     vec![lw, l]
 }

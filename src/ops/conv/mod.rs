@@ -75,6 +75,7 @@ crate::kernel_table! {
         BackwardData = "backward_data" [Read, Read, ReadWrite],
         BackwardDataWt = "backward_data_wt" [Read, Read, ReadWrite],
         BackwardDataRows = "backward_data_rows" [Read, Read, ReadWrite],
+        BackwardDataRowsS2 = "backward_data_rows_s2" [Read, Read, ReadWrite],
         BackwardDataDepthwise = "backward_data_depthwise" [Read, Read, ReadWrite],
     }
 }
@@ -326,16 +327,11 @@ fn weights_by_output(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> (Tensor, bool, Lau
     (wt, uniform, l)
 }
 
-/// Whether the row-run kernels of the forward and the weight gradient take this conv: 3x3,
-/// stride 1 with the width in fours, or stride 2 on an input twice as wide as the output (the
-/// width in eights: forward_rows_s2, backward_weight_rows_s2).
+/// Whether the row-run kernels (forward_rows, backward_data_rows, backward_weight_rows) take
+/// this conv: 3x3, stride 1 with the width in fours, or stride 2 on an input twice as wide
+/// as the output (the width in eights: their *_s2 kernels).
 fn row_runs(s: &ConvShape) -> bool {
-    row_runs_s1(s) || (s.k == 3 && s.stride == 2 && s.w.is_multiple_of(8))
-}
-
-/// ... and with stride 1 only, as the input gradient's (backward_data_rows).
-fn row_runs_s1(s: &ConvShape) -> bool {
-    s.k == 3 && s.stride == 1 && s.w.is_multiple_of(4)
+    s.k == 3 && ((s.stride == 1 && s.w.is_multiple_of(4)) || (s.stride == 2 && s.w.is_multiple_of(8)))
 }
 
 /// The grid of forward_rows and backward_data_rows: a lane per run of four pixels of the
