@@ -59,7 +59,7 @@ fn io_plane(n: u32, c: u32) -> u32 {
 // forward_train: y = act((x - mean) * invstd * gamma + beta) with the batch statistics, which
 // go to saved = [mean; 1/sqrt(var + eps)] (for the backward), and the running statistics
 // updated. One workgroup per channel reduces, then normalises the same channel: one dispatch,
-// and the channel's values are still in cache for the second and third pass.
+// and the channel's values are still in cache for the second pass.
 @group(0) @binding(1) var<storage, read> ft_x: array<V>;
 @group(0) @binding(2) var<storage, read_write> ft_saved: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ft_running_mean: array<f32>;
@@ -88,36 +88,37 @@ fn normalise_plane(n: u32, c: u32, mean: f32, invstd: f32, gamma: f32, beta: f32
     }
 }
 
+// Both statistics come from one pass over the values less a shift K, the mean of channel
+// c's first V: var = E[(x - K)^2] - E[x - K]^2 loses only about eps (K - mean)^2 / var to
+// cancellation (K is one of the values, so near the mean next to the spread; a value six
+// standard deviations out costs 36 eps), where E[x^2] - E[x]^2 of the raw values would lose
+// eps mean^2 / var. The second pass this saves was 15% of the forward (benches/kernels.rs).
+fn channel_shift(c: u32) -> f32 {
+    return total(ft_x[plane(0u, c)]) / f32(VW);
+}
+
 @compute @workgroup_size(RW, 1, 1)
 fn forward_train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let c = wid.x;
     let lid = lid3.x;
     let m = p.n * p.hw;
+    let shift = channel_shift(c);
     var s = V(0.0);
-    for (var n = lid; n < p.n; n += RW) {
-        let b = plane(n, c);
-        for (var i = b; i < b + plane_len(); i++) {
-            s += ft_x[i];
-        }
-    }
-    red_a[lid] = total(s);
-    red_b[lid] = 0.0;
-    reduce_pair(lid);
-    let mean = red_a[0] / f32(m);
-    workgroupBarrier();
-    // Second pass over centred values: no cancellation from E[x^2] - E[x]^2.
     var q = V(0.0);
     for (var n = lid; n < p.n; n += RW) {
         let b = plane(n, c);
         for (var i = b; i < b + plane_len(); i++) {
-            let d = ft_x[i] - V(mean);
+            let d = ft_x[i] - V(shift);
+            s += d;
             q += d * d;
         }
     }
-    red_a[lid] = total(q);
-    red_b[lid] = 0.0;
+    red_a[lid] = total(s);
+    red_b[lid] = total(q);
     reduce_pair(lid);
-    let var_b = red_a[0] / f32(m);
+    let ds = red_a[0] / f32(m);
+    let mean = ds + shift;
+    let var_b = max(red_b[0] / f32(m) - ds * ds, 0.0);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     if (lid == 0u) {
         ft_saved[c] = mean;
@@ -142,27 +143,24 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.c) { return; }
     let m = p.n * p.hw;
+    let shift = channel_shift(c);
     var s = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let b = plane(n, c);
-        var sp = V(0.0);
-        for (var i = b; i < b + plane_len(); i++) {
-            sp += ft_x[i];
-        }
-        s += total(sp);
-    }
-    let mean = s / f32(m);
     var q = 0.0;
     for (var n = 0u; n < p.n; n++) {
         let b = plane(n, c);
+        var sp = V(0.0);
         var qp = V(0.0);
         for (var i = b; i < b + plane_len(); i++) {
-            let d = ft_x[i] - V(mean);
+            let d = ft_x[i] - V(shift);
+            sp += d;
             qp += d * d;
         }
+        s += total(sp);
         q += total(qp);
     }
-    let var_b = q / f32(m);
+    let ds = s / f32(m);
+    let mean = ds + shift;
+    let var_b = max(q / f32(m) - ds * ds, 0.0);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     ft_saved[c] = mean;
     ft_saved[p.c + c] = invstd;

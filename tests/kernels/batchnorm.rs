@@ -97,12 +97,11 @@ fn check_batchnorm_with(s: BnShape, relu: bool, io: BnIo, (scale, offset): (f32,
 
 #[test]
 fn batchnorm_statistics_of_values_far_from_zero() {
-    // The variance is summed over centred values (a second pass after the mean): values near
-    // 30 with a spread of 0.1 (variance 0.0033) keep the precision f32 gives them, where a
-    // one-pass E[x^2] - E[x]^2 sums values near 900 to totals whose rounding (0.1 and more)
-    // exceeds the variance itself. (A one-pass variant shifted by a value of the channel passed
-    // this but lost precision against the Paddle golden step, and was dropped.) Both layouts
-    // (a workgroup and a lane per channel), vec4 and scalar.
+    // The statistics are summed over values less one of the channel's own (shifted one-pass
+    // sums): values near 30 with a spread of 0.1 (variance 0.0033) keep the precision f32 gives
+    // them, where a one-pass E[x^2] - E[x]^2 of the raw values sums squares near 900 to totals
+    // whose rounding (0.1 and more) exceeds the variance itself. Both layouts (a workgroup and a
+    // lane per channel), vec4 and scalar.
     for (i, s) in
         [BnShape { n: 40, c: 3, hw: 49 }, BnShape { n: 21, c: 5, hw: 64 }, BnShape { n: 16, c: 33, hw: 1 }, BnShape { n: 7, c: 4, hw: 12 }]
             .into_iter()
