@@ -503,12 +503,15 @@ fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> 
     let r = pollster::block_on(spgnet::bench::run(&g, a))?;
     let (version, batch, size) = (a.version.name(), a.batch, a.size);
     if json {
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "train_img_per_s": r.train_img_per_s, "infer_img_per_s": r.infer_img_per_s, "train_step_ms": r.train_step_ms,
             "peak_buffer_bytes": r.peak_buffer_bytes, "buffers_after_first_step": r.buffers_after_first_step,
             "buffers_after_last_step": r.buffers_after_last_step, "rss_after_first_step": r.rss_after_first_step,
             "rss_after_last_step": r.rss_after_last_step, "adapter": r.adapter, "version": version, "batch": batch, "size": size,
         });
+        if a.profile {
+            line["profile"] = profile_json(&r);
+        }
         println!("{line}");
     } else {
         println!(
@@ -529,10 +532,28 @@ fn bench(backend: &Option<String>, a: &spgnet::bench::BenchArgs, json: bool) -> 
             );
         }
     }
-    if a.profile {
+    if a.profile && !json {
         print_profile(&r);
     }
     Ok(())
+}
+
+/// `bench --profile --json`'s "profile": every row of print_profile's tables (none cut off),
+/// times in ms, and the submit cost taken off each dispatch.
+fn profile_json(r: &spgnet::bench::BenchReport) -> serde_json::Value {
+    let rows = |rows: &[spgnet::bench::KernelTime]| -> Vec<serde_json::Value> {
+        rows.iter()
+            .map(|k| {
+                let gflops = (k.flops > 0.0).then(|| k.flops / k.seconds / 1e9);
+                serde_json::json!({"label": k.label, "dispatches": k.dispatches, "ms": 1000.0 * k.seconds, "gflops": gflops})
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "submit_ms": 1000.0 * r.submit_seconds, "train_step_ms": r.train_step_ms, "infer_ms": r.infer_ms,
+        "train_kernels": rows(&r.profile), "train_layers": rows(&r.layers), "train_layer_kernels": rows(&r.pairs),
+        "infer_kernels": rows(&r.infer_profile),
+    })
 }
 
 /// `bench --profile`'s tables: kernels and layers of a training step, kernels of an inference pass.

@@ -196,4 +196,17 @@ fn eval_grid_and_bench_on_real_data() {
     let numbers: Vec<f64> = note.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert_eq!(numbers.len(), 5, "{note}");
     assert!(numbers.iter().all(|&x| x >= 0.0) && numbers[1] > 0.0 && numbers[3] > 0.0, "{note}");
+    // --profile --json: one JSON line with every row of the tables (none cut off)
+    let (ok, out, err) = spgnet(&["bench", "--batch", "2", "--size", "32", "--steps", "1", "--profile", "--json"]);
+    assert!(ok, "{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "one JSON line, no tables:\n{out}");
+    let p = &lines[0]["profile"];
+    let rows = |key: &str| p[key].as_array().unwrap_or_else(|| panic!("profile.{key} missing:\n{out}")).clone();
+    let (kernels, pairs) = (rows("train_kernels"), rows("train_layer_kernels"));
+    let ms = |rows: &[serde_json::Value]| rows.iter().map(|k| k["ms"].as_f64().unwrap()).sum::<f64>();
+    assert!(pairs.len() > 40, "every (layer, kernel) row: {}", pairs.len());
+    assert!((ms(&kernels) - ms(&pairs)).abs() < 1e-6 * ms(&kernels).max(1.0), "the layer-kernel rows sum to the kernels'");
+    assert!(rows("infer_kernels").iter().any(|k| k["label"] == "conv.tiny.forward_bn" && k["gflops"].as_f64().unwrap() > 0.0));
+    assert!(p["submit_ms"].as_f64().unwrap() >= 0.0 && p["train_step_ms"].as_f64().unwrap() > 0.0);
 }
