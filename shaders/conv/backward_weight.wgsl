@@ -353,11 +353,37 @@ fn backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
 
 @compute @workgroup_size(WG, 1, 1)
 fn backward_weight_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let g = wid.z % p.groups;
-    let split = wid.z / p.groups;
-    let row0 = wid.y * TM;
     let c0 = gid.x * NV;
     if (c0 >= p.cig) { return; }
+    rows_dw_s1(wid.z / p.groups, wid.z % p.groups, wid.y * TM, c0);
+}
+
+// The lanes of backward_weight_rows*_by_slice run over batch slices (gid.x, one partial sum
+// each), the tile (TM output x NV input channels of group g) uniform from wid.y and wid.z:
+// where a group has fewer than 8 NV input channels, lanes over channels would leave a
+// workgroup's lanes idle (stage 1's 8 per group: half; the stem's 3: three quarters).
+struct SliceTile {
+    split: u32,
+    g: u32,
+    row0: u32,
+    c0: u32,
+    live: bool,
+}
+
+fn slice_tile(gid: vec3<u32>, wid: vec3<u32>) -> SliceTile {
+    let channel_tiles = (p.cig + NV - 1u) / NV;
+    return SliceTile(gid.x, wid.z / channel_tiles, wid.y * TM, (wid.z % channel_tiles) * NV, gid.x < p.splits);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn backward_weight_rows_by_slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = slice_tile(gid, wid);
+    if (!t.live) { return; }
+    rows_dw_s1(t.split, t.g, t.row0, t.c0);
+}
+
+// backward_weight_rows' walk over split `split`'s images for the tile (row0.., c0..) of group g.
+fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
     let hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
     let images = split_images(split);
@@ -443,17 +469,16 @@ fn store_rows_dw(split: u32, g: u32, row0: u32, c0: u32, acc: array<f32, 9u * TM
 // as the output (width in eights). Output run q of row oy meets input columns 8q - 1 .. 8q + 7
 // of rows 2 oy - 1 .. 2 oy + 1: per input channel and kernel row, two aligned vec4s and the
 // last value of the previous run's give the three kx taps' columns (every other one), so
-// TM + 6 NV loads feed 9 TM NV dot products. Stride 2 leaves few channels (the stem's 3 input
-// channels would keep 2 of 8 lanes busy), so lanes run over batch slices (gid.x, one partial
-// sum each) and the tile (TM output x NV input channels of group g) is uniform: wid.y, wid.z.
+// TM + 6 NV loads feed 9 TM NV dot products. Stride 2 leaves few channels, so its lanes always
+// run over batch slices (see slice_tile).
 @compute @workgroup_size(WG, 1, 1)
-fn backward_weight_rows_s2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let split = gid.x;
-    if (split >= p.splits) { return; }
-    let channel_tiles = (p.cig + NV - 1u) / NV;
-    let g = wid.z / channel_tiles;
-    let c0 = (wid.z % channel_tiles) * NV;
-    let row0 = wid.y * TM;
+fn backward_weight_rows_s2_by_slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = slice_tile(gid, wid);
+    if (!t.live) { return; }
+    let split = t.split;
+    let g = t.g;
+    let c0 = t.c0;
+    let row0 = t.row0;
     let x_hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
     let dy_hwq = p.oh * p.ow / 4u;

@@ -95,17 +95,23 @@ pub fn backward_weight_3x3(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x:
 
 /// The weight gradient of a 3x3 conv on row runs (row_runs: stride 1 with the width in fours,
 /// or stride 2 with the input twice as wide as the output), straight from NCHW (the shader's
-/// backward_weight_rows, backward_weight_rows_s2): tile.tm output channels x tile.nv input
-/// channels x nine taps per lane; for stride 2 the lanes run over batch slices.
+/// backward_weight_rows*): tile.tm output channels x tile.nv input channels x nine taps per
+/// lane. The lanes run over input channels where a group's fill a workgroup's, else (always
+/// with stride 2) over batch slices (`by_slice`).
 pub fn backward_weight_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Vec<Launch> {
     assert!(row_runs(s), "backward_weight_rows: {s:?} is not 3x3 on row runs");
     let (row_tiles, channel_tiles) = ((s.cog() as u32).div_ceil(tile.tm), (s.cig() as u32).div_ceil(tile.nv));
-    if s.stride == 2 {
+    let by_slice = s.stride == 2 || (channel_tiles < tile.wg && s.n >= tile.wg as usize);
+    if by_slice {
         // about 512 lanes, the slices in eights where the batch allows (whole workgroups)
         let tiles = (row_tiles * channel_tiles) as usize * s.groups;
         let splits = (512usize.div_ceil(tiles).next_multiple_of(8)).min(s.n);
         let grid_for = |splits: usize| [(splits as u32).div_ceil(tile.wg), row_tiles, s.groups as u32 * channel_tiles];
-        return split_weight_grad(gpu, s, BackwardWeightKernel::BackwardWeightRowsS2, tile, splits, grid_for, dy, x, dw);
+        let kernel = match s.stride {
+            1 => BackwardWeightKernel::BackwardWeightRowsBySlice,
+            _ => BackwardWeightKernel::BackwardWeightRowsS2BySlice,
+        };
+        return split_weight_grad(gpu, s, kernel, tile, splits, grid_for, dy, x, dw);
     }
     let grid_for = |splits: usize| [channel_tiles.div_ceil(tile.wg), row_tiles, (s.groups * splits) as u32];
     let splits = splits_to_fill(s, tile, grid_for(1));

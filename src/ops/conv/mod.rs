@@ -89,7 +89,8 @@ crate::kernel_table! {
         BackwardWeightByTap = "backward_weight_by_tap" [Read, Read, ReadWrite],
         BackwardWeight3x3 = "backward_weight_3x3" [Read, Read, ReadWrite],
         BackwardWeightRows = "backward_weight_rows" [Read, Read, ReadWrite],
-        BackwardWeightRowsS2 = "backward_weight_rows_s2" [Read, Read, ReadWrite],
+        BackwardWeightRowsBySlice = "backward_weight_rows_by_slice" [Read, Read, ReadWrite],
+        BackwardWeightRowsS2BySlice = "backward_weight_rows_s2_by_slice" [Read, Read, ReadWrite],
         BackwardWeightDepthwise = "backward_weight_depthwise" [Read, Read, ReadWrite],
         /// Adds the split partial sums in a fixed order.
         SumSplits = "sum_splits" [Read, ReadWrite],
