@@ -5,14 +5,33 @@
 fn backward_data_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= rows_lanes(p.h, p.w)) { return; }
     let r = rows_run(gid.x, p.h, p.w);
-    let hw = p.h * p.w;
     let g = wid.z;
-    let row0 = wid.y * TM;
-    let acc = rows_tile((r.x * p.cout + g * p.cog) * (hw / 4u), p.cog, p.cig, g * p.cog * 9u * (p.cig / 4u), row0, r.y, r.z, true);
+    let acc = rows_tile(dy_rows_src(r, g), p.cog, p.cig, g * p.cog * 9u * (p.cig / 4u), wid.y * TM, r.y, r.z, true);
+    store_rows_dx(r, g, wid.y * TM, acc);
+}
+
+// ... on maps four pixels wide (see column_tile).
+@compute @workgroup_size(WG, 1, 1)
+fn backward_data_column(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.h, p.w)) { return; }
+    let r = rows_run(gid.x, p.h, p.w);
+    let g = wid.z;
+    let acc = column_tile(dy_rows_src(r, g), p.cog, p.cig, g * p.cog * 9u * (p.cig / 4u), wid.y * TM, r.y, true);
+    store_rows_dx(r, g, wid.y * TM, acc);
+}
+
+// The vec4 where group g's first dy plane of run r's image starts.
+fn dy_rows_src(r: vec3<u32>, g: u32) -> u32 {
+    return (r.x * p.cout + g * p.cog) * (p.h * p.w / 4u);
+}
+
+// Stores a lane's TM input channels x NV runs (in a row, or rows on maps one run wide: both
+// NV consecutive vec4s).
+fn store_rows_dx(r: vec3<u32>, g: u32, row0: u32, acc: array<vec4<f32>, TM * NV>) {
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.cig) { break; }
-        let o = ((r.x * p.cin + g * p.cig + row) * hw + r.y * p.w + 4u * r.z) / 4u;
+        let o = ((r.x * p.cin + g * p.cig + row) * p.h * p.w + r.y * p.w + 4u * r.z) / 4u;
         for (var v = 0u; v < NV; v++) {
             rows_y4[o + v] = acc[i * NV + v];
         }

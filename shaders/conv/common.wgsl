@@ -153,13 +153,57 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
     return acc;
 }
 
+// forward_column*, backward_data_column: the row-run tile on maps four pixels wide (stage 1
+// at 32x32), where a row is one run and rows_tile's lane would load two padding values per
+// three FMAs: here a lane owns NV rows oy0.. of the plane (NV = 4: all of a 4x4 plane). Per
+// source channel the NV + 2 rows that meet them (one aligned vec4 each; the ends of a row are
+// padding) and the nine taps' weights feed 9 NV TM vec4 FMAs.
+fn column_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy0: u32, flip: bool) -> array<vec4<f32>, TM * NV> {
+    let outq = n_out / 4u;
+    let w_q = row_quads(w_first, row0, n_out);
+    var acc: array<vec4<f32>, TM * NV>;
+    for (var c = 0u; c < n_in; c++) {
+        let o = src + c * p.h;
+        var m: array<vec4<f32>, NV + 2u>;
+        for (var j = 0u; j < NV + 2u; j++) {
+            let iy = i32(oy0 + j) - 1;
+            let ok = iy >= 0 && iy < i32(p.h);
+            m[j] = select(vec4<f32>(0.0), rows_src4[o + select(0u, u32(iy), ok)], ok);
+        }
+        let w_row = c * 9u * outq;
+        for (var ky = 0u; ky < 3u; ky++) {
+            let ta = select(3u * ky, 8u - 3u * ky, flip);
+            let tb = select(3u * ky + 1u, 7u - 3u * ky, flip);
+            let tc = select(3u * ky + 2u, 6u - 3u * ky, flip);
+            for (var qq = 0u; qq < TM / 4u; qq++) {
+                let w0 = rows_w4[w_q[qq] + w_row + ta * outq];
+                let w1 = rows_w4[w_q[qq] + w_row + tb * outq];
+                let w2 = rows_w4[w_q[qq] + w_row + tc * outq];
+                for (var e = 0u; e < 4u; e++) {
+                    let i = 4u * qq + e;
+                    for (var v = 0u; v < NV; v++) {
+                        let mm = m[v + ky];
+                        let l = vec4<f32>(0.0, mm.x, mm.y, mm.z);
+                        let r = vec4<f32>(mm.y, mm.z, mm.w, 0.0);
+                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), l, fma(vec4<f32>(w1[e]), mm, fma(vec4<f32>(w2[e]), r, acc[i * NV + v])));
+                    }
+                }
+            }
+        }
+    }
+    return acc;
+}
+
 // Lane gid.x's first run on a map of h x w lanes' pixels (the output's for the forward, the
-// input's for the input gradient): image, row and run in the row (NV runs per lane).
+// input's for the input gradient): image, row and run in the row. A lane takes NV runs in
+// a row (NV divides the runs per row) or, on maps one run wide, NV rows (column_tile).
 fn rows_run(lane: u32, h: u32, w: u32) -> vec3<u32> {
-    let lanes_per_row = w / 4u / NV;
-    return vec3<u32>(lane / (h * lanes_per_row), (lane / lanes_per_row) % h, (lane % lanes_per_row) * NV);
+    let wq = w / 4u;
+    let lanes_per_image = h * wq / NV;
+    let first = (lane % lanes_per_image) * NV;
+    return vec3<u32>(lane / lanes_per_image, first / wq, first % wq);
 }
 
 fn rows_lanes(h: u32, w: u32) -> u32 {
-    return p.n * h * (w / 4u / NV);
+    return p.n * (h * (w / 4u) / NV);
 }

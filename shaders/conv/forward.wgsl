@@ -278,6 +278,20 @@ fn forward_rows_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
 }
 
 @compute @workgroup_size(WG, 1, 1)
+fn forward_column(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows(r, wid, column_tile(forward_rows_src(r, wid), p.cig, p.cog, forward_rows_w(wid), wid.y * TM, r.y, false));
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn forward_column_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
+    let r = rows_run(gid.x, p.oh, p.ow);
+    store_rows_bn(r, wid, column_tile(forward_rows_src(r, wid), p.cig, p.cog, forward_rows_w(wid), wid.y * TM, r.y, false));
+}
+
+@compute @workgroup_size(WG, 1, 1)
 fn forward_rows_s2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     if (gid.x >= rows_lanes(p.oh, p.ow)) { return; }
     let r = rows_run(gid.x, p.oh, p.ow);

@@ -45,11 +45,13 @@ fn check_conv(s: ConvShape, seed: u64) {
         launches.extend(conv::backward_weight_nhwc(g, &s, gemm::Tile { tm: 8, nv: 2, wg: 8 }, &dyt, &xt, &dw_nhwc));
     }
     // the forward on runs of four output pixels, 16, 12 and 8 output channels per lane (ragged
-    // where cog is not), one run per lane or two neighbouring ones where they divide a row;
-    // stride 1, or stride 2 on an input twice as wide as the output
-    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2), (12, 2), (12, 1)]
+    // where cog is not), one run per lane or two neighbouring ones where they divide a row, or
+    // on maps four pixels wide two or four rows (the column kernels); stride 1, or stride 2 on
+    // an input twice as wide as the output
+    let column = |nv: usize| s.stride == 1 && s.ow() == 4 && s.oh().is_multiple_of(nv);
+    let fwd_row_tiles: Vec<gemm::Tile> = [(16, 1), (8, 1), (16, 2), (8, 2), (12, 2), (12, 1), (8, 4), (16, 4)]
         .into_iter()
-        .filter(|&(_, nv)| (s.ow() / 4).is_multiple_of(nv))
+        .filter(|&(_, nv)| (s.ow() / 4).is_multiple_of(nv) || column(nv))
         .map(|(tm, nv)| gemm::Tile { tm, nv: nv as u32, wg: 8 })
         .collect();
     let fwd_rows =
@@ -211,6 +213,12 @@ fn conv_awkward_shapes() {
         ConvShape { n: 2, cin: 8, h: 7, w: 16, cout: 12, groups: 2, k: 3, stride: 2 },
         // ... whose weight gradient (lanes over batch slices) sums 7 slices of up to 3 images
         ConvShape { n: 19, cin: 32, h: 4, w: 8, cout: 32, groups: 1, k: 3, stride: 2 },
+        // maps four pixels wide: whole 4x4 planes per lane (stage 1's grouped convs), two rows
+        // of a 6-row map, one of a 5-row map; ragged channel tiles
+        ConvShape { n: 4, cin: 48, h: 4, w: 4, cout: 48, groups: 6, k: 3, stride: 1 },
+        ConvShape { n: 3, cin: 16, h: 4, w: 4, cout: 24, groups: 2, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 8, h: 6, w: 4, cout: 12, groups: 1, k: 3, stride: 1 },
+        ConvShape { n: 2, cin: 12, h: 5, w: 4, cout: 8, groups: 1, k: 3, stride: 1 },
         // stride 3 (the general division path of backward_data)
         ConvShape { n: 2, cin: 4, h: 8, w: 7, cout: 6, groups: 2, k: 3, stride: 3 },
     ];

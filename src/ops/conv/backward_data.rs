@@ -83,6 +83,7 @@ pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: 
     );
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
     let (kernel, grid) = match s.stride {
+        1 if by_column(s, tile) => (BackwardDataKernel::BackwardDataColumn, rows_grid(s, tile, s.cig())),
         1 => (BackwardDataKernel::BackwardDataRows, rows_grid(s, tile, s.cig())),
         _ => {
             let lanes = s.n * s.h.div_ceil(2) * s.w / 8;

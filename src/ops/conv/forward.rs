@@ -131,8 +131,9 @@ pub fn forward_rows(
     assert!(by_rows(s) && tile.tm.is_multiple_of(4), "forward_rows: {s:?} with {tile:?} is not 3x3 on row runs, in fours");
     let (wt, uniform, lw) = weights_by_input(gpu, s, w);
     let grid = rows_grid(s, tile, s.cog());
-    let (plain, with_bn) = match s.stride {
-        1 => (ForwardKernel::ForwardRows, ForwardKernel::ForwardRowsBn),
+    let (plain, with_bn) = match (s.stride, by_column(s, tile)) {
+        (1, false) => (ForwardKernel::ForwardRows, ForwardKernel::ForwardRowsBn),
+        (1, true) => (ForwardKernel::ForwardColumn, ForwardKernel::ForwardColumnBn),
         _ => (ForwardKernel::ForwardRowsS2, ForwardKernel::ForwardRowsS2Bn),
     };
     let mut l = match bn {

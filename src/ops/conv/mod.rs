@@ -62,6 +62,8 @@ crate::kernel_table! {
         ForwardByPixelBn = "forward_by_pixel_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardRows = "forward_rows" [Read, Read, ReadWrite],
         ForwardRowsBn = "forward_rows_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
+        ForwardColumn = "forward_column" [Read, Read, ReadWrite],
+        ForwardColumnBn = "forward_column_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardRowsS2 = "forward_rows_s2" [Read, Read, ReadWrite],
         ForwardRowsS2Bn = "forward_rows_s2_bn" [Read, Read, ReadWrite, Read, Read, Read, Read],
         ForwardDepthwise = "forward_depthwise" [Read, Read, ReadWrite],
@@ -75,6 +77,7 @@ crate::kernel_table! {
         BackwardData = "backward_data" [Read, Read, ReadWrite],
         BackwardDataWt = "backward_data_wt" [Read, Read, ReadWrite],
         BackwardDataRows = "backward_data_rows" [Read, Read, ReadWrite],
+        BackwardDataColumn = "backward_data_column" [Read, Read, ReadWrite],
         BackwardDataRowsS2 = "backward_data_rows_s2" [Read, Read, ReadWrite],
         BackwardDataDepthwise = "backward_data_depthwise" [Read, Read, ReadWrite],
     }
@@ -339,7 +342,11 @@ fn row_runs(s: &ConvShape) -> bool {
 /// output (for the input gradient of a stride-1 conv, the same as the input), `rows` channels
 /// per group in tiles of tile.tm, the groups.
 fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
-    assert!((s.ow() / 4).is_multiple_of(tile.nv as usize), "row runs: {} runs per lane do not divide a row of {s:?}", tile.nv);
+    let nv = tile.nv as usize;
+    assert!(
+        (s.ow() / 4).is_multiple_of(nv) || (s.ow() == 4 && s.oh().is_multiple_of(nv)),
+        "row runs: {nv} runs per lane divide neither a row nor the rows of {s:?}"
+    );
     [((s.n * s.oh() * s.ow() / 4 / tile.nv as usize) as u32).div_ceil(tile.wg), (rows as u32).div_ceil(tile.tm), s.groups as u32]
 }
 
@@ -347,11 +354,25 @@ fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
 /// 96->96 g6 on 8x8 maps, 16 rows: forward 23.9 -> 35.6 GFLOP/s, input gradient 24.2 -> 35.3:
 /// the weights' loads serve twice the FMAs and neighbouring runs share their edge values).
 fn runs_per_lane(s: &ConvShape) -> u32 {
+    if s.stride == 1 && s.ow() == 4 {
+        return column_rows(s.oh());
+    }
     if (s.ow() / 4).is_multiple_of(2) {
         2
     } else {
         1
     }
+}
+
+/// Rows per lane of the column kernels (maps four pixels wide, a row one run: forward_column,
+/// backward_data_column): all of a 4x4 plane, or two or one rows where four do not divide them.
+fn column_rows(h: usize) -> u32 {
+    [4, 2, 1].into_iter().find(|&r| h.is_multiple_of(r as usize)).unwrap_or(1)
+}
+
+/// Whether a row-run tile takes several rows of a map one run wide (the column kernels).
+fn by_column(s: &ConvShape, tile: Tile) -> bool {
+    s.stride == 1 && s.ow() == 4 && tile.nv > 1
 }
 
 /// forward_rows' tile where it runs this conv. benches/shares.rs, 96->96 g6 on 8x8 maps: 16
