@@ -303,3 +303,96 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// forward_train_quads, backward_quads: BatchNorm1d (hw = 1: stage 3 at 32x32, conv_last, the
+// head) with a lane per four channels, read as the vec4 of an image's four neighbouring
+// channels: a quarter of the lanes and of the load instructions that a lane per channel
+// issues. Needs c, io_total and io_first in fours; the host compiles them with V = vec4 (the
+// module is built for V = f32 too, where v4 and from_v4 keep them well-typed, never run).
+// Every formula is forward_train_by_channel's and backward_by_channel's, component-wise.
+@compute @workgroup_size(EW, 1, 1)
+fn forward_train_quads(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let quads = p.c / 4u;
+    if (q >= quads) { return; }
+    let c0 = 4u * q;
+    let m = f32(p.n);
+    let shift = v4(ft_x[q]);  // image 0's values (see channel_shift)
+    var s = vec4<f32>(0.0);
+    var sq = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let d = v4(ft_x[n * quads + q]) - shift;
+        s += d;
+        sq += d * d;
+    }
+    let ds = s / m;
+    let mean = ds + shift;
+    let var_b = max(sq / m - ds * ds, vec4<f32>(0.0));
+    let invstd = 1.0 / sqrt(var_b + p.eps);
+    for (var e = 0u; e < 4u; e++) {
+        let c = c0 + e;
+        ft_saved[c] = mean[e];
+        ft_saved[p.c + c] = invstd[e];
+        let unbiased = select(var_b[e], var_b[e] * m / (m - 1.0), p.n > 1u);
+        ft_running_mean[c] = (1.0 - p.momentum) * ft_running_mean[c] + p.momentum * mean[e];
+        ft_running_var[c] = (1.0 - p.momentum) * ft_running_var[c] + p.momentum * unbiased;
+    }
+    let gamma = vec4<f32>(ft_gamma[c0], ft_gamma[c0 + 1u], ft_gamma[c0 + 2u], ft_gamma[c0 + 3u]);
+    let beta = vec4<f32>(ft_beta[c0], ft_beta[c0 + 1u], ft_beta[c0 + 2u], ft_beta[c0 + 3u]);
+    for (var n = 0u; n < p.n; n++) {
+        let i = n * quads + q;
+        var y = (v4(ft_x[i]) - mean) * invstd * gamma + beta;
+        if (p.residual != 0u) {
+            y = max(y + v4(ft_res[i]), vec4<f32>(0.0));
+        } else if (p.relu != 0u) {
+            y = max(y, vec4<f32>(0.0));
+        }
+        ft_y[n * (p.io_total / 4u) + p.io_first / 4u + q] = from_v4(y);
+        if (p.y_copy != 0u) {
+            ft_y2[i] = from_v4(y);
+        }
+    }
+}
+
+@compute @workgroup_size(EW, 1, 1)
+fn backward_quads(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let quads = p.c / 4u;
+    if (q >= quads) { return; }
+    let c0 = 4u * q;
+    let mean = vec4<f32>(bw_saved[c0], bw_saved[c0 + 1u], bw_saved[c0 + 2u], bw_saved[c0 + 3u]);
+    let invstd = vec4<f32>(bw_saved[p.c + c0], bw_saved[p.c + c0 + 1u], bw_saved[p.c + c0 + 2u], bw_saved[p.c + c0 + 3u]);
+    let gamma = vec4<f32>(bw_gamma[c0], bw_gamma[c0 + 1u], bw_gamma[c0 + 2u], bw_gamma[c0 + 3u]);
+    let beta = vec4<f32>(bw_beta[c0], bw_beta[c0 + 1u], bw_beta[c0 + 2u], bw_beta[c0 + 3u]);
+    var dbeta = vec4<f32>(0.0);
+    var dgamma = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let xhat = (v4(bw_x[n * quads + q]) - mean) * invstd;
+        let g = masked_grad_quad(incoming_quad(n, q), xhat, gamma, beta);
+        dbeta += g;
+        dgamma += g * xhat;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        bw_dbeta[c0 + e] = dbeta[e];
+        bw_dgamma[c0 + e] = dgamma[e];
+    }
+    let m = f32(p.n);
+    for (var n = 0u; n < p.n; n++) {
+        let xhat = (v4(bw_x[n * quads + q]) - mean) * invstd;
+        let g = masked_grad_quad(incoming_quad(n, q), xhat, gamma, beta);
+        bw_dx[n * quads + q] = from_v4(gamma * invstd / m * (m * g - dbeta - xhat * dgamma));
+    }
+}
+
+// masked_grad and incoming for image n's channels 4q.. .
+fn masked_grad_quad(dy: vec4<f32>, xhat: vec4<f32>, gamma: vec4<f32>, beta: vec4<f32>) -> vec4<f32> {
+    return select(dy, select(dy, vec4<f32>(0.0), xhat * gamma + beta <= vec4<f32>(0.0)), p.relu != 0u);
+}
+
+fn incoming_quad(n: u32, q: u32) -> vec4<f32> {
+    let g = v4(bw_dy[n * (p.io_total / 4u) + p.io_first / 4u + q]);
+    if (p.dy_sum != 0u) {
+        return g + v4(bw_dy2[n * (p.c / 4u) + q]);
+    }
+    return g;
+}

@@ -8,13 +8,15 @@ pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
 
 crate::kernel_table! {
-    /// The entry points of batchnorm.wgsl: the training kernels each in two layouts (see `layout`).
+    /// The entry points of batchnorm.wgsl: the training kernels each in three layouts (see `layout`).
     pub enum Kernel in SOURCE {
         ForwardTrain = "forward_train" [Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
         ForwardTrainByChannel = "forward_train_by_channel" [Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
         ApplyEval = "apply_eval" [Read, Read, Read, Read, Read, ReadWrite],
         Backward = "backward" [Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
         BackwardByChannel = "backward_by_channel" [Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
+        ForwardTrainQuads = "forward_train_quads" [Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, ReadWrite, ReadWrite, Read],
+        BackwardQuads = "backward_quads" [Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read],
     }
 }
 
@@ -74,11 +76,14 @@ fn vector_width(s: &BnShape) -> u32 {
 
 /// The kernel reading activations as V: `vec4<f32>` (vw = 4) or f32, summed by `total`.
 pub fn spec(kernel: Kernel, vw: u32) -> KernelSpec {
-    let (ty, total) = match vw {
-        4 => ("vec4<f32>", "v.x + v.y + v.z + v.w"),
-        _ => ("f32", "v"),
+    let (ty, total, v4, from_v4) = match vw {
+        4 => ("vec4<f32>", "v.x + v.y + v.z + v.w", "v", "v"),
+        _ => ("f32", "v", "vec4<f32>(v)", "v.x"),
     };
-    KernelSpec::of(kernel).with_const("VW", vw).with_decl(&format!("alias V = {ty};\nfn total(v: V) -> f32 {{ return {total}; }}"))
+    KernelSpec::of(kernel).with_const("VW", vw).with_decl(&format!(
+        "alias V = {ty};\nfn total(v: V) -> f32 {{ return {total}; }}\n\
+         fn v4(v: V) -> vec4<f32> {{ return {v4}; }}\nfn from_v4(v: vec4<f32>) -> V {{ return {from_v4}; }}"
+    ))
 }
 
 /// Grid of the elementwise kernels: lanes over images (workgroups of 8), y over channels.
@@ -176,21 +181,31 @@ pub fn forward_train(
     // placeholder (x) stands in for it.
     let unused = gpu.unused();
     let bindings = [x, saved, running.0, running.1, affine.0, affine.1, y, y2.unwrap_or(&unused), shortcut.unwrap_or(x)];
-    let (kernel, grid) = layout(Kernel::ForwardTrain, s);
-    vec![gpu.launch("bn.forward_train", &spec(kernel, vector_width(s)), &p.buffer, &bindings, grid)]
+    let (kernel, grid, vw) = layout(Kernel::ForwardTrain, s, io);
+    vec![gpu.launch("bn.forward_train", &spec(kernel, vw), &p.buffer, &bindings, grid)]
 }
 
-/// Which of a training kernel's two layouts runs `s`: a workgroup per channel (a tree
-/// reduction over its lanes), or a lane per channel, eight channels to a workgroup, when
-/// a channel holds at most BY_CHANNEL_MAX values (per-workgroup cost dominates there).
+/// Which of a training kernel's three layouts runs `s`, and the vector width it reads: a
+/// workgroup per channel (a tree reduction over its lanes), or a lane per channel, eight
+/// channels to a workgroup, when a channel holds at most BY_CHANNEL_MAX values (per-workgroup
+/// cost dominates there), or for BatchNorm1d with its channels in fours (`quads`) a lane per
+/// four channels read as one vec4.
 pub const BY_CHANNEL_MAX: usize = 1024;
 
-fn layout(kernel: Kernel, s: &BnShape) -> (Kernel, [u32; 3]) {
-    if s.n * s.hw <= BY_CHANNEL_MAX {
-        let by_channel = if kernel == Kernel::Backward { Kernel::BackwardByChannel } else { Kernel::ForwardTrainByChannel };
-        (by_channel, [(s.c as u32).div_ceil(8), 1, 1])
+pub fn quads(s: &BnShape, io: &BnIo) -> bool {
+    s.hw == 1 && s.n <= BY_CHANNEL_MAX && [s.c, io.total, io.first].iter().all(|v| v % 4 == 0)
+}
+
+fn layout(kernel: Kernel, s: &BnShape, io: &BnIo) -> (Kernel, [u32; 3], u32) {
+    let backward = kernel == Kernel::Backward;
+    if quads(s, io) {
+        let k = if backward { Kernel::BackwardQuads } else { Kernel::ForwardTrainQuads };
+        (k, [(s.c as u32 / 4).div_ceil(8), 1, 1], 4)
+    } else if s.n * s.hw <= BY_CHANNEL_MAX {
+        let k = if backward { Kernel::BackwardByChannel } else { Kernel::ForwardTrainByChannel };
+        (k, [(s.c as u32).div_ceil(8), 1, 1], vector_width(s))
     } else {
-        (kernel, [s.c as u32, 1, 1])
+        (kernel, [s.c as u32, 1, 1], vector_width(s))
     }
 }
 
@@ -237,12 +252,6 @@ pub fn backward(
         dy.len(),
         dy2.is_some()
     );
-    let (kernel, grid) = layout(Kernel::Backward, s);
-    vec![gpu.launch(
-        "bn.backward",
-        &spec(kernel, vector_width(s)),
-        &p.buffer,
-        &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)],
-        grid,
-    )]
+    let (kernel, grid, vw) = layout(Kernel::Backward, s, io);
+    vec![gpu.launch("bn.backward", &spec(kernel, vw), &p.buffer, &[dy, x, saved, gamma, beta, dgamma, dbeta, dx, dy2.unwrap_or(dy)], grid)]
 }

@@ -100,12 +100,17 @@ fn batchnorm_statistics_of_values_far_from_zero() {
     // The statistics are summed over values less one of the channel's own (shifted one-pass
     // sums): values near 30 with a spread of 0.1 (variance 0.0033) keep the precision f32 gives
     // them, where a one-pass E[x^2] - E[x]^2 of the raw values sums squares near 900 to totals
-    // whose rounding (0.1 and more) exceeds the variance itself. Both layouts (a workgroup and a
-    // lane per channel), vec4 and scalar.
-    for (i, s) in
-        [BnShape { n: 40, c: 3, hw: 49 }, BnShape { n: 21, c: 5, hw: 64 }, BnShape { n: 16, c: 33, hw: 1 }, BnShape { n: 7, c: 4, hw: 12 }]
-            .into_iter()
-            .enumerate()
+    // whose rounding (0.1 and more) exceeds the variance itself. All three layouts (a workgroup
+    // per channel, a lane per channel, a lane per four channels), vec4 and scalar.
+    for (i, s) in [
+        BnShape { n: 40, c: 3, hw: 49 },
+        BnShape { n: 21, c: 5, hw: 64 },
+        BnShape { n: 16, c: 33, hw: 1 },
+        BnShape { n: 7, c: 4, hw: 12 },
+        BnShape { n: 16, c: 36, hw: 1 },
+    ]
+    .into_iter()
+    .enumerate()
     {
         check_batchnorm_with(s, i % 2 == 0, BnIo::whole(s.c), (0.1, 30.0), 380 + i as u64);
         check_batchnorm_with(s, true, BnIo::whole(s.c), (1.0, -100.0), 390 + i as u64);
@@ -131,7 +136,14 @@ fn batchnorm_writes_and_reads_a_concat_buffer_in_place() {
         (BnShape { n: 5, c: 12, hw: 16 }, false, BnIo { total: 12, first: 0, y_copy: false, dy_sum: false, residual: true }),
         (BnShape { n: 40, c: 3, hw: 49 }, false, BnIo { total: 3, first: 0, y_copy: false, dy_sum: false, residual: true }),
         (BnShape { n: 16, c: 33, hw: 1 }, false, BnIo { total: 33, first: 0, y_copy: false, dy_sum: false, residual: true }),
+        // BatchNorm1d with channels in fours: a lane per four channels (quads), in every role
+        (BnShape { n: 13, c: 32, hw: 1 }, true, BnIo { total: 64, first: 0, y_copy: true, dy_sum: true, residual: false }),
+        (BnShape { n: 13, c: 32, hw: 1 }, true, BnIo { total: 64, first: 32, y_copy: false, dy_sum: false, residual: false }),
+        (BnShape { n: 13, c: 36, hw: 1 }, false, BnIo { total: 36, first: 0, y_copy: false, dy_sum: false, residual: true }),
+        // ... not where the slice does not start at a multiple of four channels
+        (BnShape { n: 13, c: 32, hw: 1 }, true, BnIo { total: 66, first: 34, y_copy: false, dy_sum: true, residual: false }),
     ];
+    assert!(cases.iter().any(|(s, _, io)| batchnorm::quads(s, io)) && cases.iter().any(|(s, _, io)| s.hw == 1 && !batchnorm::quads(s, io)));
     assert!(cases.iter().any(|(s, _, _)| s.n * s.hw > batchnorm::BY_CHANNEL_MAX));
     for (i, (s, relu, io)) in cases.into_iter().enumerate() {
         check_batchnorm_io(s, relu, io, 350 + i as u64);
@@ -147,6 +159,9 @@ fn batchnorm_2d_and_1d() {
         (BnShape { n: 3, c: 3, hw: 1 }, false),
         (BnShape { n: 8, c: 24, hw: 256 }, true),
         (BnShape { n: 70, c: 4, hw: 1 }, false),
+        // BatchNorm1d with channels in fours (a lane per four channels), a ragged lane count
+        (BnShape { n: 16, c: 44, hw: 1 }, true),
+        (BnShape { n: 3, c: 8, hw: 1 }, false),
         // more images than the reduction and elementwise workgroups have lanes, ragged
         (BnShape { n: 37, c: 6, hw: 6 }, true),
         // planes of 4 and 16 pixels take the vec4 kernels, also with ragged image counts
