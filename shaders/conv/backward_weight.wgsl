@@ -387,14 +387,8 @@ fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
     let hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
     let images = split_images(split);
-    var x_plane: array<u32, NV>;
-    for (var c = 0u; c < NV; c++) {
-        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * hwq;
-    }
-    var dy_plane: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * hwq;
-    }
+    let x_plane = rows_input_planes(g, c0, hwq);
+    let dy_plane = output_planes(g, row0, hwq);
     var acc: array<f32, 9u * TM * NV>;
     for (var n = images.x; n < images.y; n++) {
         let x_img = n * p.cin * hwq;
@@ -450,6 +444,16 @@ fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
     store_rows_dw(split, g, row0, c0, acc);
 }
 
+// input_planes for a row-run lane's NV input channels (planes in vec4s): input_planes' TN
+// entries in their place cost the stride-1 weight gradient a sixth of its speed (benches/shares.rs).
+fn rows_input_planes(g: u32, c0: u32, hwq: u32) -> array<u32, NV> {
+    var x_plane: array<u32, NV>;
+    for (var c = 0u; c < NV; c++) {
+        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * hwq;
+    }
+    return x_plane;
+}
+
 // Stores a row-run lane's nine taps of TM output x NV input channels (to its split's partials).
 fn store_rows_dw(split: u32, g: u32, row0: u32, c0: u32, acc: array<f32, 9u * TM * NV>) {
     let total = p.cout * p.cig * 9u;
@@ -475,23 +479,18 @@ fn store_rows_dw(split: u32, g: u32, row0: u32, c0: u32, acc: array<f32, 9u * TM
 fn backward_weight_rows_s2_by_slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let t = slice_tile(gid, wid);
     if (!t.live) { return; }
-    let split = t.split;
-    let g = t.g;
-    let c0 = t.c0;
-    let row0 = t.row0;
+    rows_dw_s2(t.split, t.g, t.row0, t.c0);
+}
+
+// backward_weight_rows_s2's walk over split `split`'s images (see rows_dw_s1).
+fn rows_dw_s2(split: u32, g: u32, row0: u32, c0: u32) {
     let x_hwq = p.h * p.w / 4u;
     let wq = p.w / 4u;
     let dy_hwq = p.oh * p.ow / 4u;
     let dy_wq = p.ow / 4u;
     let images = split_images(split);
-    var x_plane: array<u32, NV>;
-    for (var c = 0u; c < NV; c++) {
-        x_plane[c] = (g * p.cig + min(c0 + c, p.cig - 1u)) * x_hwq;
-    }
-    var dy_plane: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dy_plane[i] = (g * p.cog + min(row0 + i, p.cog - 1u)) * dy_hwq;
-    }
+    let x_plane = rows_input_planes(g, c0, x_hwq);
+    let dy_plane = output_planes(g, row0, dy_hwq);
     var acc: array<f32, 9u * TM * NV>;
     for (var n = images.x; n < images.y; n++) {
         let x_img = n * p.cin * x_hwq;

@@ -99,6 +99,22 @@ fn gather_tap(t: FwdTap, plane: u32) -> array<vec4<f32>, NV> {
 // and lavapipe stores lane by lane, so one vec4 store costs what a scalar one does.
 @group(0) @binding(3) var<storage, read_write> rows_y4: array<vec4<f32>>;
 
+// The weights of kernel row ky's three taps, kx = 0, 1, 2 (flipped: taps 8 - t, as the input
+// gradient reads them), each a vec4 of four channels: `w` is their row quad's vec4 index for one
+// source channel, taps outq vec4s apart.
+fn kernel_row_weights(w: u32, outq: u32, ky: u32, flip: bool) -> array<vec4<f32>, 3> {
+    var w4: array<vec4<f32>, 3>;
+    for (var kx = 0u; kx < 3u; kx++) {
+        w4[kx] = rows_w4[w + select(3u * ky + kx, 8u - 3u * ky - kx, flip) * outq];
+    }
+    return w4;
+}
+
+// acc plus channel e's weights of the three taps times the source vec4s they meet.
+fn fma_taps(w4: array<vec4<f32>, 3>, e: u32, kx0: vec4<f32>, kx1: vec4<f32>, kx2: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(w4[0][e]), kx0, fma(vec4<f32>(w4[1][e]), kx1, fma(vec4<f32>(w4[2][e]), kx2, acc)));
+}
+
 // The tile: `src` is the vec4 index of the group's first source plane in the image, `n_in`
 // and `n_out` the channels per group on each side, `w_first` the group's first weight vec4.
 // A lane owns NV neighbouring runs of a row from run q on (the host makes NV divide the
@@ -116,10 +132,7 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
         let iy = i32(oy + ky) - 1;
         let row_ok = iy >= 0 && iy < i32(p.h);
         let run = src + select(0u, u32(iy) * wq + q, row_ok);
-        // Source columns -1, 0, +1 meet taps kx = 0, 1, 2 of kernel row ky (flipped: 8 - t).
-        let ta = select(3u * ky, 8u - 3u * ky, flip);
-        let tb = select(3u * ky + 1u, 7u - 3u * ky, flip);
-        let tc = select(3u * ky + 2u, 6u - 3u * ky, flip);
+        // Source columns -1, 0, +1 meet taps kx = 0, 1, 2 of kernel row ky.
         for (var c = 0u; c < n_in; c++) {
             let o = run + c * hwq;
             var m: array<vec4<f32>, NV>;
@@ -138,13 +151,11 @@ fn rows_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy: u32, 
             }
             let w_row = c * 9u * outq;
             for (var qq = 0u; qq < TM / 4u; qq++) {
-                let w0 = rows_w4[w_q[qq] + w_row + ta * outq];
-                let w1 = rows_w4[w_q[qq] + w_row + tb * outq];
-                let w2 = rows_w4[w_q[qq] + w_row + tc * outq];
+                let w4 = kernel_row_weights(w_q[qq] + w_row, outq, ky, flip);
                 for (var e = 0u; e < 4u; e++) {
                     let i = 4u * qq + e;
                     for (var v = 0u; v < NV; v++) {
-                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), l[v], fma(vec4<f32>(w1[e]), m[v], fma(vec4<f32>(w2[e]), r[v], acc[i * NV + v])));
+                        acc[i * NV + v] = fma_taps(w4, e, l[v], m[v], r[v], acc[i * NV + v]);
                     }
                 }
             }
@@ -172,20 +183,15 @@ fn column_tile(src: u32, n_in: u32, n_out: u32, w_first: u32, row0: u32, oy0: u3
         }
         let w_row = c * 9u * outq;
         for (var ky = 0u; ky < 3u; ky++) {
-            let ta = select(3u * ky, 8u - 3u * ky, flip);
-            let tb = select(3u * ky + 1u, 7u - 3u * ky, flip);
-            let tc = select(3u * ky + 2u, 6u - 3u * ky, flip);
             for (var qq = 0u; qq < TM / 4u; qq++) {
-                let w0 = rows_w4[w_q[qq] + w_row + ta * outq];
-                let w1 = rows_w4[w_q[qq] + w_row + tb * outq];
-                let w2 = rows_w4[w_q[qq] + w_row + tc * outq];
+                let w4 = kernel_row_weights(w_q[qq] + w_row, outq, ky, flip);
                 for (var e = 0u; e < 4u; e++) {
                     let i = 4u * qq + e;
                     for (var v = 0u; v < NV; v++) {
                         let mm = m[v + ky];
                         let l = vec4<f32>(0.0, mm.x, mm.y, mm.z);
                         let r = vec4<f32>(mm.y, mm.z, mm.w, 0.0);
-                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), l, fma(vec4<f32>(w1[e]), mm, fma(vec4<f32>(w2[e]), r, acc[i * NV + v])));
+                        acc[i * NV + v] = fma_taps(w4, e, l, mm, r, acc[i * NV + v]);
                     }
                 }
             }

@@ -217,15 +217,13 @@ fn forward_rows_s2_acc(r: vec3<u32>, wid: vec3<u32>) -> array<vec4<f32>, TM * NV
                 t1[v] = vec4<f32>(a.x, a.z, b.x, b.z);
                 t2[v] = vec4<f32>(a.y, a.w, b.y, b.w);
             }
-            let w_row = c * 9u * outq + 3u * ky * outq;
+            let w_row = c * 9u * outq;
             for (var qq = 0u; qq < TM / 4u; qq++) {
-                let w0 = rows_w4[w_q[qq] + w_row];
-                let w1 = rows_w4[w_q[qq] + w_row + outq];
-                let w2 = rows_w4[w_q[qq] + w_row + 2u * outq];
+                let w4 = kernel_row_weights(w_q[qq] + w_row, outq, ky, false);
                 for (var e = 0u; e < 4u; e++) {
                     let i = 4u * qq + e;
                     for (var v = 0u; v < NV; v++) {
-                        acc[i * NV + v] = fma(vec4<f32>(w0[e]), t0[v], fma(vec4<f32>(w1[e]), t1[v], fma(vec4<f32>(w2[e]), t2[v], acc[i * NV + v])));
+                        acc[i * NV + v] = fma_taps(w4, e, t0[v], t1[v], t2[v], acc[i * NV + v]);
                     }
                 }
             }

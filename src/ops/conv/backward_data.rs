@@ -82,15 +82,13 @@ pub fn backward_data_rows(gpu: &Gpu, s: &ConvShape, tile: Tile, dy: &Tensor, w: 
         "backward_data_rows: {s:?} with {tile:?} is not 3x3 on row runs, in fours"
     );
     let (wt, uniform, lw) = weights_by_output(gpu, s, w);
-    let (kernel, grid) = match s.stride {
-        1 if by_column(s, tile) => (BackwardDataKernel::BackwardDataColumn, rows_grid(s, tile, s.cig())),
-        1 => (BackwardDataKernel::BackwardDataRows, rows_grid(s, tile, s.cig())),
-        _ => {
-            let lanes = s.n * s.h.div_ceil(2) * s.w / 8;
-            let grid = [(lanes as u32).div_ceil(tile.wg), (s.cig() as u32).div_ceil(tile.tm), s.groups as u32];
-            (BackwardDataKernel::BackwardDataRowsS2, grid)
-        }
+    let kernel = match s.stride {
+        1 if by_column(s, tile) => BackwardDataKernel::BackwardDataColumn,
+        1 => BackwardDataKernel::BackwardDataRows,
+        // a lane per pair of input rows and eight columns: as many as runs of four output pixels
+        _ => BackwardDataKernel::BackwardDataRowsS2,
     };
+    let grid = rows_grid(s, tile, s.cig());
     let mut l = gpu.launch("conv.backward_data", &weight_spec(tile, kernel, uniform), &params(gpu, s, 1, s.n), &[dy, &wt, dx], grid);
     l.flops = 2.0 * s.macs();
     vec![lw, l]

@@ -338,9 +338,10 @@ fn row_runs(s: &ConvShape) -> bool {
     s.k == 3 && ((s.stride == 1 && s.w.is_multiple_of(4)) || (s.stride == 2 && s.w.is_multiple_of(8)))
 }
 
-/// The grid of forward_rows and backward_data_rows: a lane per run of four pixels of the
-/// output (for the input gradient of a stride-1 conv, the same as the input), `rows` channels
-/// per group in tiles of tile.tm, the groups.
+/// The grid of the row-run forward and input-gradient kernels: a lane per tile.nv runs of four
+/// output pixels (for a stride-1 input gradient, the same as the input's; for a stride-2 one,
+/// as many as its lanes of two input rows by eight columns), `rows` channels per group in
+/// tiles of tile.tm, the groups.
 fn rows_grid(s: &ConvShape, tile: Tile, rows: usize) -> [u32; 3] {
     let nv = tile.nv as usize;
     assert!(
