@@ -70,22 +70,47 @@ fn io_plane(n: u32, c: u32) -> u32 {
 @group(0) @binding(8) var<storage, read_write> ft_y2: array<V>;
 @group(0) @binding(9) var<storage, read> ft_res: array<V>;
 
-// Normalises image n's plane of channel c into y (and y2, see Bn.y_copy; Bn.residual).
+// Normalises the V at x index i into y index o (and y2, see Bn.y_copy; Bn.residual).
+fn normalise_at(i: u32, o: u32, mean: f32, invstd: f32, gamma: f32, beta: f32) {
+    var y = (ft_x[i] - V(mean)) * invstd * gamma + V(beta);
+    if (p.residual != 0u) {
+        y = max(y + ft_res[i], V(0.0));
+    } else {
+        y = activate(y);
+    }
+    ft_y[o] = y;
+    if (p.y_copy != 0u) {
+        ft_y2[i] = y;
+    }
+}
+
+// Normalises image n's plane of channel c.
 fn normalise_plane(n: u32, c: u32, mean: f32, invstd: f32, gamma: f32, beta: f32) {
     let b = plane(n, c);
     let o = io_plane(n, c);
     for (var j = 0u; j < plane_len(); j++) {
-        var y = (ft_x[b + j] - V(mean)) * invstd * gamma + V(beta);
-        if (p.residual != 0u) {
-            y = max(y + ft_res[b + j], V(0.0));
-        } else {
-            y = activate(y);
-        }
-        ft_y[o + j] = y;
-        if (p.y_copy != 0u) {
-            ft_y2[b + j] = y;
-        }
+        normalise_at(b + j, o + j, mean, invstd, gamma, beta);
     }
+}
+
+// A lane's walk over all of channel c's values in one loop, image by image: lavapipe pays
+// for a nested loop (its mask bookkeeping and the masked stores of every value the inner
+// loop carries) about as much as for the loads of a 2x2 map's plane, so the *_by_channel
+// kernels step (image, V) with selects instead. `at` indexes x (and dx), `io` y (or dy).
+struct Walk {
+    at: u32, io: u32, j: u32, last: bool,
+}
+
+fn walk_start(c: u32) -> Walk {
+    return Walk(plane(0u, c), io_plane(0u, c), 0u, plane_len() == 1u);
+}
+
+// The next V; `last` says whether it ends its image's plane.
+fn walk_step(w: Walk) -> Walk {
+    let len = plane_len();
+    let j = select(w.j + 1u, 0u, w.last);
+    return Walk(select(w.at + 1u, w.at + 1u + (p.c - 1u) * len, w.last),
+                select(w.io + 1u, w.io + 1u + (p.io_total - 1u) * len, w.last), j, j + 1u == len);
 }
 
 // Both statistics come from one pass over the values less a shift K, the mean of channel
@@ -146,17 +171,19 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let shift = channel_shift(c);
     var s = 0.0;
     var q = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let b = plane(n, c);
-        var sp = V(0.0);
-        var qp = V(0.0);
-        for (var i = b; i < b + plane_len(); i++) {
-            let d = ft_x[i] - V(shift);
-            sp += d;
-            qp += d * d;
-        }
-        s += total(sp);
-        q += total(qp);
+    var sp = V(0.0);
+    var qp = V(0.0);
+    var w = walk_start(c);
+    for (var t = 0u; t < p.n * plane_len(); t++) {
+        let d = ft_x[w.at] - V(shift);
+        sp += d;
+        qp += d * d;
+        // each plane's sums join the channel's when it ends (the order of a loop per image)
+        s = select(s, s + total(sp), w.last);
+        q = select(q, q + total(qp), w.last);
+        sp = select(sp, V(0.0), w.last);
+        qp = select(qp, V(0.0), w.last);
+        w = walk_step(w);
     }
     let ds = s / f32(m);
     let mean = ds + shift;
@@ -169,8 +196,10 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     ft_running_var[c] = (1.0 - p.momentum) * ft_running_var[c] + p.momentum * unbiased;
     let gamma = ft_gamma[c];
     let beta = ft_beta[c];
-    for (var n = 0u; n < p.n; n++) {
-        normalise_plane(n, c, mean, invstd, gamma, beta);
+    w = walk_start(c);
+    for (var t = 0u; t < p.n * plane_len(); t++) {
+        normalise_at(w.at, w.io, mean, invstd, gamma, beta);
+        w = walk_step(w);
     }
 }
 
@@ -221,9 +250,14 @@ fn masked_grad(dy: V, xhat: V, gamma: f32, beta: f32) -> V {
 
 // The incoming gradient at V j of image n's plane of channel c (see Bn.io_total, Bn.dy_sum).
 fn incoming(n: u32, c: u32, j: u32) -> V {
-    let g = bw_dy[io_plane(n, c) + j];
+    return incoming_at(plane(n, c) + j, io_plane(n, c) + j);
+}
+
+// The same at dx index i, dy index o.
+fn incoming_at(i: u32, o: u32) -> V {
+    let g = bw_dy[o];
     if (p.dy_sum != 0u) {
-        return g + bw_dy2[plane(n, c) + j];
+        return g + bw_dy2[i];
     }
     return g;
 }
@@ -278,29 +312,29 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let beta = bw_beta[c];
     var dbeta = 0.0;
     var dgamma = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let b = plane(n, c);
-        var s1 = V(0.0);
-        var s2 = V(0.0);
-        for (var j = 0u; j < plane_len(); j++) {
-            let xhat = (bw_x[b + j] - V(mean)) * invstd;
-            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
-            s1 += g;
-            s2 += g * xhat;
-        }
-        dbeta += total(s1);
-        dgamma += total(s2);
+    var s1 = V(0.0);
+    var s2 = V(0.0);
+    var w = walk_start(c);
+    for (var t = 0u; t < p.n * plane_len(); t++) {
+        let xhat = (bw_x[w.at] - V(mean)) * invstd;
+        let g = masked_grad(incoming_at(w.at, w.io), xhat, gamma, beta);
+        s1 += g;
+        s2 += g * xhat;
+        dbeta = select(dbeta, dbeta + total(s1), w.last);
+        dgamma = select(dgamma, dgamma + total(s2), w.last);
+        s1 = select(s1, V(0.0), w.last);
+        s2 = select(s2, V(0.0), w.last);
+        w = walk_step(w);
     }
     bw_dbeta[c] = dbeta;
     bw_dgamma[c] = dgamma;
     let m = f32(p.n * p.hw);
-    for (var n = 0u; n < p.n; n++) {
-        let b = plane(n, c);
-        for (var j = 0u; j < plane_len(); j++) {
-            let xhat = (bw_x[b + j] - V(mean)) * invstd;
-            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
-            bw_dx[b + j] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
-        }
+    w = walk_start(c);
+    for (var t = 0u; t < p.n * plane_len(); t++) {
+        let xhat = (bw_x[w.at] - V(mean)) * invstd;
+        let g = masked_grad(incoming_at(w.at, w.io), xhat, gamma, beta);
+        bw_dx[w.at] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        w = walk_step(w);
     }
 }
 

@@ -412,21 +412,26 @@ fn matmul_nt4_images(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     }
     let b_base = nt4_b_rows(col0, 0u);
     var acc: array<f32, TM * TN>;
-    for (var img = 0u; img < p.k; img++) {
-        let a_img = img * (p.a_z / 4u);
-        let b_img = img * (p.b_z / 4u);
-        for (var q = 0u; q < hwq; q++) {
-            var bv: array<vec4<f32>, TN>;
+    // One loop over (image, pixel quad), as in matmul_nt4_images_sg.
+    var a_at = 0u;
+    var b_at = 0u;
+    var q = 0u;
+    for (var t = 0u; t < p.k * hwq; t++) {
+        var bv: array<vec4<f32>, TN>;
+        for (var j = 0u; j < TN; j++) {
+            bv[j] = b4[b_at + b_base[j]];
+        }
+        for (var i = 0u; i < TM; i++) {
+            let av = a4[a_at + a_base[i]];  // uniform rows
             for (var j = 0u; j < TN; j++) {
-                bv[j] = b4[b_img + b_base[j] + q];
-            }
-            for (var i = 0u; i < TM; i++) {
-                let av = a4[a_img + a_base[i] + q];  // uniform rows
-                for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] += dot(av, bv[j]);
-                }
+                acc[i * TN + j] += dot(av, bv[j]);
             }
         }
+        q += 1u;
+        let wrap = q == hwq;
+        q = select(q, 0u, wrap);
+        a_at = select(a_at + 1u, a_at + 1u + p.a_z / 4u - hwq, wrap);
+        b_at = select(b_at + 1u, b_at + 1u + p.b_z / 4u - hwq, wrap);
     }
     store_nt4(acc, row0, col0, 0u);
 }
