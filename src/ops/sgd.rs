@@ -36,7 +36,7 @@ struct EmaParams {
 }
 
 /// vec4s per lane in step4 and ema4 (PER_LANE in the shader).
-const PER_LANE: usize = 4;
+const PER_LANE: usize = 8;
 
 /// The grid of a vec4 kernel over `len` values (PER_LANE vec4s per lane), if there are any.
 fn vec4_grid(len: usize) -> Option<[u32; 3]> {
