@@ -382,6 +382,21 @@ fn backward_weight_rows_by_slice(@builtin(global_invocation_id) gid: vec3<u32>, 
     rows_dw_s1(t.split, t.g, t.row0, t.c0);
 }
 
+// A row-run weight gradient lane's place in its walk over run q of output row oy of image n:
+// one loop stepped with selects, where nested loops (images, rows, runs) cost lavapipe their
+// mask bookkeeping and the masked stores of the accumulators at every level, about a fifth of
+// the kernel on 4x4 maps.
+struct RunWalk {
+    n: u32, oy: u32, q: u32,
+}
+
+fn run_walk_step(w: RunWalk, runs: u32, rows: u32) -> RunWalk {
+    let row_end = w.q + 1u == runs;
+    let oy = select(w.oy, w.oy + 1u, row_end);
+    let image_end = row_end && oy == rows;
+    return RunWalk(select(w.n, w.n + 1u, image_end), select(oy, 0u, image_end), select(w.q + 1u, 0u, row_end));
+}
+
 // backward_weight_rows' walk over split `split`'s images for the tile (row0.., c0..) of group g.
 fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
     let hwq = p.h * p.w / 4u;
@@ -390,17 +405,21 @@ fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
     let x_plane = rows_input_planes(g, c0, hwq);
     let dy_plane = output_planes(g, row0, hwq);
     var acc: array<f32, 9u * TM * NV>;
-    for (var n = images.x; n < images.y; n++) {
-        let x_img = n * p.cin * hwq;
-        let dy_img = n * p.cout * hwq;
-        for (var oy = 0u; oy < p.h; oy++) {
-            // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk,
-            // zero at each row's start (rows outside the map and the left edge read as padding).
-            // Zeroed by explicit initializers: Chromium's compiler (Tint, then SwiftShader) zeroes
-            // a loop's `var` without one only once, on the first iteration.
-            var prev = array<vec4<f32>, 3u * NV>();
-            var cur = array<vec4<f32>, 3u * NV>();
-            var next = array<vec4<f32>, 3u * NV>();
+    // x rows oy - 1, oy, oy + 1 (ky = 0, 1, 2): the run before, at and after the walk's,
+    // zero at each row's start (rows outside the map and the left edge read as padding).
+    // Zeroed by explicit initializers: Chromium's compiler (Tint, then SwiftShader) zeroes
+    // a loop's `var` without one only once, on the first iteration.
+    var prev = array<vec4<f32>, 3u * NV>();
+    var cur = array<vec4<f32>, 3u * NV>();
+    var w = RunWalk(images.x, 0u, 0u);
+    for (var trip = 0u; trip < (images.y - images.x) * p.h * wq; trip++) {
+        let x_img = w.n * p.cin * hwq;
+        let dy_img = w.n * p.cout * hwq;
+        let oy = w.oy;
+        let q = w.q;
+        if (q == 0u) {
+            prev = array<vec4<f32>, 3u * NV>();
+            cur = array<vec4<f32>, 3u * NV>();
             for (var ky = 0u; ky < 3u; ky++) {
                 let iy = i32(oy + ky) - 1;
                 if (iy < 0 || iy >= i32(p.h)) { continue; }
@@ -408,38 +427,35 @@ fn rows_dw_s1(split: u32, g: u32, row0: u32, c0: u32) {
                     cur[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq];
                 }
             }
-            for (var q = 0u; q < wq; q++) {
-                for (var ky = 0u; ky < 3u; ky++) {
-                    let iy = i32(oy + ky) - 1;
-                    for (var c = 0u; c < NV; c++) {
-                        next[ky * NV + c] = vec4<f32>(0.0);
-                    }
-                    if (iy < 0 || iy >= i32(p.h) || q + 1u >= wq) { continue; }
-                    for (var c = 0u; c < NV; c++) {
-                        next[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq + q + 1u];
-                    }
-                }
-                var dv: array<vec4<f32>, TM>;
-                for (var i = 0u; i < TM; i++) {
-                    dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * wq + q];
-                }
-                for (var ky = 0u; ky < 3u; ky++) {
-                    for (var c = 0u; c < NV; c++) {
-                        let m = cur[ky * NV + c];
-                        let l = vec4<f32>(prev[ky * NV + c].w, m.x, m.y, m.z);
-                        let r = vec4<f32>(m.y, m.z, m.w, next[ky * NV + c].x);
-                        for (var i = 0u; i < TM; i++) {
-                            let a = ((3u * ky) * TM + i) * NV + c;
-                            acc[a] += dot(dv[i], l);
-                            acc[a + TM * NV] += dot(dv[i], m);
-                            acc[a + 2u * TM * NV] += dot(dv[i], r);
-                        }
-                    }
-                }
-                prev = cur;
-                cur = next;
+        }
+        var next = array<vec4<f32>, 3u * NV>();
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy + ky) - 1;
+            if (iy < 0 || iy >= i32(p.h) || q + 1u >= wq) { continue; }
+            for (var c = 0u; c < NV; c++) {
+                next[ky * NV + c] = wr_x4[x_img + x_plane[c] + u32(iy) * wq + q + 1u];
             }
         }
+        var dv: array<vec4<f32>, TM>;
+        for (var i = 0u; i < TM; i++) {
+            dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * wq + q];
+        }
+        for (var ky = 0u; ky < 3u; ky++) {
+            for (var c = 0u; c < NV; c++) {
+                let m = cur[ky * NV + c];
+                let l = vec4<f32>(prev[ky * NV + c].w, m.x, m.y, m.z);
+                let r = vec4<f32>(m.y, m.z, m.w, next[ky * NV + c].x);
+                for (var i = 0u; i < TM; i++) {
+                    let a = ((3u * ky) * TM + i) * NV + c;
+                    acc[a] += dot(dv[i], l);
+                    acc[a + TM * NV] += dot(dv[i], m);
+                    acc[a + 2u * TM * NV] += dot(dv[i], r);
+                }
+            }
+        }
+        prev = cur;
+        cur = next;
+        w = run_walk_step(w, wq, p.h);
     }
     store_rows_dw(split, g, row0, c0, acc);
 }
@@ -492,39 +508,42 @@ fn rows_dw_s2(split: u32, g: u32, row0: u32, c0: u32) {
     let x_plane = rows_input_planes(g, c0, x_hwq);
     let dy_plane = output_planes(g, row0, dy_hwq);
     var acc: array<f32, 9u * TM * NV>;
-    for (var n = images.x; n < images.y; n++) {
-        let x_img = n * p.cin * x_hwq;
-        let dy_img = n * p.cout * dy_hwq;
-        for (var oy = 0u; oy < p.oh; oy++) {
-            // per kernel row and input channel, the value left of the run (padding at the
-            // row's start; an explicit initializer, see backward_weight_rows)
-            var left = array<f32, 3u * NV>();
-            for (var q = 0u; q < dy_wq; q++) {
-                var dv: array<vec4<f32>, TM>;
+    // per kernel row and input channel, the value left of the run (padding at a row's start;
+    // explicit initializers, see rows_dw_s1)
+    var left = array<f32, 3u * NV>();
+    var w = RunWalk(images.x, 0u, 0u);
+    for (var trip = 0u; trip < (images.y - images.x) * p.oh * dy_wq; trip++) {
+        let x_img = w.n * p.cin * x_hwq;
+        let dy_img = w.n * p.cout * dy_hwq;
+        let oy = w.oy;
+        let q = w.q;
+        if (q == 0u) {
+            left = array<f32, 3u * NV>();
+        }
+        var dv: array<vec4<f32>, TM>;
+        for (var i = 0u; i < TM; i++) {
+            dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * dy_wq + q];
+        }
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(2u * oy + ky) - 1;
+            if (iy < 0 || iy >= i32(p.h)) { continue; }
+            for (var c = 0u; c < NV; c++) {
+                let at = x_img + x_plane[c] + u32(iy) * wq + 2u * q;
+                let a = wr_x4[at];
+                let b = wr_x4[at + 1u];
+                let t0 = vec4<f32>(left[ky * NV + c], a.y, a.w, b.y);
+                let t1 = vec4<f32>(a.x, a.z, b.x, b.z);
+                let t2 = vec4<f32>(a.y, a.w, b.y, b.w);
+                left[ky * NV + c] = b.w;
                 for (var i = 0u; i < TM; i++) {
-                    dv[i] = wr_dy4[dy_img + dy_plane[i] + oy * dy_wq + q];
-                }
-                for (var ky = 0u; ky < 3u; ky++) {
-                    let iy = i32(2u * oy + ky) - 1;
-                    if (iy < 0 || iy >= i32(p.h)) { continue; }
-                    for (var c = 0u; c < NV; c++) {
-                        let at = x_img + x_plane[c] + u32(iy) * wq + 2u * q;
-                        let a = wr_x4[at];
-                        let b = wr_x4[at + 1u];
-                        let t0 = vec4<f32>(left[ky * NV + c], a.y, a.w, b.y);
-                        let t1 = vec4<f32>(a.x, a.z, b.x, b.z);
-                        let t2 = vec4<f32>(a.y, a.w, b.y, b.w);
-                        left[ky * NV + c] = b.w;
-                        for (var i = 0u; i < TM; i++) {
-                            let t = ((3u * ky) * TM + i) * NV + c;
-                            acc[t] += dot(dv[i], t0);
-                            acc[t + TM * NV] += dot(dv[i], t1);
-                            acc[t + 2u * TM * NV] += dot(dv[i], t2);
-                        }
-                    }
+                    let t = ((3u * ky) * TM + i) * NV + c;
+                    acc[t] += dot(dv[i], t0);
+                    acc[t + TM * NV] += dot(dv[i], t1);
+                    acc[t + 2u * TM * NV] += dot(dv[i], t2);
                 }
             }
         }
+        w = run_walk_step(w, dy_wq, p.oh);
     }
     store_rows_dw(split, g, row0, c0, acc);
 }
