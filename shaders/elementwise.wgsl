@@ -86,8 +86,16 @@ fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(EW, 1, 1)
 fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i0 = first_v(gid, nwg);
+    // one division a lane (lavapipe runs a lane's integer division as a scalar loop), then
+    // the image and the place in its run stepped along
+    var image = i0 / p.run;
+    var j = i0 % p.run;
     for (var i = i0; i < min(i0 + PER_LANE, len_v()); i++) {
-        cc_out[i] = cc_src[(i / p.run) * p.src_image + p.src_first + i % p.run];
+        cc_out[i] = cc_src[image * p.src_image + p.src_first + j];
+        j += 1u;
+        let wrap = j == p.run;
+        j = select(j, 0u, wrap);
+        image = select(image, image + 1u, wrap);
     }
 }
 
