@@ -217,10 +217,19 @@ fn matmul_tn4_bn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
 }
 
 fn store_nn4_bn(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32) {
+    var bn: array<BnChannel, TM>;
+    for (var i = 0u; i < TM; i++) {
+        bn[i] = bn_channel(min(row0 + i, p.m - 1u), p.eps);
+    }
+    store_nn4_bn_rows(acc, row0, col0, bn);
+}
+
+// store_nn4_bn with the tile's rows' BatchNorm channels given.
+fn store_nn4_bn_rows(acc: array<vec4<f32>, TM * NV>, row0: u32, col0: u32, bn: array<BnChannel, TM>) {
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) { break; }
-        let q = bn_channel(row, p.eps);
+        let q = bn[i];
         for (var v = 0u; v < NV; v++) {
             if (col0 + 4u * v >= p.n) { break; }
             let o = (row * p.c_row + nn4_offsets(col0 + 4u * v).y) / 4u;

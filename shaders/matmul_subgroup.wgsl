@@ -202,12 +202,22 @@ fn matmul_nn4_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     store_nn4(acc, row0, col0, wid.z, false);
 }
 
-// Eval: matmul_nn4_bn on nn4_tile_sg.
+// Eval: matmul_nn4_bn on nn4_tile_sg, the tile's rows' BatchNorm channels loaded a row per
+// lane and broadcast (each lane would otherwise load all TM rows' four values: as many loads
+// as three or four steps of a short k loop).
 @compute @workgroup_size(WG, 1, 1)
 fn matmul_nn4_bn_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
     let row0 = wid.y * TM;
     let col0 = gid.x * TN;
     let acc = nn4_tile_sg(row0, col0, 0u, lane);
+    var bn: array<BnChannel, TM>;
+    for (var r = 0u; r < TM / 8u; r++) {
+        let q = bn_channel(min(row0 + 8u * r + lane % 8u, p.m - 1u), p.eps);
+        let rows = rows_of_subgroup(vec4<f32>(q.mean, q.invstd, q.gamma, q.beta));
+        for (var i = 0u; i < 8u; i++) {
+            bn[8u * r + i] = BnChannel(rows[i].x, rows[i].y, rows[i].z, rows[i].w);
+        }
+    }
     if (col0 >= p.n) { return; }
-    store_nn4_bn(acc, row0, col0);
+    store_nn4_bn_rows(acc, row0, col0, bn);
 }
