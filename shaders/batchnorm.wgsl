@@ -113,6 +113,17 @@ fn walk_step(w: Walk) -> Walk {
                 select(w.io + 1u, w.io + 1u + (p.io_total - 1u) * len, w.last), j, j + 1u == len);
 }
 
+// A sum over a channel in the order of a loop per image: the running sum of the current
+// plane, added to the channel's when the plane ends (Walk.last).
+struct PlaneSum {
+    channel: f32, plane: V,
+}
+
+fn plane_sum_add(a: PlaneSum, v: V, plane_ends: bool) -> PlaneSum {
+    let plane = a.plane + v;
+    return PlaneSum(select(a.channel, a.channel + total(plane), plane_ends), select(plane, V(0.0), plane_ends));
+}
+
 // Both statistics come from one pass over the values less a shift K, the mean of channel
 // c's first V: var = E[(x - K)^2] - E[x - K]^2 loses only about eps (K - mean)^2 / var to
 // cancellation (K is one of the values, so near the mean next to the spread; a value six
@@ -169,25 +180,18 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.c) { return; }
     let m = p.n * p.hw;
     let shift = channel_shift(c);
-    var s = 0.0;
-    var q = 0.0;
-    var sp = V(0.0);
-    var qp = V(0.0);
+    var s = PlaneSum(0.0, V(0.0));
+    var q = PlaneSum(0.0, V(0.0));
     var w = walk_start(c);
     for (var t = 0u; t < p.n * plane_len(); t++) {
         let d = ft_x[w.at] - V(shift);
-        sp += d;
-        qp += d * d;
-        // each plane's sums join the channel's when it ends (the order of a loop per image)
-        s = select(s, s + total(sp), w.last);
-        q = select(q, q + total(qp), w.last);
-        sp = select(sp, V(0.0), w.last);
-        qp = select(qp, V(0.0), w.last);
+        s = plane_sum_add(s, d, w.last);
+        q = plane_sum_add(q, d * d, w.last);
         w = walk_step(w);
     }
-    let ds = s / f32(m);
+    let ds = s.channel / f32(m);
     let mean = ds + shift;
-    let var_b = max(q / f32(m) - ds * ds, 0.0);
+    let var_b = max(q.channel / f32(m) - ds * ds, 0.0);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     ft_saved[c] = mean;
     ft_saved[p.c + c] = invstd;
@@ -310,22 +314,18 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let invstd = bw_saved[p.c + c];
     let gamma = bw_gamma[c];
     let beta = bw_beta[c];
-    var dbeta = 0.0;
-    var dgamma = 0.0;
-    var s1 = V(0.0);
-    var s2 = V(0.0);
+    var sum_g = PlaneSum(0.0, V(0.0));
+    var sum_gx = PlaneSum(0.0, V(0.0));
     var w = walk_start(c);
     for (var t = 0u; t < p.n * plane_len(); t++) {
         let xhat = (bw_x[w.at] - V(mean)) * invstd;
         let g = masked_grad(incoming_at(w.at, w.io), xhat, gamma, beta);
-        s1 += g;
-        s2 += g * xhat;
-        dbeta = select(dbeta, dbeta + total(s1), w.last);
-        dgamma = select(dgamma, dgamma + total(s2), w.last);
-        s1 = select(s1, V(0.0), w.last);
-        s2 = select(s2, V(0.0), w.last);
+        sum_g = plane_sum_add(sum_g, g, w.last);
+        sum_gx = plane_sum_add(sum_gx, g * xhat, w.last);
         w = walk_step(w);
     }
+    let dbeta = sum_g.channel;
+    let dgamma = sum_gx.channel;
     bw_dbeta[c] = dbeta;
     bw_dgamma[c] = dgamma;
     let m = f32(p.n * p.hw);

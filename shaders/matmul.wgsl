@@ -405,6 +405,19 @@ fn store_nt4_bn(acc: array<f32, TM * TN>, row0: u32, col0: u32, z: u32) {
     }
 }
 
+// A matmul_nt4_images lane's place in its one loop over (image, pixel quad): the quad's vec4
+// in A and in B, and its index in the image. A nested loop (images, quads) cost lavapipe a
+// mask push and the accumulators' masked stores per inner loop.
+struct ImageQuads {
+    a: u32, b: u32, q: u32,
+}
+
+fn image_quads_step(w: ImageQuads, hwq: u32) -> ImageQuads {
+    let wrap = w.q + 1u == hwq;
+    return ImageQuads(select(w.a + 1u, w.a + 1u + p.a_z / 4u - hwq, wrap),
+                      select(w.b + 1u, w.b + 1u + p.b_z / 4u - hwq, wrap), select(w.q + 1u, 0u, wrap));
+}
+
 // matmul_nt4_images: C[m, n] = sum over images i < k of sum over pixels of A[i][m][pixel]
 // B[i][n][pixel] -- a 1x1 conv's weight gradient dy x^T straight from NCHW, where the NHWC
 // copies that matmul_tn4 needs cost a sixth of its time. A's rows are a_row floats apart,
@@ -421,26 +434,19 @@ fn matmul_nt4_images(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     }
     let b_base = nt4_b_rows(col0, 0u);
     var acc: array<f32, TM * TN>;
-    // One loop over (image, pixel quad), as in matmul_nt4_images_sg.
-    var a_at = 0u;
-    var b_at = 0u;
-    var q = 0u;
+    var w = ImageQuads(0u, 0u, 0u);
     for (var t = 0u; t < p.k * hwq; t++) {
         var bv: array<vec4<f32>, TN>;
         for (var j = 0u; j < TN; j++) {
-            bv[j] = b4[b_at + b_base[j]];
+            bv[j] = b4[w.b + b_base[j]];
         }
         for (var i = 0u; i < TM; i++) {
-            let av = a4[a_at + a_base[i]];  // uniform rows
+            let av = a4[w.a + a_base[i]];  // uniform rows
             for (var j = 0u; j < TN; j++) {
                 acc[i * TN + j] += dot(av, bv[j]);
             }
         }
-        q += 1u;
-        let wrap = q == hwq;
-        q = select(q, 0u, wrap);
-        a_at = select(a_at + 1u, a_at + 1u + p.a_z / 4u - hwq, wrap);
-        b_at = select(b_at + 1u, b_at + 1u + p.b_z / 4u - hwq, wrap);
+        w = image_quads_step(w, hwq);
     }
     store_nt4(acc, row0, col0, 0u);
 }

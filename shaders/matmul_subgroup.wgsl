@@ -29,29 +29,21 @@ fn matmul_nt4_images_sg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
     let b_base = nt4_b_rows(col0, 0u);
     var acc: array<f32, TM * TN>;
-    // One loop over (image, pixel quad), its counters stepped with selects: a nested loop
-    // costs lavapipe a mask push and the accumulators' masked stores per inner loop.
-    var a_at = 0u;  // image's start in A and B, in vec4s, plus the quad
-    var b_at = 0u;
-    var q = 0u;
+    var w = ImageQuads(0u, 0u, 0u);
     for (var t = 0u; t < p.k * hwq; t++) {
         var bv: array<vec4<f32>, TN>;
         for (var j = 0u; j < TN; j++) {
-            bv[j] = b4[b_at + b_base[j]];
+            bv[j] = b4[w.b + b_base[j]];
         }
         for (var r = 0u; r < R; r++) {
-            var av = rows_of_subgroup(a4[a_at + a_mine[r]]);
+            var av = rows_of_subgroup(a4[w.a + a_mine[r]]);
             for (var i = 0u; i < 8u; i++) {
                 for (var j = 0u; j < TN; j++) {
                     acc[(8u * r + i) * TN + j] += dot(av[i], bv[j]);
                 }
             }
         }
-        q += 1u;
-        let wrap = q == hwq;
-        q = select(q, 0u, wrap);
-        a_at = select(a_at + 1u, a_at + 1u + p.a_z / 4u - hwq, wrap);
-        b_at = select(b_at + 1u, b_at + 1u + p.b_z / 4u - hwq, wrap);
+        w = image_quads_step(w, hwq);
     }
     if (col0 >= p.n) { return; }
     store_nt4(acc, row0, col0, 0u);
