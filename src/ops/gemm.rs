@@ -157,6 +157,23 @@ pub fn by_subgroup(gpu: &Gpu, tile: Tile, rows: &[u32]) -> bool {
     gpu.subgroups && tile.wg == SUBGROUP_TILE.wg && rows.contains(&tile.tm)
 }
 
+/// The tiles of the subgroup GEMMs on this adapter's cost model: a load of A through
+/// broadcasts serves eight rows, while every column is a vec4 load of the lane's own, so tall,
+/// narrow tiles win. 16 rows x 4 columns for matmul_nn4_sg, matmul_nt4_sg and
+/// matmul_nt4_images_sg (32 x 4 spills there: 2-8x slower); for matmul_tn4_sg 32 x 4 where
+/// the rows come in 32s, else 16 x 8 where they come in 16s. Against the 8 x 8 tile on
+/// SPGNet's 1x1 convs and dense layers (docs/benchmarks.md): 1.1-1.8x.
+pub const SG_TALL_TILE: Tile = Tile { tm: 16, nv: 1, wg: 8 };
+
+/// matmul_tn4_sg's tile for `rows` rows (see SG_TALL_TILE); `fallback` where they are not in 16s.
+pub fn tn4_sg_tile(rows: usize, fallback: Tile) -> Tile {
+    match rows {
+        r if r % 32 == 0 => Tile { tm: 32, nv: 1, wg: 8 },
+        r if r % 16 == 0 => Tile { tm: 16, nv: 2, wg: 8 },
+        _ => fallback,
+    }
+}
+
 /// Row counts per tile that the subgroup variants handle: tn4_tile_sg's, nt4_tile_sg's and
 /// nn4_tile_sg's.
 pub const TN4_SG_ROWS: &[u32] = &[4, 8, 16, 32];
@@ -586,8 +603,7 @@ pub fn matmul_nt4_images(
     let z = Batches { a_z: m * hw, b_z: n * hw, ..Batches::one() };
     let cols = Columns { hw, b_row: 0, b_img: 0, c_row: n, c_img: 0 };
     let p = gemm_params(gpu, (m, n, images), Strides { row: hw, col: 1 }, Strides { row: 1, col: hw }, false, cols, z);
-    // 8 rows: 16 (two broadcast rounds) was no faster in the training step (two profiled pairs)
-    let spec = spec_sg(gpu, tile, Matmul::Nt4Images, MatmulSubgroup::Nt4ImagesSg, &[8]);
+    let spec = spec_sg(gpu, tile, Matmul::Nt4Images, MatmulSubgroup::Nt4ImagesSg, NT4_SG_ROWS);
     let mut l = gpu.launch("gemm.nt4_images", &spec, &p, &[a, b, c], tile.grid(m, n, 1));
     l.flops = 2.0 * (m * n * images * hw) as f64;
     l

@@ -167,8 +167,13 @@ fn conv_awkward_shapes() {
         // pixels in fours) or, on 15 pixels, from NHWC copies of dy and x (matmul_tn4)
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 3, cin: 12, h: 3, w: 5, cout: 8, groups: 1, k: 1, stride: 1 },
-        // (matmul_nt4_images with ragged row and column tiles, 8 x 8)
+        // (matmul_nt4_images with ragged row and column tiles, 8 x 8 or 16 x 4)
         ConvShape { n: 3, cin: 12, h: 4, w: 2, cout: 20, groups: 1, k: 1, stride: 1 },
+        // with subgroups the input gradient's rows (64 input channels) in 32-row tiles, the
+        // weight gradient's (20 output channels) in a ragged 16-row tile; a dense layer of 48
+        // outputs, whose weight gradient takes 16 x 8 tiles
+        ConvShape { n: 3, cin: 64, h: 2, w: 2, cout: 20, groups: 1, k: 1, stride: 1 },
+        ConvShape { n: 5, cin: 20, h: 1, w: 1, cout: 48, groups: 1, k: 1, stride: 1 },
         // (their transposed weights bind as a uniform buffer up to 16384 values, here not)
         ConvShape { n: 2, cin: 136, h: 2, w: 2, cout: 128, groups: 1, k: 1, stride: 1 },
         // a weight gradient in 3 chunks of the pixels (the last ragged), each chunk's dy read

@@ -96,9 +96,14 @@ fn plain_matmul_with_transposed_operands() {
         assert_close(&format!("matmul {m}x{n}x{k}"), &read(&c1), &want, REDUCTION_TOL);
         assert_close(&format!("matmul transposed {m}x{n}x{k}"), &read(&c2), &want, REDUCTION_TOL);
         // the vec4 kernels where their layout allows, with every tile shape the benches try
-        for tile in
-            [dense::DENSE_TILE, gemm::Tile { tm: 4, nv: 1, wg: 8 }, gemm::Tile { tm: 8, nv: 2, wg: 8 }, gemm::Tile { tm: 16, nv: 2, wg: 8 }]
-        {
+        for tile in [
+            dense::DENSE_TILE,
+            gemm::Tile { tm: 4, nv: 1, wg: 8 },
+            gemm::Tile { tm: 8, nv: 2, wg: 8 },
+            gemm::Tile { tm: 16, nv: 2, wg: 8 },
+            gemm::SG_TALL_TILE,
+            gemm::Tile { tm: 32, nv: 1, wg: 8 },
+        ] {
             if n % 4 == 0 {
                 let c = g.zeros(&[m, n], "c_nn4");
                 g.run(&[gemm::matmul_nn4(g, tile, (m, n, k), (&at, gemm::Strides::rows(k)), &bt, gemm::Columns::matrix(n), &c)]).unwrap();
