@@ -238,6 +238,8 @@ fn conv_on_tiny_maps_as_dense_gemms() {
         // SPGNet's stage 2 at 32x32 input: 2x2 maps, G = 6, 16 channels per group, a batch
         // that leaves a ragged row tile
         ConvShape { n: 37, cin: 96, h: 2, w: 2, cout: 96, groups: 6, k: 3, stride: 1 },
+        // 16 rows of Wt per group (the weight gradient's 16 x 8 tiles with subgroups)
+        ConvShape { n: 5, cin: 24, h: 2, w: 2, cout: 24, groups: 6, k: 3, stride: 1 },
         // ragged output channels per group (rows of Wt not in fours), batch 1
         ConvShape { n: 1, cin: 24, h: 2, w: 2, cout: 30, groups: 6, k: 3, stride: 1 },
         // stage 3's first conv1: 2x2 -> 1x1 with stride 2 (4 of 9 taps live)
