@@ -44,11 +44,17 @@ fn reduce_pair(lid: u32) {
     workgroupBarrier();
 }
 
-// First V of image n's plane of channel c, and the plane's length in V.
+// First V of image n's plane of channel c, and the plane's length in V: PLANE_V where the
+// host knew it when it built the pipeline (short planes, see PLANE_V_MAX), so that the loops over a
+// plane have a constant trip count and are unrolled (lavapipe then carries no value through
+// them: no per-trip mask bookkeeping or masked stores); else from the uniform.
 fn plane(n: u32, c: u32) -> u32 {
     return (n * p.c + c) * plane_len();
 }
 fn plane_len() -> u32 {
+    if (PLANE_V > 0u) {
+        return PLANE_V;
+    }
     return p.hw / VW;
 }
 // The same plane in the (possibly wider) buffer of the forward's y or the backward's dy.
@@ -91,37 +97,6 @@ fn normalise_plane(n: u32, c: u32, mean: f32, invstd: f32, gamma: f32, beta: f32
     for (var j = 0u; j < plane_len(); j++) {
         normalise_at(b + j, o + j, mean, invstd, gamma, beta);
     }
-}
-
-// A lane's walk over all of channel c's values in one loop, image by image: lavapipe pays
-// for a nested loop (its mask bookkeeping and the masked stores of every value the inner
-// loop carries) about as much as for the loads of a 2x2 map's plane, so the *_by_channel
-// kernels step (image, V) with selects instead. `at` indexes x (and dx), `io` y (or dy).
-struct Walk {
-    at: u32, io: u32, j: u32, last: bool,
-}
-
-fn walk_start(c: u32) -> Walk {
-    return Walk(plane(0u, c), io_plane(0u, c), 0u, plane_len() == 1u);
-}
-
-// The next V; `last` says whether it ends its image's plane.
-fn walk_step(w: Walk) -> Walk {
-    let len = plane_len();
-    let j = select(w.j + 1u, 0u, w.last);
-    return Walk(select(w.at + 1u, w.at + 1u + (p.c - 1u) * len, w.last),
-                select(w.io + 1u, w.io + 1u + (p.io_total - 1u) * len, w.last), j, j + 1u == len);
-}
-
-// A sum over a channel in the order of a loop per image: the running sum of the current
-// plane, added to the channel's when the plane ends (Walk.last).
-struct PlaneSum {
-    channel: f32, plane: V,
-}
-
-fn plane_sum_add(a: PlaneSum, v: V, plane_ends: bool) -> PlaneSum {
-    let plane = a.plane + v;
-    return PlaneSum(select(a.channel, a.channel + total(plane), plane_ends), select(plane, V(0.0), plane_ends));
 }
 
 // Both statistics come from one pass over the values less a shift K, the mean of channel
@@ -180,18 +155,23 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.c) { return; }
     let m = p.n * p.hw;
     let shift = channel_shift(c);
-    var s = PlaneSum(0.0, V(0.0));
-    var q = PlaneSum(0.0, V(0.0));
-    var w = walk_start(c);
-    for (var t = 0u; t < p.n * plane_len(); t++) {
-        let d = ft_x[w.at] - V(shift);
-        s = plane_sum_add(s, d, w.last);
-        q = plane_sum_add(q, d * d, w.last);
-        w = walk_step(w);
+    var s = 0.0;
+    var q = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        var plane_s = V(0.0);
+        var plane_q = V(0.0);
+        for (var j = 0u; j < plane_len(); j++) {
+            let d = ft_x[b + j] - V(shift);
+            plane_s += d;
+            plane_q += d * d;
+        }
+        s += total(plane_s);
+        q += total(plane_q);
     }
-    let ds = s.channel / f32(m);
+    let ds = s / f32(m);
     let mean = ds + shift;
-    let var_b = max(q.channel / f32(m) - ds * ds, 0.0);
+    let var_b = max(q / f32(m) - ds * ds, 0.0);
     let invstd = 1.0 / sqrt(var_b + p.eps);
     ft_saved[c] = mean;
     ft_saved[p.c + c] = invstd;
@@ -200,10 +180,8 @@ fn forward_train_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     ft_running_var[c] = (1.0 - p.momentum) * ft_running_var[c] + p.momentum * unbiased;
     let gamma = ft_gamma[c];
     let beta = ft_beta[c];
-    w = walk_start(c);
-    for (var t = 0u; t < p.n * plane_len(); t++) {
-        normalise_at(w.at, w.io, mean, invstd, gamma, beta);
-        w = walk_step(w);
+    for (var n = 0u; n < p.n; n++) {
+        normalise_plane(n, c, mean, invstd, gamma, beta);
     }
 }
 
@@ -254,14 +232,9 @@ fn masked_grad(dy: V, xhat: V, gamma: f32, beta: f32) -> V {
 
 // The incoming gradient at V j of image n's plane of channel c (see Bn.io_total, Bn.dy_sum).
 fn incoming(n: u32, c: u32, j: u32) -> V {
-    return incoming_at(plane(n, c) + j, io_plane(n, c) + j);
-}
-
-// The same at dx index i, dy index o.
-fn incoming_at(i: u32, o: u32) -> V {
-    let g = bw_dy[o];
+    let g = bw_dy[io_plane(n, c) + j];
     if (p.dy_sum != 0u) {
-        return g + bw_dy2[i];
+        return g + bw_dy2[plane(n, c) + j];
     }
     return g;
 }
@@ -314,27 +287,31 @@ fn backward_by_channel(@builtin(global_invocation_id) gid: vec3<u32>) {
     let invstd = bw_saved[p.c + c];
     let gamma = bw_gamma[c];
     let beta = bw_beta[c];
-    var sum_g = PlaneSum(0.0, V(0.0));
-    var sum_gx = PlaneSum(0.0, V(0.0));
-    var w = walk_start(c);
-    for (var t = 0u; t < p.n * plane_len(); t++) {
-        let xhat = (bw_x[w.at] - V(mean)) * invstd;
-        let g = masked_grad(incoming_at(w.at, w.io), xhat, gamma, beta);
-        sum_g = plane_sum_add(sum_g, g, w.last);
-        sum_gx = plane_sum_add(sum_gx, g * xhat, w.last);
-        w = walk_step(w);
+    var dbeta = 0.0;
+    var dgamma = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        var plane_g = V(0.0);
+        var plane_gx = V(0.0);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
+            plane_g += g;
+            plane_gx += g * xhat;
+        }
+        dbeta += total(plane_g);
+        dgamma += total(plane_gx);
     }
-    let dbeta = sum_g.channel;
-    let dgamma = sum_gx.channel;
     bw_dbeta[c] = dbeta;
     bw_dgamma[c] = dgamma;
     let m = f32(p.n * p.hw);
-    w = walk_start(c);
-    for (var t = 0u; t < p.n * plane_len(); t++) {
-        let xhat = (bw_x[w.at] - V(mean)) * invstd;
-        let g = masked_grad(incoming_at(w.at, w.io), xhat, gamma, beta);
-        bw_dx[w.at] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
-        w = walk_step(w);
+    for (var n = 0u; n < p.n; n++) {
+        let b = plane(n, c);
+        for (var j = 0u; j < plane_len(); j++) {
+            let xhat = (bw_x[b + j] - V(mean)) * invstd;
+            let g = masked_grad(incoming(n, c, j), xhat, gamma, beta);
+            bw_dx[b + j] = gamma * invstd / m * (m * g - V(dbeta) - xhat * dgamma);
+        }
     }
 }
 

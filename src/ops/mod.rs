@@ -26,8 +26,8 @@ pub fn all_kernels() -> Vec<KernelSpec> {
     v.extend(conv::TinyKernel::ALL.iter().map(|&k| tile.spec(k)));
     v.extend(gemm::Matmul::ALL.iter().map(|&k| tile.spec(k)));
     v.extend(gemm::MatmulSubgroup::ALL.iter().map(|&k| gemm::SUBGROUP_TILE.spec(k)));
-    for vw in [1, 4] {
-        v.extend(batchnorm::Kernel::ALL.iter().map(|&k| batchnorm::spec(k, vw)));
+    for (vw, plane_v) in [(1, 0), (4, 0), (4, 4)] {
+        v.extend(batchnorm::Kernel::ALL.iter().map(|&k| batchnorm::spec(k, vw, plane_v)));
     }
     v.extend(elementwise::Kernel::ALL.iter().map(|&k| elementwise::spec(k, 1)));
     v.extend(elementwise::VECTORISED.iter().map(|&k| elementwise::spec(k, 4)));

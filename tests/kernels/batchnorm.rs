@@ -168,6 +168,9 @@ fn batchnorm_2d_and_1d() {
         (BnShape { n: 37, c: 5, hw: 4 }, false),
         (BnShape { n: 19, c: 3, hw: 16 }, true),
         (BnShape { n: 1, c: 2, hw: 4 }, true),
+        // planes of up to 4 V have their length built into the pipeline (PLANE_V); longer
+        // ones (17 V here, a lane per channel; 25 and 49 above) read it from the uniform
+        (BnShape { n: 3, c: 4, hw: 68 }, true),
         // more than BY_CHANNEL_MAX values per channel (8x24x256 above too): a workgroup per
         // channel with a tree reduction, scalar and vec4; the smaller ones take a lane per channel
         (BnShape { n: 40, c: 3, hw: 49 }, true),
