@@ -42,7 +42,14 @@ fn main() {
     let mut gemms: Vec<Vec<Launch>> = vec![];
     for k in [576, 256] {
         let (a, b, c) = (gpu.zeros_with_uniform_room(k * m, 0, "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
-        for t in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }] {
+        // the tiles of the plain kernels and the subgroup kernels' tall ones (gemm::SG_TALL_TILE)
+        for t in [
+            Tile { tm: 8, nv: 2, wg: 8 },
+            Tile { tm: 8, nv: 4, wg: 8 },
+            Tile { tm: 16, nv: 2, wg: 8 },
+            Tile { tm: 16, nv: 1, wg: 8 },
+            Tile { tm: 32, nv: 1, wg: 8 },
+        ] {
             gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::transposed(m)), &b, gemm::Columns::matrix(n), &c)]);
             gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::rows(k)), &b, gemm::Columns::matrix(n), &c)]);
             gemms.push(vec![gemm::matmul_nt4(&gpu, t, (m, n, k), &a, &b, &c)]);
@@ -72,7 +79,7 @@ fn main() {
         }
         eprintln!("round {} of {rounds}", round + 1);
     }
-    println!("best GEMM (64x4096 by k = 576 or 256: matmul_tn4, matmul_nn4, matmul_nt4, tiles 8 x 8, 8 x 16, 16 x 8; subgroups {}): median {:.2} GFLOP/s over {} runs", if gpu.subgroups { "on" } else { "off" }, median(best_gemm), rounds * kernels.len());
+    println!("best GEMM (64x4096 by k = 576 or 256: matmul_tn4, matmul_nn4, matmul_nt4, tiles 8 x 8, 8 x 16, 16 x 8, 16 x 4, 32 x 4; subgroups {}): median {:.2} GFLOP/s over {} runs", if gpu.subgroups { "on" } else { "off" }, median(best_gemm), rounds * kernels.len());
     println!("{:<34} {:>9} {:>22}", "kernel (with its transposes)", "GFLOP/s", "share of the GEMM beside it");
     for ((name, _), r) in kernels.iter().zip(&results) {
         let (g, share) = (median(r.iter().map(|x| x.0).collect()), median(r.iter().map(|x| x.1).collect()));
