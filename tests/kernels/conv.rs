@@ -167,6 +167,8 @@ fn conv_awkward_shapes() {
         // pixels in fours) or, on 15 pixels, from NHWC copies of dy and x (matmul_tn4)
         ConvShape { n: 3, cin: 12, h: 2, w: 6, cout: 8, groups: 1, k: 1, stride: 1 },
         ConvShape { n: 3, cin: 12, h: 3, w: 5, cout: 8, groups: 1, k: 1, stride: 1 },
+        // a wide 1x1 conv on 15 pixels: the transposed weights (forward_wt), 16-row tiles
+        ConvShape { n: 3, cin: 20, h: 3, w: 5, cout: 128, groups: 1, k: 1, stride: 1 },
         // (matmul_nt4_images with ragged row and column tiles, 8 x 8 or 16 x 4)
         ConvShape { n: 3, cin: 12, h: 4, w: 2, cout: 20, groups: 1, k: 1, stride: 1 },
         // with subgroups the input gradient's rows (64 input channels) in 32-row tiles, the
@@ -365,7 +367,10 @@ fn conv_bn_eval_fused_with_channel_slices() {
     // a linear layer as a 1x1 conv on 1x1 maps (fc + BatchNorm1d + ReLU of the head)
     let s = ConvShape { n: 5, cin: 33, h: 1, w: 1, cout: 70, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices::whole(&s), true, 4);
-    // wide 1x1 convs take the lanes-over-channels kernel: ragged rows and pixels, slices
+    // wide 1x1 convs on maps not in fours: with output channels in fours the transposed
+    // weights (forward_wt_bn), else the lanes-over-channels kernel: ragged rows and pixels, slices
+    let s = ConvShape { n: 3, cin: 20, h: 3, w: 5, cout: 128, groups: 1, k: 1, stride: 1 };
+    check_conv_bn_eval(s, conv::Slices { x_channels: 24, x_first: 4, y_channels: 132, y_first: 4 }, false, 23);
     let s = ConvShape { n: 3, cin: 21, h: 3, w: 5, cout: 130, groups: 1, k: 1, stride: 1 };
     check_conv_bn_eval(s, conv::Slices { x_channels: 25, x_first: 2, y_channels: 131, y_first: 1 }, true, 5);
     let s = ConvShape { n: 7, cin: 40, h: 1, w: 1, cout: 200, groups: 2, k: 1, stride: 1 };
