@@ -4,26 +4,17 @@
 
 use super::batchnorm::BnEval;
 use super::gemm::{
-    a_rows_by_subgroup, by_subgroup, by_uniform_row_blocks, matmul_bn_cols, matmul_nn4, matmul_nt4, matmul_nt4_bn, tn4_sg_tile, transposed,
-    transposed_weight, Batches, Columns, Strides, Tile, NT4_SG_ROWS, SG_TALL_TILE,
+    a_rows_by_subgroup, by_subgroup, by_uniform_row_blocks, matmul_bn_cols, matmul_nn4, matmul_nt4, matmul_nt4_bn, tall_tile, tn4_tile,
+    transposed, transposed_weight, Batches, Columns, Strides, Tile, NT4_SG_ROWS, SG_TALL_TILE,
 };
 use crate::gpu::{Gpu, Launch, Tensor};
 
 /// The dense kernels' tiles without subgroups (benches/tiles.rs dn_*, the head's 1024x1024
 /// and conv_last's 384->1024 at batch 64): the forward (matmul_nt4) wants 16 rows x 8 columns
 /// per lane, the two gradients (matmul_nn4) 8 x 8, 1.3-2x faster there than 16 x 8. With
-/// subgroups the broadcast GEMMs take tall tiles (gemm::SG_TALL_TILE, gemm::tn4_sg_tile).
+/// subgroups the broadcast GEMMs take tall tiles (gemm::tall_tile, gemm::tn4_tile).
 pub const DENSE_TILE: Tile = Tile { tm: 16, nv: 2, wg: 8 };
 pub const DENSE_GRADIENT_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
-
-/// `tile`, or the broadcast GEMMs' tall tile where the adapter has subgroups.
-fn tall_with_subgroups(gpu: &Gpu, tile: Tile) -> Tile {
-    if gpu.subgroups {
-        SG_TALL_TILE
-    } else {
-        tile
-    }
-}
 
 /// A dense layer y[batch, out] = x[batch, in] w[out, in]^T with in % 4 == 0: its forward,
 /// input gradient and weight gradient as vec4 GEMMs (a 1x1 conv on 1x1 maps is one too).
@@ -37,7 +28,7 @@ pub fn forward(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tensor,
     // reads a transposed copy, so no copy is made: the head's 1024 -> 1024 layer (forward and
     // backward) 22.6-30.9 -> 16.1-17.3 ms per step in two profiled pairs.
     if ![batch, fin, fout].iter().all(|v| v % 4 == 0) || by_subgroup(gpu, DENSE_TILE, NT4_SG_ROWS) {
-        return vec![matmul_nt4(gpu, tall_with_subgroups(gpu, DENSE_TILE), (batch, fout, fin), x, w, y)];
+        return vec![matmul_nt4(gpu, tall_tile(gpu, DENSE_TILE), (batch, fout, fin), x, w, y)];
     }
     let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
     if let Some(blocks) = by_uniform_row_blocks(gpu, DENSE_GRADIENT_TILE, (batch, fout, fin), x, &wt, Columns::matrix(fout), y) {
@@ -55,7 +46,7 @@ pub fn forward_bn(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), x: &Tens
     // as dense_forward: with subgroups x and w are read as they lie (inference +6-12% in three
     // pairs of `spgnet bench`)
     if fout % 4 != 0 || by_subgroup(gpu, DENSE_TILE, NT4_SG_ROWS) {
-        return vec![matmul_nt4_bn(gpu, tall_with_subgroups(gpu, DENSE_TILE), (batch, fout, fin), x, w, bn, y)];
+        return vec![matmul_nt4_bn(gpu, tall_tile(gpu, DENSE_TILE), (batch, fout, fin), x, w, bn, y)];
     }
     let (wt, lw) = transposed_weight(gpu, (fout, fin), w);
     let mut launches = vec![lw];
@@ -95,10 +86,14 @@ pub fn backward_data(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &
 
 /// dw[out, in] = dy[batch, out]^T x[batch, in]
 pub fn backward_weight(gpu: &Gpu, (batch, fin, fout): (usize, usize, usize), dy: &Tensor, x: &Tensor, dw: &Tensor) -> Launch {
-    // dy is read as row quads (matmul_tn4) where out comes in fours
-    let tile = match gpu.subgroups && fout % 4 == 0 {
-        true => tn4_sg_tile(fout, DENSE_GRADIENT_TILE),
-        false => DENSE_GRADIENT_TILE,
-    };
-    matmul_nn4(gpu, tile, (fout, fin, batch), (dy, Strides::transposed(fout)), x, Columns::matrix(fin), dw)
+    // dy is read as row quads (matmul_tn4)
+    matmul_nn4(
+        gpu,
+        tn4_tile(gpu, fout, DENSE_GRADIENT_TILE),
+        (fout, fin, batch),
+        (dy, Strides::transposed(fout)),
+        x,
+        Columns::matrix(fin),
+        dw,
+    )
 }

@@ -165,12 +165,23 @@ pub fn by_subgroup(gpu: &Gpu, tile: Tile, rows: &[u32]) -> bool {
 /// SPGNet's 1x1 convs and dense layers (docs/benchmarks.md): 1.1-1.8x.
 pub const SG_TALL_TILE: Tile = Tile { tm: 16, nv: 1, wg: 8 };
 
-/// matmul_tn4_sg's tile for `rows` rows (see SG_TALL_TILE); `fallback` where they are not in 16s.
-pub fn tn4_sg_tile(rows: usize, fallback: Tile) -> Tile {
+/// The tile of a GEMM that runs on matmul_nn4_sg, matmul_nt4_sg or matmul_nt4_images_sg where
+/// the adapter has subgroups: SG_TALL_TILE there, else `plain` (the plain kernels' own).
+pub fn tall_tile(gpu: &Gpu, plain: Tile) -> Tile {
+    if gpu.subgroups {
+        SG_TALL_TILE
+    } else {
+        plain
+    }
+}
+
+/// matmul_tn4's tile for `rows` rows: with subgroups 32 x 4 where they come in 32s, 16 x 8
+/// in 16s (see SG_TALL_TILE); else, and without subgroups, `plain`.
+pub fn tn4_tile(gpu: &Gpu, rows: usize, plain: Tile) -> Tile {
     match rows {
-        r if r % 32 == 0 => Tile { tm: 32, nv: 1, wg: 8 },
-        r if r % 16 == 0 => Tile { tm: 16, nv: 2, wg: 8 },
-        _ => fallback,
+        r if gpu.subgroups && r % 32 == 0 => Tile { tm: 32, nv: 1, wg: 8 },
+        r if gpu.subgroups && r % 16 == 0 => Tile { tm: 16, nv: 2, wg: 8 },
+        _ => plain,
     }
 }
 

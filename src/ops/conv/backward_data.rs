@@ -14,7 +14,7 @@ pub fn backward_data_sharing(gpu: &Gpu, s: &ConvShape, dy: &Tensor, w: &Tensor, 
         return dense::backward_data(gpu, d, dy, w, dx);
     }
     if pointwise(s).is_some() {
-        return vec![backward_data_pointwise(gpu, s, pointwise_backward_data_tile(gpu, s.cin), dy, w, dx)];
+        return vec![backward_data_pointwise(gpu, s, tn4_tile(gpu, s.cin, POINTWISE_TILE), dy, w, dx)];
     }
     if depthwise(s) {
         return vec![backward_data_depthwise(gpu, s, dy, w, dx)];

@@ -17,7 +17,7 @@ pub fn forward_sharing(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Ten
         return unshared(dense::forward(gpu, d, x, w, y));
     }
     if pointwise(s).is_some() {
-        return unshared(forward_pointwise(gpu, s, pointwise_tile(gpu), x, w, y));
+        return unshared(forward_pointwise(gpu, s, tall_tile(gpu, POINTWISE_TILE), x, w, y));
     }
     if depthwise(s) {
         return unshared(vec![forward_depthwise(gpu, s, Slices::whole(s), x, w, None, y)]);
@@ -44,7 +44,7 @@ pub fn forward_bn(gpu: &Gpu, s: &ConvShape, sl: Slices, x: &Tensor, w: &Tensor, 
         return dense::forward_bn(gpu, d, x, w, bn, y);
     }
     if let (Some(_), true) = (pointwise(s), sl == Slices::whole(s)) {
-        return forward_pointwise_bn(gpu, s, pointwise_tile(gpu), x, w, bn, y);
+        return forward_pointwise_bn(gpu, s, tall_tile(gpu, POINTWISE_TILE), x, w, bn, y);
     }
     if depthwise(s) {
         return vec![forward_depthwise(gpu, s, sl, x, w, Some(bn), y)];

@@ -20,7 +20,7 @@ pub use tiny::*;
 
 use super::batchnorm::EPS;
 use super::dense;
-use super::gemm::{a_rows_by_subgroup, matmul_nt4_images, transpose_each, transposed_each, Tile};
+use super::gemm::{a_rows_by_subgroup, matmul_nt4_images, tall_tile, tn4_tile, transpose_each, transposed_each, Tile};
 use crate::gpu::{grid_1d, Entry, Gpu, KernelSpec, Launch, Source, Tensor};
 use std::sync::Arc;
 

@@ -3,32 +3,12 @@
 
 use super::*;
 use crate::ops::batchnorm::BnEval;
-use crate::ops::gemm::{tn4_sg_tile, SG_TALL_TILE};
 
 /// Without subgroups (benches/tiles.rs pw_*): 8 rows x 8 pixels per lane was the best of
 /// seven tiles for the 1x1 convs of stages 1 and 2 (1.2-1.6x over the scalar conv kernels'
-/// best there).
+/// best there). With subgroups the forward and weight gradient take gemm::tall_tile, the input
+/// gradient (the weights read as row quads over the cin rows) gemm::tn4_tile.
 pub const POINTWISE_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
-
-/// The tiles of the forward and weight gradient: with subgroups the tall one of the
-/// broadcast GEMMs (gemm::SG_TALL_TILE).
-pub fn pointwise_tile(gpu: &Gpu) -> Tile {
-    if gpu.subgroups {
-        SG_TALL_TILE
-    } else {
-        POINTWISE_TILE
-    }
-}
-
-/// The input gradient's tile: its A (the weights, transposed) is read as row quads
-/// (matmul_tn4_sg, see gemm::tn4_sg_tile) over the `cin` rows.
-pub fn pointwise_backward_data_tile(gpu: &Gpu, cin: usize) -> Tile {
-    if gpu.subgroups {
-        tn4_sg_tile(cin, POINTWISE_TILE)
-    } else {
-        POINTWISE_TILE
-    }
-}
 
 /// The pointwise forward: y[n, co, p] = sum over ci of w[co, ci] x[n, ci, p]. With channels
 /// in fours it reads a transposed copy of w (matmul_tn4: 4x fewer loads of the weights); the
@@ -94,7 +74,7 @@ pub fn backward_weight_pointwise(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tens
     use super::super::gemm::{by_uniform_k_chunks, matmul_nn4, transpose_each, transposed_each, Columns, Strides};
     let hw = s.h * s.w;
     if hw.is_multiple_of(4) {
-        let mut l = matmul_nt4_images(gpu, pointwise_tile(gpu), (s.cout, s.cin, s.n, hw), dy, x, dw);
+        let mut l = matmul_nt4_images(gpu, tall_tile(gpu, POINTWISE_TILE), (s.cout, s.cin, s.n, hw), dy, x, dw);
         l.label = "conv1x1.backward_weight".into();
         return vec![l];
     }

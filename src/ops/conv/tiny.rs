@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ops::batchnorm::BnEval;
-use crate::ops::gemm::{tn4_sg_tile, SG_TALL_TILE};
+use crate::ops::gemm::SG_TALL_TILE;
 
 /// Convs on tiny maps (at most 16 input and 4 output pixels: SPGNet's 2x2 stage and the
 /// stride-2 convs into 1x1) run as dense GEMMs per group: such a conv is the matrix
@@ -32,7 +32,7 @@ pub(super) fn tiny_input_pixel(s: &ConvShape, op: usize, t: usize) -> Option<usi
 /// Tiles of the tiny-map GEMMs without subgroups (64 x 64 x 64 per group in stage 2 at batch
 /// 64), the best of six tried on that shape in benches/kernels.rs (16x8 was 1.2-1.6x slower
 /// in every direction). With subgroups the broadcast GEMMs' tall tiles (gemm::SG_TALL_TILE,
-/// gemm::tn4_sg_tile): on stage 2's 96 channels in 6 groups at 2x2, the forward 1.1x, the
+/// gemm::tn4_tile): on stage 2's 96 channels in 6 groups at 2x2, the forward 1.1x, the
 /// input gradient 1.3-1.6x, the weight gradient 2x (three runs of each tile).
 pub const TINY_FORWARD_TILE: Tile = Tile { tm: 8, nv: 2, wg: 8 };
 
@@ -96,7 +96,7 @@ pub(super) fn forward_tiny_sharing(
         accumulate: false,
     };
     let bn = bn.map(|bn| (bn, ohw));
-    let tile = if gpu.subgroups { SG_TALL_TILE } else { TINY_FORWARD_TILE };
+    let tile = tall_tile(gpu, TINY_FORWARD_TILE);
     let mut l = matmul_nt4_strided(gpu, tile, (s.n, rows, cols), (x, sl.x_channels * hw), (&wt, cols), (y, sl.y_channels * ohw), z, bn);
     l.label = if bn.is_some() { "conv.tiny.forward_bn" } else { "conv.tiny.forward" }.into();
     l.flops = 2.0 * s.macs();
@@ -135,11 +135,8 @@ pub fn backward_weight_tiny(gpu: &Gpu, s: &ConvShape, dy: &Tensor, x: &Tensor, d
     let dwt = gpu.zeros(&[s.groups * rows, cols], "conv weight gradient as a matrix (tiny map)");
     let z = Batches { count: s.groups, a_z: rows, b_z: cols, c_z: rows * cols, a_off: 0, c_off: 0, accumulate: false };
     let layout = Columns { hw: cols, b_row: s.cin * hw, b_img: 0, c_row: cols, c_img: 0 };
-    // dy read as row quads (matmul_tn4) where the rows come in fours
-    let tile = match gpu.subgroups && rows % 4 == 0 {
-        true => tn4_sg_tile(rows, TINY_GRADIENT_TILE),
-        false => TINY_GRADIENT_TILE,
-    };
+    // dy read as row quads (matmul_tn4)
+    let tile = tn4_tile(gpu, rows, TINY_GRADIENT_TILE);
     let mut l = matmul_nn4_batched(gpu, tile, (rows, cols, s.n), (dy, Strides::transposed(s.cout * ohw)), x, layout, z, &dwt);
     l.label = "conv.tiny.backward_weight".into();
     l.flops = 2.0 * s.macs();
