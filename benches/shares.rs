@@ -42,14 +42,10 @@ fn main() {
     let mut gemms: Vec<Vec<Launch>> = vec![];
     for k in [576, 256] {
         let (a, b, c) = (gpu.zeros_with_uniform_room(k * m, 0, "a"), gpu.zeros(&[k, n], "b"), gpu.zeros(&[m, n], "c"));
-        // the tiles of the plain kernels and the subgroup kernels' tall ones (gemm::SG_TALL_TILE)
-        for t in [
-            Tile { tm: 8, nv: 2, wg: 8 },
-            Tile { tm: 8, nv: 4, wg: 8 },
-            Tile { tm: 16, nv: 2, wg: 8 },
-            Tile { tm: 16, nv: 1, wg: 8 },
-            Tile { tm: 32, nv: 1, wg: 8 },
-        ] {
+        // the tiles of the plain kernels and the subgroup kernels' tall ones (16 x 4, and
+        // matmul_tn4_sg's 32 x 4 for rows in 32s)
+        let tall = [gemm::SG_TALL_TILE, Tile { tm: 32, nv: 1, wg: 8 }];
+        for t in [Tile { tm: 8, nv: 2, wg: 8 }, Tile { tm: 8, nv: 4, wg: 8 }, Tile { tm: 16, nv: 2, wg: 8 }].into_iter().chain(tall) {
             gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::transposed(m)), &b, gemm::Columns::matrix(n), &c)]);
             gemms.push(vec![gemm::matmul_nn4(&gpu, t, (m, n, k), (&a, Strides::rows(k)), &b, gemm::Columns::matrix(n), &c)]);
             gemms.push(vec![gemm::matmul_nt4(&gpu, t, (m, n, k), &a, &b, &c)]);

@@ -238,9 +238,10 @@ pub fn forward_eval(
     affine: (&Tensor, &Tensor),
     y: &Tensor,
 ) -> Launch {
+    let vw = vector_width(s);
     gpu.launch(
         "bn.apply_eval",
-        &spec(Kernel::ApplyEval, vector_width(s), plane_v(s, vector_width(s))),
+        &spec(Kernel::ApplyEval, vw, plane_v(s, vw)),
         &p.buffer,
         &[x, running.0, running.1, affine.0, affine.1, y],
         per_image_grid(s),
