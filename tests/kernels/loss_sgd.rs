@@ -37,8 +37,9 @@ fn softmax_cross_entropy() {
 fn sgd_momentum_weight_decay_and_ema() {
     let g = gpu();
     let mut r = rng(900);
-    // vec4s and a tail of 3; vec4s only; a tail only
-    for len in [10_007, 10_000, 3] {
+    // vec4s and a tail of 3; vec4s only; a tail only; many workgroups (512 vec4s each) and
+    // part of one, with a tail; whole workgroups only
+    for len in [10_007, 10_000, 3, 3 * 16_384 + 4_099, 4 * 16_384] {
         let p0 = random(&mut r, len);
         let v0 = random(&mut r, len);
         let grad = random(&mut r, len);
