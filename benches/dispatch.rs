@@ -8,6 +8,15 @@ use std::time::Instant;
 
 const DISPATCHES: usize = 400;
 
+/// Each lane adds 1 to its value; LANES lanes a workgroup (appended per pipeline).
+const ADD_ONE: &str = "struct P { len: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(LANES) fn add_one(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.len) { out[gid.x] = out[gid.x] + 1.0; }
+}
+";
+
 /// Microseconds per dispatch of `launches`, best of seven runs after a warm-up.
 fn us_per_dispatch(gpu: &Gpu, launches: &[Launch]) -> f64 {
     gpu.run(launches).unwrap();
@@ -26,20 +35,15 @@ fn main() {
     eprintln!("adapter: {}", gpu.describe());
     println!("lanes  workgroups  us/dispatch (one buffer)  (a buffer each)");
     for lanes in [8u32, 64] {
-        let source = format!(
-            "struct P {{ len: u32, _a: u32, _b: u32, _c: u32 }}\n\
-             @group(0) @binding(0) var<uniform> p: P;\n\
-             @group(0) @binding(1) var<storage, read_write> out: array<f32>;\n\
-             @compute @workgroup_size({lanes}) fn add_one(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
-             if (gid.x < p.len) {{ out[gid.x] = out[gid.x] + 1.0; }}\n}}\n"
-        );
+        // The lane count as a pipeline constant: pipelines are cached by (file, entry, constants).
         let spec = KernelSpec {
             file: "dispatch.wgsl",
-            source: Box::leak(source.into_boxed_str()),
+            source: ADD_ONE,
             entry: "add_one",
             bindings: vec![Access::ReadWrite],
             constants: String::new(),
-        };
+        }
+        .with_const("LANES", lanes);
         for groups in [1u32, 4, 16, 64, 256] {
             let len = (groups * lanes) as usize;
             let params = gpu.params(&[len as u32, 0, 0, 0]);
